@@ -1,0 +1,1 @@
+"""ducklake-infra: provisioner and conformance suite for the DuckLake stack."""
