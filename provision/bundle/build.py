@@ -1,0 +1,204 @@
+"""``ducklake-infra bundle build|status``: the registry-free bring-up.
+
+Order: host (Docker engine, packages) -> Go tools -> Debian rootfs images ->
+privileged-container check -> node component images -> node image -> stack
+images -> MinIO chart. Each step is skipped when its stamp says it is current,
+so a warm re-run only inspects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from provision import host
+from provision.bundle import gobuild
+from provision.bundle import images as I
+from provision.bundle import layout as L
+from provision.bundle import nodeimage, pins
+from provision.errors import DucklakeInfraError
+from provision.progress import Progress
+from provision.runner import Runner
+
+HOST_TOOLS = ("kind", "helm", "kubectl", "crictl", "minio", "mc")
+
+
+def module_dir(runner: Runner, module: str, version: str) -> Path:
+    res = runner.run(["go", "mod", "download", "-json", f"{module}@{version}"], timeout=900,
+                     env={"GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}, mutating=False)
+    return Path(json.loads(res.stdout)["Dir"])
+
+
+def build_pause(runner: Runner, k8s_dir: Path, out: Path) -> None:
+    stamp = out.with_name(".pause.stamp")
+    want = f"{pins.K8S_VERSION} {pins.PAUSE_VERSION}"
+    if out.exists() and stamp.exists() and stamp.read_text() == want:
+        return
+    runner.run(["gcc", "-Os", "-Wall", "-Werror", "-static",
+                f"-DVERSION=v{pins.PAUSE_VERSION}-ducklake", "-o", str(out),
+                str(k8s_dir / "build/pause/linux/pause.c")], timeout=300)
+    stamp.write_text(want)
+
+
+def copy_if_changed(src: Path, dst: Path) -> None:
+    if dst.exists() and dst.stat().st_size == src.stat().st_size and \
+            dst.stat().st_mtime >= src.stat().st_mtime:
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_suffix(".tmp")
+    shutil.copy2(src, tmp)
+    tmp.chmod(0o755)
+    tmp.replace(dst)
+
+
+def build_minio_chart(minio_dir: Path, lay: L.Layout) -> bool:
+    dst = lay.chart("minio")
+    src = minio_dir / "helm" / "minio"
+    chart_yaml = (src / "Chart.yaml").read_text()
+    if f"version: {pins.MINIO_CHART_VERSION}" not in chart_yaml:
+        raise DucklakeInfraError(f"MinIO module's helm/minio is not chart {pins.MINIO_CHART_VERSION}")
+    if dst.exists() and (dst / "Chart.yaml").read_text() == chart_yaml:
+        return False
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    for p in dst.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return True
+
+
+def build(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool = False) -> None:
+    host.check_root()
+    lay.root.mkdir(parents=True, exist_ok=True)
+    host.check_disk(lay.root, need_gb=5 if (lay.root / "bundle.json").exists() else host.MIN_FREE_GB)
+    if not skip_host:
+        host.prepare(runner, progress, lay.logs, probe_image=None)
+    if not runner.which("go"):
+        raise DucklakeInfraError("the go toolchain is needed to build the bundle "
+                                 "(install Go 1.24+ and put it on PATH)")
+    bins = lay.node_bin
+    for tool in pins.GO_TOOLS:
+        with progress.step(f"go build {tool.name} {tool.version}") as info:
+            if gobuild.is_built(tool, bins, gobuild.go_version(runner)):
+                info["note"] = "cached"
+            else:
+                gobuild.build_tool(runner, tool, lay.gowork, bins)
+    with progress.step("host tools into bin/"):
+        for t in HOST_TOOLS:
+            copy_if_changed(bins / t, lay.tool(t))
+    with progress.step(f"pause {pins.PAUSE_VERSION} (gcc -static)") as info:
+        k8s_dir = module_dir(runner, "k8s.io/kubernetes", pins.K8S_VERSION)
+        build_pause(runner, k8s_dir, bins / "pause")
+    kind_dir = module_dir(runner, "sigs.k8s.io/kind", pins.KIND_VERSION)
+    minio_dir = module_dir(runner, "github.com/minio/minio", pins.MINIO_VERSION)
+
+    for spec in I.ROOTFS_IMAGES:
+        with progress.step(f"image {spec.ref} (debootstrap)") as info:
+            info["note"] = "built" if I.build_rootfs_image(runner, lay, spec) else "cached"
+        if spec is I.DEBIAN_BASE and not skip_host:
+            host.prepare(runner, Progress(quiet=True), lay.logs, probe_image=spec.ref)
+
+    sources = {b: bins / b for b in ("kube-apiserver", "kube-controller-manager",
+                                     "kube-scheduler", "kube-proxy", "etcd", "coredns",
+                                     "pause", "local-path-provisioner", "minio", "mc")}
+    sources["ducklake-cni.sh"] = nodeimage.FILES / "ducklake-cni.sh"
+    sources["docker-entrypoint.sh"] = minio_dir / "dockerscripts" / "docker-entrypoint.sh"
+    node_images = nodeimage_component_refs()
+    for img in I.node_component_images() + I.stack_images():
+        with progress.step(f"image {img.ref}") as info:
+            info["note"] = "built" if I.build_binary_image(runner, img, sources) else "cached"
+    with progress.step(f"image {nodeimage.NODE_BASE_IMAGE} (debootstrap + kind base files)") as info:
+        info["note"] = "built" if nodeimage.build_node_base(runner, lay, kind_dir) else "cached"
+    with progress.step(f"image {L.NODE_IMAGE} (node assembly)") as info:
+        built = nodeimage.build_node_image(runner, lay, kind_dir, bins, node_images)
+        info["note"] = "built" if built else "cached"
+    with progress.step(f"chart minio {pins.MINIO_CHART_VERSION}") as info:
+        info["note"] = "copied" if build_minio_chart(minio_dir, lay) else "cached"
+    write_manifest(runner, lay)
+
+
+def nodeimage_component_refs() -> list[str]:
+    return [img.ref for img in I.node_component_images()]
+
+
+# --------------------------------------------------------------------------
+# status
+# --------------------------------------------------------------------------
+@dataclass
+class Artifact:
+    name: str
+    version: str
+    source: str
+    id: str | None
+    present: bool
+    size: int | None = None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def artifacts(runner: Runner, lay: L.Layout) -> list[Artifact]:
+    out: list[Artifact] = []
+    tools = {t.name: t for t in pins.GO_TOOLS}
+    for name in HOST_TOOLS:
+        t = tools.get(name) or tools["kubernetes"]
+        p = lay.tool(name)
+        out.append(Artifact(f"bin/{name}", t.version, f"go: {t.module}",
+                            _sha256(p) if p.exists() else None, p.exists(),
+                            p.stat().st_size if p.exists() else None))
+    for name in ("kubeadm", "kubelet"):
+        p = lay.node_bin / name
+        out.append(Artifact(f"node-bin/{name}", pins.K8S_VERSION, "go: k8s.io/kubernetes",
+                            _sha256(p) if p.exists() else None, p.exists(),
+                            p.stat().st_size if p.exists() else None))
+    docker_ok = host.docker_answers(runner)
+    image_rows = [(s.ref, f"debian {pins.DEBIAN_SUITE}: {' '.join(s.packages)}")
+                  for s in I.ROOTFS_IMAGES]
+    image_rows += [(i.ref, i.why) for i in I.node_component_images() + I.stack_images()]
+    image_rows += [(nodeimage.NODE_BASE_IMAGE, f"debian {pins.DEBIAN_SUITE} + kind {pins.KIND_VERSION} base files"),
+                   (L.NODE_IMAGE, f"kind node image, Kubernetes {pins.K8S_VERSION}")]
+    for ref, source in image_rows:
+        iid = I.image_id(runner, ref) if docker_ok else None
+        out.append(Artifact(f"image/{ref}", ref.rsplit(":", 1)[1], source, iid, iid is not None,
+                            I.image_size(runner, ref) if iid else None))
+    chart = lay.chart("minio") / "Chart.yaml"
+    out.append(Artifact("chart/minio", pins.MINIO_CHART_VERSION,
+                        f"go: github.com/minio/minio@{pins.MINIO_VERSION} helm/minio",
+                        _sha256(chart) if chart.exists() else None, chart.exists()))
+    return out
+
+
+def write_manifest(runner: Runner, lay: L.Layout) -> None:
+    data = {"artifacts": [asdict(a) for a in artifacts(runner, lay)]}
+    lay.manifest.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def status_table(arts: list[Artifact]) -> str:
+    rows = [("ARTIFACT", "VERSION", "PRESENT", "ID", "SOURCE")]
+    for a in arts:
+        ident = (a.id or "-")
+        ident = ident.replace("sha256:", "")[:12]
+        rows.append((a.name, a.version, "yes" if a.present else "MISSING", ident, a.source))
+    widths = [min(max(len(r[i]) for r in rows), 60) for i in range(4)]
+    lines = []
+    for r in rows:
+        lines.append("  ".join(r[i].ljust(widths[i])[:max(widths[i], 1)] for i in range(4))
+                     + "  " + r[4])
+    return "\n".join(lines)
+
+
+def status_json(arts: list[Artifact]) -> str:
+    return json.dumps({"artifacts": [{k: v for k, v in asdict(a).items() if k != "size"}
+                                     for a in arts]}, indent=2)
+
+
+__all__ = ["build", "artifacts", "status_table", "status_json", "subprocess"]
