@@ -1,0 +1,181 @@
+"""The HTTP API (FastAPI). Run with ``uvicorn ducklake_backend.app:create_app --factory``."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+from fastapi import FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from . import __version__
+from .config import Settings
+from .errors import ApiError, BadRequest, PayloadTooLarge, UnsupportedMediaType
+from .lake import CSV, PARQUET, Lake, body_is_parquet
+from .logs import configure_logging, redact, redactor
+from .sqlsafety import validate_dataset_name, validate_identifier
+
+log = logging.getLogger("ducklake_backend")
+
+_SPOOL_IN_MEMORY = 8 * 1024 * 1024
+
+
+class IngestRequest(BaseModel):
+    dataset: str = Field(description="name of a dataset uploaded with POST /datasets/{name}")
+    mode: Literal["create", "append"] = Field(default="create")
+
+
+class QueryRequest(BaseModel):
+    sql: str = Field(description="one read-only SELECT statement")
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": code, "detail": redact(message)})
+
+
+def _upload_format(name: str, content_type: str | None) -> str:
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media == CSV:
+        return CSV
+    if media in (PARQUET, "application/x-parquet"):
+        return PARQUET
+    if media == "application/octet-stream" and name.lower().endswith(".parquet"):
+        return PARQUET
+    raise UnsupportedMediaType(
+        f"unsupported content type {media or '(none)'!r}: use text/csv, application/vnd.apache.parquet, "
+        "or application/octet-stream with a .parquet dataset name"
+    )
+
+
+def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
+    settings = settings or Settings.from_env()
+    redactor.add(*settings.secret_values())
+    if configure_logs:
+        configure_logging(settings.log_level)
+    lake = Lake(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        log.info(
+            "starting",
+            extra={
+                "ctx_version": __version__,
+                "ctx_pg_host": settings.pg_host,
+                "ctx_s3_endpoint": settings.s3_endpoint,
+                "ctx_raw_bucket": settings.raw_bucket,
+                "ctx_lake_bucket": settings.lake_bucket,
+            },
+        )
+        yield
+        await run_in_threadpool(lake.close)
+
+    app = FastAPI(title="DuckLake backend", version=__version__, lifespan=lifespan)
+    app.state.lake = lake
+    app.state.settings = settings
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        level = logging.ERROR if exc.status_code >= 500 else logging.INFO
+        log.log(level, "request failed", extra={"ctx_path": request.url.path, "ctx_status": exc.status_code, "ctx_detail": exc.message})
+        return _error(exc.status_code, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
+        return _error(400, "bad_request", f"invalid request: {details}")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc, extra={"ctx_path": request.url.path})
+        return _error(500, "internal_error", f"internal error: {type(exc).__name__}")
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process is up and serving."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> JSONResponse:
+        """Readiness: a real catalog query (Postgres via DuckLake) and bucket access (S3)."""
+        checks: dict[str, str] = {}
+        for name, check in (("catalog", lake.check_catalog), ("storage", lake.check_storage)):
+            try:
+                check()
+                checks[name] = "ok"
+            except ApiError as exc:
+                checks[name] = redact(exc.message)
+        ready = all(v == "ok" for v in checks.values())
+        if not ready:
+            log.warning("not ready", extra={"ctx_checks": checks})
+        return JSONResponse(status_code=200 if ready else 503, content={"status": "ready" if ready else "not ready", "checks": checks})
+
+    @app.post("/datasets/{name}", status_code=201, tags=["datasets"])
+    async def upload_dataset(name: str, request: Request) -> dict[str, Any]:
+        """Upload a CSV or Parquet body to ``s3://<raw bucket>/<name>``."""
+        validate_dataset_name(name)
+        fmt = _upload_format(name, request.headers.get("content-type"))
+        limit = settings.max_upload_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"upload of {declared} bytes exceeds the limit of {limit} bytes")
+        spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
+        try:
+            size = 0
+            head = b""
+            tail = b""
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes")
+                if len(head) < 4:
+                    head += chunk[: 4 - len(head)]
+                tail = (tail + chunk)[-4:]
+                spool.write(chunk)
+            if size == 0:
+                raise BadRequest("empty upload")
+            if fmt == PARQUET and not body_is_parquet(head, tail):
+                raise BadRequest("body is not a Parquet file (missing PAR1 magic)")
+            spool.seek(0)
+            result = await run_in_threadpool(lake.upload, name, spool, size, fmt)
+        finally:
+            spool.close()
+        log.info("dataset uploaded", extra={"ctx_dataset": name, "ctx_bytes": size, "ctx_format": result["format"]})
+        return result
+
+    @app.post("/tables/{table}/ingest", tags=["tables"])
+    def ingest(table: str, body: IngestRequest) -> dict[str, Any]:
+        """Ingest a raw dataset into a DuckLake table (create or append), one snapshot per call."""
+        validate_identifier(table)
+        return lake.ingest(table, body.dataset, body.mode)
+
+    @app.get("/tables", tags=["tables"])
+    def tables() -> dict[str, Any]:
+        """Tables of the lake with their row counts."""
+        return {"tables": lake.list_tables()}
+
+    @app.get("/tables/{table}/rows", tags=["tables"])
+    def rows(
+        table: str,
+        limit: int = Query(100, ge=1, description="capped by DUCKLAKE_QUERY_ROW_LIMIT"),
+        snapshot: int | None = Query(None, ge=0, description="time travel: read the table AT (VERSION => snapshot)"),
+    ) -> dict[str, Any]:
+        validate_identifier(table)
+        return lake.rows(table, limit, snapshot)
+
+    @app.get("/tables/{table}/snapshots", tags=["tables"])
+    def snapshots(table: str) -> dict[str, Any]:
+        """DuckLake snapshots that created or changed the table."""
+        validate_identifier(table)
+        return lake.snapshots(table)
+
+    @app.post("/query", tags=["query"])
+    def query(body: QueryRequest) -> dict[str, Any]:
+        """Run one read-only SELECT (row limit and timeout apply); writes and DDL are refused."""
+        return lake.query(body.sql)
+
+    return app

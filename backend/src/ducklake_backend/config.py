@@ -1,0 +1,143 @@
+"""Configuration, read only from environment variables (see backend/README.md)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+class ConfigError(ValueError):
+    """A required variable is missing or a value cannot be parsed."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+    value = env.get(name)
+    if value is None or value == "":
+        if default is None:
+            raise ConfigError(f"{name} is required but not set")
+        return default
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int | None, minimum: int = 0) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def _endpoint(env: Mapping[str, str], name: str) -> str:
+    value = _get(env, name).strip()
+    if "://" in value or "/" in value:
+        raise ConfigError(f"{name} must be host:port without scheme or path, got {value!r}")
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"{name} must be host:port, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    pg_host: str
+    pg_port: int
+    pg_db: str
+    pg_user: str
+    pg_password: str = field(repr=False)
+    s3_endpoint: str
+    s3_access_key: str = field(repr=False)
+    s3_secret_key: str = field(repr=False)
+    s3_region: str = "us-east-1"
+    s3_use_ssl: bool = False
+    raw_bucket: str = "raw"
+    lake_bucket: str = "lake"
+    data_inlining_row_limit: int | None = None
+    query_row_limit: int = 1000
+    query_timeout_s: float = 30.0
+    max_upload_bytes: int = 100 * 1024 * 1024
+    commit_retries: int = 3
+    pg_connect_timeout_s: int = 5
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        return cls(
+            pg_host=_get(env, "DUCKLAKE_PG_HOST"),
+            pg_port=_int(env, "DUCKLAKE_PG_PORT", 5432, minimum=1),
+            pg_db=_get(env, "DUCKLAKE_PG_DB", "ducklake"),
+            pg_user=_get(env, "DUCKLAKE_PG_USER"),
+            pg_password=_get(env, "DUCKLAKE_PG_PASSWORD"),
+            s3_endpoint=_endpoint(env, "DUCKLAKE_S3_ENDPOINT"),
+            s3_access_key=_get(env, "DUCKLAKE_S3_ACCESS_KEY"),
+            s3_secret_key=_get(env, "DUCKLAKE_S3_SECRET_KEY"),
+            s3_region=_get(env, "DUCKLAKE_S3_REGION", "us-east-1"),
+            s3_use_ssl=_bool(env, "DUCKLAKE_S3_USE_SSL", False),
+            raw_bucket=_get(env, "DUCKLAKE_RAW_BUCKET", "raw"),
+            lake_bucket=_get(env, "DUCKLAKE_LAKE_BUCKET", "lake"),
+            data_inlining_row_limit=_int(env, "DUCKLAKE_DATA_INLINING_ROW_LIMIT", None),
+            query_row_limit=_int(env, "DUCKLAKE_QUERY_ROW_LIMIT", 1000, minimum=1),
+            query_timeout_s=_float(env, "DUCKLAKE_QUERY_TIMEOUT_S", 30.0),
+            max_upload_bytes=_int(env, "DUCKLAKE_MAX_UPLOAD_BYTES", 100 * 1024 * 1024, minimum=1),
+            commit_retries=_int(env, "DUCKLAKE_COMMIT_RETRIES", 3),
+            pg_connect_timeout_s=_int(env, "DUCKLAKE_PG_CONNECT_TIMEOUT_S", 5, minimum=1),
+            log_level=_get(env, "DUCKLAKE_LOG_LEVEL", "INFO").upper(),
+        )
+
+    def secret_values(self) -> list[str]:
+        """Values that must never appear in logs or error responses."""
+        return [v for v in (self.pg_password, self.s3_secret_key, self.s3_access_key) if v]
+
+    def pg_conninfo(self) -> str:
+        """libpq key/value string (contains the password: never log it)."""
+        parts = {
+            "dbname": self.pg_db,
+            "host": self.pg_host,
+            "port": str(self.pg_port),
+            "user": self.pg_user,
+            "password": self.pg_password,
+            "connect_timeout": str(self.pg_connect_timeout_s),
+        }
+        return " ".join(f"{k}={_libpq_quote(v)}" for k, v in parts.items())
+
+
+def _libpq_quote(value: str) -> str:
+    if value and all(c not in value for c in " '\\\t\n"):
+        return value
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"

@@ -1,0 +1,517 @@
+"""DuckDB/DuckLake access: one writer database and one read-only query database.
+
+Concurrency model
+-----------------
+* Two in-memory DuckDB database instances per process, created lazily:
+  the *writer* (DuckLake attached read-write) and the *reader* (the same
+  DuckLake attached ``READ_ONLY``, local and plain-HTTP file systems disabled)
+  used for user SQL from ``POST /query``.
+* Every request works on its own ``cursor()`` (a separate DuckDB connection to
+  the shared database instance), so requests never share a connection.
+* Writes (ingest) are serialised inside the process by a lock; commit
+  conflicts with other processes (other replicas) are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+
+import logging
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Callable, TypeVar
+
+import duckdb
+import urllib3
+from minio import Minio
+from minio.error import S3Error
+
+from . import extensions
+from .config import Settings
+from .errors import ApiError, BadRequest, Conflict, NotFound, QueryTimeout, Unavailable
+from .logs import redact
+from .sqlsafety import (
+    ensure_read_only_select,
+    quote_identifier,
+    sql_literal,
+    validate_dataset_name,
+    validate_identifier,
+)
+
+log = logging.getLogger("ducklake_backend.lake")
+
+CATALOG = "lake"
+SCHEMA = "main"
+CSV = "text/csv"
+PARQUET = "application/vnd.apache.parquet"
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def is_commit_conflict(exc: BaseException) -> bool:
+    """DuckLake reports concurrent-commit conflicts as TransactionException / 'conflict' messages."""
+    if isinstance(exc, duckdb.TransactionException):
+        return True
+    return isinstance(exc, duckdb.Error) and "conflict" in str(exc).lower()
+
+
+def retry_on_conflict(
+    fn: Callable[[], T],
+    retries: int,
+    *,
+    base_delay: float = 0.1,
+    max_delay: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+    what: str = "commit",
+) -> T:
+    """Run ``fn``; on a commit conflict retry up to ``retries`` times with
+    exponential backoff and jitter, then raise :class:`Conflict` (HTTP 409)."""
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - filtered below
+            if not is_commit_conflict(exc):
+                raise
+            if attempt >= retries:
+                raise Conflict(
+                    f"{what} conflicted with a concurrent DuckLake commit and still failed after "
+                    f"{retries} retries; retry the request later ({redact(str(exc)).splitlines()[0]})"
+                ) from exc
+            delay = min(max_delay, base_delay * (2**attempt)) * (0.5 + random.random() / 2)
+            attempt += 1
+            log.warning(
+                "commit conflict, retrying",
+                extra={"ctx_attempt": attempt, "ctx_retries": retries, "ctx_delay_s": round(delay, 3)},
+            )
+            sleep(delay)
+
+
+def to_jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, _dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        import base64
+
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [to_jsonable(v) for v in value]
+    return str(value)
+
+
+@dataclass
+class QueryResult:
+    columns: list[dict[str, str]]
+    rows: list[list[Any]]
+    truncated: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "columns": self.columns,
+            "rows": self.rows,
+            "row_count": len(self.rows),
+            "truncated": self.truncated,
+        }
+
+
+def fetch_limited(
+    cur: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: list[Any] | None,
+    limit: int,
+    timeout_s: float | None,
+) -> QueryResult:
+    """Run a SELECT on ``cur`` with at most ``limit`` rows and a timeout (interrupt)."""
+    timed_out = threading.Event()
+
+    def _interrupt() -> None:
+        timed_out.set()
+        cur.interrupt()
+
+    timer = threading.Timer(timeout_s, _interrupt) if timeout_s else None
+    if timer:
+        timer.daemon = True
+        timer.start()
+    try:
+        # The relation API applies the limit without pasting SQL text together.
+        rel = cur.sql(sql, params=params or None)
+        if rel is None:
+            raise BadRequest("the statement returns no rows")
+        rel = rel.limit(int(limit) + 1)
+        columns = [{"name": n, "type": str(t)} for n, t in zip(rel.columns, rel.types)]
+        raw = rel.fetchall()
+    except duckdb.InterruptException:
+        if timed_out.is_set():
+            raise QueryTimeout(f"query exceeded the time limit of {timeout_s:g}s and was cancelled") from None
+        raise
+    finally:
+        if timer:
+            timer.cancel()
+    if timed_out.is_set():
+        raise QueryTimeout(f"query exceeded the time limit of {timeout_s:g}s and was cancelled")
+    truncated = len(raw) > limit
+    rows = [[to_jsonable(v) for v in row] for row in raw[:limit]]
+    return QueryResult(columns, rows, truncated)
+
+
+def client_error_from_duckdb(exc: duckdb.Error) -> ApiError:
+    """Map a DuckDB error raised while running client-supplied input to an HTTP error."""
+    message = redact(str(exc))
+    if isinstance(exc, duckdb.CatalogException):
+        return NotFound(message)
+    if isinstance(exc, duckdb.IOException | duckdb.HTTPException):
+        return Unavailable(message)
+    if isinstance(
+        exc,
+        duckdb.ParserException
+        | duckdb.BinderException
+        | duckdb.ConversionException
+        | duckdb.InvalidInputException
+        | duckdb.ConstraintException
+        | duckdb.OutOfRangeException
+        | duckdb.TypeMismatchException
+        | duckdb.NotImplementedException
+        | duckdb.PermissionException,
+    ):
+        return BadRequest(message)
+    return ApiError(message)
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class Lake:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._init_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._writer: duckdb.DuckDBPyConnection | None = None
+        self._reader: duckdb.DuckDBPyConnection | None = None
+        self.s3 = self._make_s3(timeout=60.0, retries=2)
+        self.s3_probe = self._make_s3(timeout=5.0, retries=0)
+
+    # ---- setup
+
+    def _make_s3(self, timeout: float, retries: int) -> Minio:
+        s = self.settings
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout),
+            retries=urllib3.Retry(total=retries, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+            maxsize=10,
+        )
+        return Minio(
+            s.s3_endpoint,
+            access_key=s.s3_access_key,
+            secret_key=s.s3_secret_key,
+            secure=s.s3_use_ssl,
+            region=s.s3_region,
+            http_client=http,
+        )
+
+    def _secret_sql(self) -> str:
+        s = self.settings
+        return (
+            "CREATE OR REPLACE SECRET lake_s3 (TYPE s3, "
+            f"KEY_ID {sql_literal(s.s3_access_key)}, SECRET {sql_literal(s.s3_secret_key)}, "
+            f"ENDPOINT {sql_literal(s.s3_endpoint)}, URL_STYLE 'path', "
+            f"USE_SSL {'true' if s.s3_use_ssl else 'false'}, REGION {sql_literal(s.s3_region)})"
+        )
+
+    def _attach_sql(self, read_only: bool) -> str:
+        s = self.settings
+        options = [f"DATA_PATH {sql_literal(f's3://{s.lake_bucket}/')}"]
+        if read_only:
+            options.append("READ_ONLY")
+        elif s.data_inlining_row_limit is not None:
+            options.append(f"DATA_INLINING_ROW_LIMIT {int(s.data_inlining_row_limit)}")
+        return f"ATTACH {sql_literal('ducklake:postgres:' + s.pg_conninfo())} AS {CATALOG} ({', '.join(options)})"
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(":memory:", config=extensions.connection_config())
+        try:
+            extensions.install_and_load(con)
+            con.execute(self._secret_sql())
+            con.execute(self._attach_sql(read_only))
+            if read_only:
+                # User SQL may read the lake, never the container's files or
+                # arbitrary URLs; the settings cannot be changed afterwards.
+                con.execute("SET disabled_filesystems = 'LocalFileSystem,HTTPFileSystem'")
+                con.execute("SET lock_configuration = true")
+        except Exception:
+            con.close()
+            raise
+        return con
+
+    def _databases(self) -> tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]:
+        with self._init_lock:
+            try:
+                if self._writer is None:
+                    # The writer first: it initialises the catalog schema on a fresh database.
+                    self._writer = self._open(read_only=False)
+                    log.info("attached DuckLake catalog (read-write)")
+                if self._reader is None:
+                    self._reader = self._open(read_only=True)
+                    log.info("attached DuckLake catalog (read-only, for queries)")
+            except duckdb.Error as exc:
+                raise Unavailable(f"cannot attach the DuckLake catalog: {redact(str(exc))}") from None
+            return self._writer, self._reader
+
+    def reset(self) -> None:
+        """Forget the attached databases (e.g. after Postgres restarted); in-flight
+        cursors keep their instance alive until they finish."""
+        with self._init_lock:
+            self._writer = None
+            self._reader = None
+
+    def _cursor(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        writer, reader = self._databases()
+        cur = (reader if read_only else writer).cursor()
+        cur.execute(f"USE {CATALOG}.{SCHEMA}")
+        return cur
+
+    def close(self) -> None:
+        with self._init_lock:
+            for con in (self._writer, self._reader):
+                if con is not None:
+                    try:
+                        con.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+            self._writer = self._reader = None
+
+    # ---- readiness
+
+    def check_catalog(self) -> None:
+        try:
+            cur = self._cursor()
+            try:
+                cur.execute(f"SELECT count(*) FROM {CATALOG}.snapshots()").fetchone()
+            finally:
+                cur.close()
+        except duckdb.Error as exc:
+            self.reset()
+            raise Unavailable(f"catalog query failed: {redact(str(exc))}") from None
+
+    def check_storage(self) -> None:
+        for bucket in (self.settings.raw_bucket, self.settings.lake_bucket):
+            try:
+                exists = self.s3_probe.bucket_exists(bucket)
+            except Exception as exc:  # noqa: BLE001 - any transport error means not ready
+                raise Unavailable(f"object storage unreachable: {redact(str(exc))}") from None
+            if not exists:
+                raise Unavailable(f"bucket {bucket!r} does not exist")
+
+    # ---- datasets
+
+    def upload(self, name: str, data: BinaryIO, length: int, content_type: str) -> dict[str, Any]:
+        validate_dataset_name(name)
+        try:
+            result = self.s3.put_object(self.settings.raw_bucket, name, data, length, content_type=content_type)
+        except S3Error as exc:
+            raise Unavailable(f"upload to s3://{self.settings.raw_bucket}/{name} failed: {exc.code}") from None
+        except Exception as exc:  # noqa: BLE001
+            raise Unavailable(f"upload to object storage failed: {redact(str(exc))}") from None
+        return {
+            "dataset": name,
+            "uri": f"s3://{self.settings.raw_bucket}/{name}",
+            "bytes": length,
+            "format": "parquet" if content_type == PARQUET else "csv",
+            "etag": result.etag,
+        }
+
+    def _dataset_source(self, name: str) -> str:
+        validate_dataset_name(name)
+        try:
+            stat = self.s3.stat_object(self.settings.raw_bucket, name)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+                raise NotFound(f"dataset {name!r} not found in bucket {self.settings.raw_bucket!r}") from None
+            raise Unavailable(f"object storage error: {exc.code}") from None
+        except Exception as exc:  # noqa: BLE001
+            raise Unavailable(f"object storage unreachable: {redact(str(exc))}") from None
+        uri = sql_literal(f"s3://{self.settings.raw_bucket}/{name}")
+        ctype = (stat.content_type or "").split(";")[0].strip().lower()
+        if ctype == PARQUET or (ctype != CSV and name.lower().endswith(".parquet")):
+            return f"read_parquet({uri})"
+        return f"read_csv({uri}, header = true)"
+
+    # ---- tables
+
+    def _table_exists(self, cur: duckdb.DuckDBPyConnection, table: str) -> bool:
+        row = cur.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+            [CATALOG, SCHEMA, table],
+        ).fetchone()
+        return bool(row and row[0])
+
+    def _current_snapshot(self, cur: duckdb.DuckDBPyConnection) -> int:
+        return int(cur.execute(f"SELECT id FROM {CATALOG}.current_snapshot()").fetchone()[0])
+
+    def ingest(self, table: str, dataset: str, mode: str) -> dict[str, Any]:
+        validate_identifier(table)
+        if mode not in ("create", "append"):
+            raise BadRequest(f"mode must be 'create' or 'append', got {mode!r}")
+        source = self._dataset_source(dataset)
+        target = f"{CATALOG}.{SCHEMA}.{quote_identifier(table)}"
+
+        def once() -> dict[str, Any]:
+            cur = self._cursor()
+            try:
+                exists = self._table_exists(cur, table)
+                if mode == "create" and exists:
+                    raise Conflict(f"table {table!r} already exists; use mode 'append'")
+                if mode == "append" and not exists:
+                    raise NotFound(f"table {table!r} does not exist; use mode 'create'")
+                cur.begin()
+                try:
+                    if mode == "create":
+                        cur.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}")
+                    else:
+                        cur.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {source}")
+                    inserted = cur.fetchone()
+                    cur.commit()
+                except BaseException:
+                    try:
+                        cur.rollback()
+                    except duckdb.Error:
+                        pass
+                    raise
+                snapshot = self._current_snapshot(cur)
+                if mode == "create" or not inserted:
+                    rows = int(cur.execute(f"SELECT count(*) FROM {target} AT (VERSION => {snapshot})").fetchone()[0])
+                else:
+                    rows = int(inserted[0])
+                return {"table": table, "dataset": dataset, "mode": mode, "rows_ingested": rows, "snapshot_id": snapshot}
+            finally:
+                cur.close()
+
+        with self._write_lock:
+            try:
+                result = retry_on_conflict(once, self.settings.commit_retries, what=f"ingest into {table!r}")
+            except duckdb.Error as exc:
+                raise client_error_from_duckdb(exc) from None
+        log.info("ingested dataset", extra={f"ctx_{k}": v for k, v in result.items()})
+        return result
+
+    def list_tables(self) -> list[dict[str, Any]]:
+        cur = self._cursor()
+        try:
+            names = [
+                r[0]
+                for r in cur.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? ORDER BY 1",
+                    [CATALOG, SCHEMA],
+                ).fetchall()
+            ]
+            out = []
+            for name in names:
+                count = cur.execute(f"SELECT count(*) FROM {CATALOG}.{SCHEMA}.{quote_identifier(name)}").fetchone()[0]
+                out.append({"name": name, "row_count": int(count)})
+            return out
+        except duckdb.Error as exc:
+            raise client_error_from_duckdb(exc) from None
+        finally:
+            cur.close()
+
+    def rows(self, table: str, limit: int, snapshot: int | None) -> dict[str, Any]:
+        validate_identifier(table)
+        limit = max(1, min(int(limit), self.settings.query_row_limit))
+        cur = self._cursor()
+        try:
+            at = ""
+            if snapshot is not None:
+                known = cur.execute(
+                    f"SELECT count(*) FROM {CATALOG}.snapshots() WHERE snapshot_id = ?", [int(snapshot)]
+                ).fetchone()[0]
+                if not known:
+                    raise NotFound(f"snapshot {snapshot} does not exist")
+                at = f" AT (VERSION => {int(snapshot)})"
+            elif not self._table_exists(cur, table):
+                raise NotFound(f"table {table!r} does not exist")
+            sql = f"SELECT * FROM {CATALOG}.{SCHEMA}.{quote_identifier(table)}{at}"
+            try:
+                result = fetch_limited(cur, sql, None, limit, self.settings.query_timeout_s)
+            except duckdb.CatalogException:
+                raise NotFound(f"table {table!r} does not exist at snapshot {snapshot}") from None
+            out = {"table": table, "snapshot_id": snapshot if snapshot is not None else self._current_snapshot(cur)}
+            out.update(result.as_dict())
+            return out
+        except duckdb.Error as exc:
+            raise client_error_from_duckdb(exc) from None
+        finally:
+            cur.close()
+
+    def snapshots(self, table: str) -> dict[str, Any]:
+        validate_identifier(table)
+        cur = self._cursor()
+        try:
+            ids = {
+                str(r[0])
+                for r in cur.execute(
+                    f"SELECT table_id FROM __ducklake_metadata_{CATALOG}.ducklake_table WHERE table_name = ?", [table]
+                ).fetchall()
+            }
+            if not ids:
+                raise NotFound(f"table {table!r} does not exist")
+            names = {f"{SCHEMA}.{table}", f"{SCHEMA}.{quote_identifier(table)}", table}
+            out = []
+            for snapshot_id, snapshot_time, schema_version, changes in cur.execute(
+                f"SELECT snapshot_id, snapshot_time, schema_version, changes FROM {CATALOG}.snapshots() ORDER BY snapshot_id"
+            ).fetchall():
+                changes = changes or {}
+                touched = any(
+                    (v in names) if "created" in k or "dropped" in k else (v in ids or v in names)
+                    for k, values in changes.items()
+                    for v in (values or [])
+                )
+                if touched:
+                    out.append(
+                        {
+                            "snapshot_id": int(snapshot_id),
+                            "snapshot_time": to_jsonable(snapshot_time),
+                            "schema_version": int(schema_version),
+                            "changes": to_jsonable(changes),
+                        }
+                    )
+            return {"table": table, "snapshots": out}
+        except duckdb.Error as exc:
+            raise client_error_from_duckdb(exc) from None
+        finally:
+            cur.close()
+
+    def query(self, sql: str) -> dict[str, Any]:
+        statement = ensure_read_only_select(sql)
+        cur = self._cursor(read_only=True)
+        try:
+            result = fetch_limited(cur, statement, None, self.settings.query_row_limit, self.settings.query_timeout_s)
+            return result.as_dict()
+        except duckdb.Error as exc:
+            raise client_error_from_duckdb(exc) from None
+        finally:
+            cur.close()
+
+
+def body_is_parquet(head: bytes, tail: bytes) -> bool:
+    return head[:4] == b"PAR1" and tail[-4:] == b"PAR1"
+
+
+__all__ = ["Lake", "QueryResult", "fetch_limited", "retry_on_conflict", "is_commit_conflict", "to_jsonable"]
