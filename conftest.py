@@ -1,0 +1,125 @@
+"""The ducklake-infra pytest plugin: options and session fixtures.
+
+``pytest --cluster=kind`` creates (or reuses) the kind cluster from the bundle's
+node image, installs the stack and deploys the backend; the suites then check
+the spec. ``pytest --cluster=<context> --readonly`` audits an existing cluster
+and refuses every test or fixture marked ``mutating``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from provision.bundle import layout as L
+from provision.cluster import ExistingCluster, KindCluster
+from provision.errors import DucklakeInfraError
+from provision.runner import Runner
+
+ROOT = Path(__file__).parent
+KIND_CLUSTER_NAME = "ducklake"
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("ducklake-infra", "DuckLake stack conformance")
+    g.addoption("--cluster", default="kind", metavar="kind|CONTEXT",
+                help="'kind' (default) creates or reuses the kind cluster from the bundle; "
+                     "any other value is an existing kube context, never created or deleted. "
+                     "Tests that need no cluster: pytest tests -m 'not cluster'")
+    g.addoption("--readonly", action="store_true",
+                help="audit mode: nothing may change; mutating tests are refused")
+    g.addoption("--keep-cluster", action="store_true",
+                help="keep the kind cluster after the run (a later run reuses it)")
+    g.addoption("--kubeconfig", default=None, help="kubeconfig file for --cluster CONTEXT")
+    g.addoption("--stack", default=str(ROOT / "stack.yaml"), help="stack spec file")
+    g.addoption("--report-dir", default=str(ROOT / "reports"), help="where reports are written")
+    g.addoption("--cache-dir", default=None, help="bundle cache directory")
+
+
+def pytest_configure(config):
+    cluster = config.getoption("--cluster")
+    if config.getoption("--readonly") and cluster == "kind":
+        raise pytest.UsageError("--readonly audits an existing cluster: name its context with "
+                                "--cluster CONTEXT (a kind cluster's is kind-<name>)")
+    if config.getoption("--keep-cluster") and cluster != "kind":
+        raise pytest.UsageError("--keep-cluster only applies to --cluster=kind")
+    if config.getoption("--kubeconfig") and cluster == "kind":
+        raise pytest.UsageError("--kubeconfig only applies to --cluster CONTEXT; kind clusters "
+                                "get their own kubeconfig file")
+    kc = config.getoption("--kubeconfig")
+    if kc and not Path(kc).expanduser().is_file():
+        raise pytest.UsageError(f"--kubeconfig {kc}: no such file")
+
+
+def pytest_collection_modifyitems(config, items):
+    readonly = config.getoption("--readonly")
+    for item in items:
+        if readonly and item.get_closest_marker("mutating"):
+            item.add_marker(pytest.mark.skip(reason="not evaluated (read-only): this check "
+                                             "changes the cluster"))
+
+
+@pytest.fixture(scope="session")
+def bundle_layout(pytestconfig) -> L.Layout:
+    return L.layout(pytestconfig.getoption("--cache-dir"))
+
+
+@pytest.fixture(scope="session")
+def runner(pytestconfig, bundle_layout) -> Runner:
+    log = bundle_layout.logs / f"pytest-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    r = Runner(log_path=log, readonly=pytestconfig.getoption("--readonly"))
+    r.base_env["PATH"] = bundle_layout.path_env(r.base_env.get("PATH", ""))
+    return r
+
+
+@pytest.fixture(scope="session")
+def cluster(pytestconfig, runner, bundle_layout):
+    """The cluster under test. kind: created from the bundle (or reused), deleted
+    afterwards when we created it, unless --keep-cluster."""
+    name = pytestconfig.getoption("--cluster")
+    if name == "kind":
+        if not runner.which("kind"):
+            pytest.fail(f"kind is not built: run `ducklake-infra bundle build` "
+                        f"(looked in {bundle_layout.bin})")
+        c = KindCluster(runner, name=KIND_CLUSTER_NAME, node_image=L.NODE_IMAGE,
+                        kubeconfig_dir=bundle_layout.root / "kubeconfig",
+                        keep=pytestconfig.getoption("--keep-cluster"))
+    else:
+        kc = pytestconfig.getoption("--kubeconfig")
+        c = ExistingCluster(runner, context=name, kubeconfig=Path(kc).expanduser() if kc else None)
+    start = time.monotonic()
+    try:
+        c.ensure()
+    except DucklakeInfraError as exc:
+        pytest.fail(f"cluster {name!r} is not usable: {exc}", pytrace=False)
+    c.ready_seconds = time.monotonic() - start
+    yield c
+    if c.is_kind and c.owned:
+        c.delete()
+
+
+class Kubectl:
+    """kubectl through the shared runner, with the cluster's explicit context."""
+
+    def __init__(self, runner: Runner, prefix: list[str]):
+        self.runner = runner
+        self.prefix = prefix
+
+    def __call__(self, *args: str, input: str | None = None, timeout: float = 120,
+                 check: bool = True):
+        return self.runner.run([*self.prefix, *args], input=input, timeout=timeout, check=check)
+
+    def json(self, *args: str, timeout: float = 60) -> dict:
+        return json.loads(self(*args, "-o", "json", timeout=timeout).stdout)
+
+    def apply(self, manifest: str, namespace: str | None = None):
+        ns = ["-n", namespace] if namespace else []
+        return self(*ns, "apply", "-f", "-", input=manifest)
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster, runner) -> Kubectl:
+    return Kubectl(runner, cluster.kubectl())
