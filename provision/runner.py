@@ -35,6 +35,7 @@ class CommandError(DucklakeInfraError):
 
     def __init__(self, argv: Sequence[str], returncode: int | None, stderr_tail: str,
                  reason: str = "", log_path: Path | None = None):
+        # callers pass argv already redacted (Runner does)
         self.argv = list(argv)
         self.returncode = returncode
         self.stderr_tail = stderr_tail
@@ -108,6 +109,9 @@ class Runner:
             if not text.endswith("\n"):
                 fh.write("\n")
 
+    def _shown(self, argv: Sequence[str]) -> list[str]:
+        return [self.redactor(a) for a in argv]
+
     def check_allowed(self, argv: Sequence[str]) -> None:
         if self.readonly:
             from provision.readonly import check_command
@@ -141,13 +145,13 @@ class Runner:
                 env=full_env, cwd=cwd, errors="replace" if text else None,
             )
         except FileNotFoundError:
-            raise CommandError(argv, None, "", reason=f"{argv[0]} not found on PATH",
+            raise CommandError(self._shown(argv), None, "", reason=f"{argv[0]} not found on PATH",
                                log_path=self.log_path) from None
         except subprocess.TimeoutExpired as exc:
             out = exc.stderr or b""
             out = out.decode(errors="replace") if isinstance(out, bytes) else out
             self._log(out)
-            raise CommandError(argv, None, self.redactor(tail(out)),
+            raise CommandError(self._shown(argv), None, self.redactor(tail(out)),
                                reason=f"timed out after {timeout:.0f}s",
                                log_path=self.log_path) from None
         duration = time.monotonic() - start
@@ -158,7 +162,7 @@ class Runner:
         self._log(stderr)
         self._log(f"# exit {proc.returncode} in {duration:.1f}s")
         if check and proc.returncode != 0:
-            raise CommandError(argv, proc.returncode, self.redactor(tail(stderr or stdout)),
+            raise CommandError(self._shown(argv), proc.returncode, self.redactor(tail(stderr or stdout)),
                                log_path=self.log_path)
         return Result(argv, proc.returncode, stdout, stderr, duration)
 
@@ -180,7 +184,7 @@ class Runner:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     text=True, errors="replace", env=full_env, cwd=cwd)
         except FileNotFoundError:
-            raise CommandError(argv, None, "", reason=f"{argv[0]} not found on PATH",
+            raise CommandError(self._shown(argv), None, "", reason=f"{argv[0]} not found on PATH",
                                log_path=self.log_path) from None
         timer = threading.Timer(timeout, proc.kill)
         timer.start()
@@ -198,7 +202,7 @@ class Runner:
         timed_out = duration >= timeout and proc.returncode != 0
         self._log(f"# exit {proc.returncode} in {duration:.1f}s")
         if proc.returncode != 0:
-            raise CommandError(argv, proc.returncode, self.redactor(tail("".join(lines))),
+            raise CommandError(self._shown(argv), proc.returncode, self.redactor(tail("".join(lines))),
                                reason=f"timed out after {timeout:.0f}s" if timed_out else "",
                                log_path=self.log_path)
         return Result(argv, 0, "", "", duration)

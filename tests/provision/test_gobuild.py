@@ -1,0 +1,69 @@
+"""Wrapper-module generation for Go tools that `go install` refuses."""
+
+from provision.bundle import gobuild, pins
+
+K8S_GOMOD = """module k8s.io/kubernetes
+
+go 1.24.0
+
+require (
+\tk8s.io/api v0.0.0
+\tgithub.com/foo/bar v1.2.3
+)
+
+replace (
+\tk8s.io/api => ./staging/src/k8s.io/api
+\tk8s.io/client-go => ./staging/src/k8s.io/client-go // trailing comment
+\tgithub.com/foo/bar v1.2.3 => github.com/foo/bar v1.2.4
+)
+
+replace go.etcd.io/etcd => ./FORBIDDEN_DEPENDENCY
+"""
+
+
+def test_parse_replaces_block_and_single_line():
+    got = gobuild.parse_replaces(K8S_GOMOD)
+    assert ("k8s.io/api", None, "./staging/src/k8s.io/api", None) in got
+    assert ("k8s.io/client-go", None, "./staging/src/k8s.io/client-go", None) in got
+    assert ("github.com/foo/bar", "v1.2.3", "github.com/foo/bar", "v1.2.4") in got
+    assert ("go.etcd.io/etcd", None, "./FORBIDDEN_DEPENDENCY", None) in got
+    assert len(got) == 4
+
+
+def test_wrapper_maps_local_replaces_to_published_versions():
+    tool = pins.go_tool("kubernetes")
+    text = gobuild.wrapper_gomod(tool, K8S_GOMOD)
+    assert f"require k8s.io/kubernetes {pins.K8S_VERSION}" in text
+    assert "\tk8s.io/api => k8s.io/api v0.34.12" in text
+    assert "\tk8s.io/client-go => k8s.io/client-go v0.34.12" in text
+    assert "\tgithub.com/foo/bar v1.2.3 => github.com/foo/bar v1.2.4" in text
+    assert "FORBIDDEN" not in text and "./staging" not in text
+
+
+def test_local_replace_without_mapping_is_refused():
+    tool = pins.go_tool("coredns")
+    try:
+        gobuild.wrapper_gomod(tool, K8S_GOMOD)
+    except ValueError as exc:
+        assert "local_replace_version" in str(exc)
+    else:
+        raise AssertionError("expected ValueError")
+
+
+def test_k8s_binaries_are_version_stamped():
+    flags = " ".join(pins.go_tool("kubernetes").ldflags)
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        assert f"-X {pkg}.gitVersion={pins.K8S_VERSION}" in flags
+        assert f"-X {pkg}.gitMajor=1" in flags
+        assert f"-X {pkg}.gitMinor=34" in flags
+
+
+def test_stamp_detects_pin_changes(tmp_path):
+    tool = pins.go_tool("kind")
+    (tmp_path / "kind").write_text("binary")
+    (tmp_path / ".kind.stamp.json").write_text(
+        __import__("json").dumps(gobuild.stamp_for(tool, "go1.26.8")))
+    assert gobuild.is_built(tool, tmp_path, "go1.26.8")
+    assert not gobuild.is_built(tool, tmp_path, "go1.27.0")
+    (tmp_path / "kind").unlink()
+    assert not gobuild.is_built(tool, tmp_path, "go1.26.8")
