@@ -1,0 +1,170 @@
+"""The ``up``, ``down``, ``status`` and ``plan`` subcommands of ``ducklake-infra``.
+
+``provision/cli.py`` calls :func:`register` once with its subparsers; each
+subcommand sets ``func`` (called with the parsed args, returns the exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from provision import spec as S
+from provision import stack
+from provision.bundle import layout as L
+from provision.cluster import ExistingCluster, KindCluster
+from provision.errors import DucklakeInfraError
+from provision.progress import Progress
+from provision.runner import Runner
+
+
+def _common(p: argparse.ArgumentParser, real_needs_yes: bool = False) -> None:
+    p.add_argument("--cluster", required=True, metavar="kind|CONTEXT",
+                   help="'kind': the spec's kind cluster (created if absent); any other value "
+                        "is an existing kube context (never created or deleted)")
+    p.add_argument("--kubeconfig", default=None,
+                   help="kubeconfig file for --cluster CONTEXT (default: kubectl's)")
+    p.add_argument("--spec", default=None, metavar="FILE",
+                   help="stack spec (default: stack.yaml of this repository)")
+
+
+def _image_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--image", action="append", default=[], metavar="KEY=REF",
+                   help="override an image of the spec (keys: minio, mc, postgresql, "
+                        "python-base, backend); repeatable")
+    p.add_argument("--online", action="store_true",
+                   help="install charts from their online repositories, not the bundle")
+
+
+def register(sub) -> None:
+    """Add up, down, status and plan to the ``ducklake-infra`` subparsers."""
+    p = sub.add_parser("up", help="install or update the stack (idempotent)")
+    _common(p)
+    _image_opts(p)
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("plan", help="print every command `up` would run; change nothing")
+    _common(p)
+    _image_opts(p)
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("down", help="uninstall the stack (kind: delete the spec's cluster)")
+    _common(p)
+    p.add_argument("--keep-cluster", action="store_true",
+                   help="kind: uninstall the releases and the backend but keep the cluster")
+    p.add_argument("--yes", action="store_true",
+                   help="confirm removing the stack from a cluster that is not kind")
+    p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("status", help="releases, chart versions and pod readiness")
+    _common(p)
+    p.set_defaults(func=cmd_status)
+
+
+# ---- helpers -----------------------------------------------------------------------
+def _layout(args) -> L.Layout:
+    return L.layout(getattr(args, "cache_dir", None))
+
+
+def make_runner(args, name: str, *, readonly: bool = False, dry_run: bool = False) -> Runner:
+    lay = _layout(args)
+    log = lay.logs / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    runner = Runner(log_path=log, readonly=readonly, dry_run=dry_run)
+    runner.base_env["PATH"] = lay.path_env(runner.base_env.get("PATH", ""))
+    return runner
+
+
+def make_cluster(args, spec: S.StackSpec, runner: Runner):
+    if args.cluster == "kind":
+        if args.kubeconfig:
+            raise DucklakeInfraError("--kubeconfig only applies to --cluster CONTEXT; the kind "
+                                     "cluster has its own kubeconfig file")
+        return KindCluster(runner, name=spec.kind_cluster, node_image=L.NODE_IMAGE)
+    return ExistingCluster(runner, context=args.cluster, kubeconfig=args.kubeconfig)
+
+
+def parse_images(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, ref = item.partition("=")
+        if not sep or not key or not ref:
+            raise DucklakeInfraError(f"--image {item!r}: expected KEY=REF, e.g. "
+                                     "--image backend=registry.example/ducklake-backend:1.0")
+        out[key] = ref
+    return out
+
+
+def _options(args) -> stack.Options:
+    return stack.Options(layout=_layout(args), images=parse_images(args.image),
+                         online=args.online)
+
+
+# ---- commands ----------------------------------------------------------------------
+def cmd_up(args) -> int:
+    spec = S.load(args.spec)
+    runner = make_runner(args, "up")
+    progress = Progress()
+    progress.say(f"log: {runner.log_path}")
+    cluster = make_cluster(args, spec, runner)
+    stack.up(cluster, spec, runner, progress, _options(args))
+    return 0
+
+
+def cmd_plan(args) -> int:
+    spec = S.load(args.spec)
+    runner = make_runner(args, "plan", dry_run=True)
+    progress = Progress(quiet=True)
+    cluster = make_cluster(args, spec, runner)
+    lines = stack.plan(cluster, spec, runner, progress, _options(args))
+    print(f"# `ducklake-infra up --cluster {args.cluster}` would run ({len(lines)} commands; "
+          "secret values go on stdin, never in arguments):")
+    for line in lines:
+        print(line)
+    return 0
+
+
+def cmd_down(args) -> int:
+    spec = S.load(args.spec)
+    if args.cluster != "kind" and not args.yes:
+        raise DucklakeInfraError(f"down on context {args.cluster!r} removes the stack from a "
+                                 "cluster we do not own: add --yes to confirm")
+    runner = make_runner(args, "down")
+    progress = Progress()
+    cluster = make_cluster(args, spec, runner)
+    if not cluster.is_kind:
+        cluster.ensure()
+    print(stack.down(cluster, spec, runner, progress, keep_cluster=args.keep_cluster))
+    return 0
+
+
+def cmd_status(args) -> int:
+    spec = S.load(args.spec)
+    # kind itself is not a read-only tool: finding the cluster and exporting its own
+    # kubeconfig file use a normal runner; every cluster query is read-only.
+    cluster = make_cluster(args, spec, make_runner(args, "status-cluster"))
+    if cluster.is_kind and not cluster.exists():
+        print(f"kind cluster {cluster.name} does not exist")
+        return 1
+    cluster.ensure()
+    ok, text = stack.status(cluster, spec, make_runner(args, "status", readonly=True))
+    print(text)
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (``python -m provision.stack_cli``); the product CLI is provision.cli."""
+    parser = argparse.ArgumentParser(prog="ducklake-infra")
+    parser.add_argument("--cache-dir", default=None)
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except DucklakeInfraError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
