@@ -33,7 +33,7 @@ from minio.error import S3Error
 from . import extensions
 from .config import Settings
 from .errors import ApiError, BadRequest, Conflict, NotFound, QueryTimeout, Unavailable
-from .logs import redact
+from .logs import redact, redactor
 from .sqlsafety import (
     ensure_read_only_select,
     quote_identifier,
@@ -503,11 +503,23 @@ class Lake:
         cur = self._cursor(read_only=True)
         try:
             result = fetch_limited(cur, statement, None, self.settings.query_row_limit, self.settings.query_timeout_s)
+            # System functions (duckdb_secrets(), ...) must not hand out credentials.
+            result.rows = [[_hide_secrets(v) for v in row] for row in result.rows]
             return result.as_dict()
         except duckdb.Error as exc:
             raise client_error_from_duckdb(exc) from None
         finally:
             cur.close()
+
+
+def _hide_secrets(value: Any) -> Any:
+    if isinstance(value, str):
+        return redactor.secrets_only(value)
+    if isinstance(value, list):
+        return [_hide_secrets(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _hide_secrets(v) for k, v in value.items()}
+    return value
 
 
 def body_is_parquet(head: bytes, tail: bytes) -> bool:

@@ -49,12 +49,17 @@ class Redactor:
             # Longest first so that a secret containing another is fully hidden.
             self._secrets.sort(key=len, reverse=True)
 
-    def __call__(self, text: str) -> str:
-        if not text:
-            return text
+    def secrets_only(self, text: str) -> str:
+        """Replace only the registered secret values (for data, e.g. query results)."""
         for s in self._secrets:
             if s in text:
                 text = text.replace(s, REDACTED)
+        return text
+
+    def __call__(self, text: str) -> str:
+        if not text:
+            return text
+        text = self.secrets_only(text)
         for pat, replacement in _PATTERNS:
             text = pat.sub(lambda m, rep=replacement: m.group(1) + rep, text)
         return text

@@ -1,0 +1,278 @@
+"""The backend against a real PostgreSQL 15 (catalog) and a real MinIO (data),
+both started as processes; the FastAPI app runs in-process (TestClient)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+
+import duckdb
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from ducklake_backend.app import create_app
+from ducklake_backend.config import Settings
+from ducklake_backend.logs import configure_logging
+
+from backend_testlib import LAKE_BUCKET, PG_PASSWORD, RAW_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, backend_env
+
+pytestmark = pytest.mark.integration
+
+SECRETS = (PG_PASSWORD, S3_SECRET_KEY, S3_ACCESS_KEY)
+
+
+def make_rows(start: int, count: int) -> list[list]:
+    return [[i, f"name-{i}", round(i * 1.25, 2), f"2024-01-{(i % 28) + 1:02d}"] for i in range(start, start + count)]
+
+
+def to_csv(rows: list[list]) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["id", "name", "amount", "day"])
+    w.writerows(rows)
+    return buf.getvalue().encode()
+
+
+def parquet_bytes(tmp_path, rows: int) -> bytes:
+    path = tmp_path / "data.parquet"
+    con = duckdb.connect()
+    con.execute(f"COPY (SELECT range AS id, 'p' || range AS label FROM range({rows})) TO '{path}' (FORMAT parquet)")
+    return path.read_bytes()
+
+
+def lake_parquet_objects(minio_server) -> set[str]:
+    client = minio_server.client()
+    return {o.object_name for o in client.list_objects(LAKE_BUCKET, recursive=True) if o.object_name.endswith(".parquet")}
+
+
+def catalog(pg_server, sql: str, params=()) -> list[tuple]:
+    with psycopg.connect(pg_server.conninfo()) as con:
+        return con.execute(sql, params).fetchall()
+
+
+@pytest.fixture(scope="module")
+def logs() -> io.StringIO:
+    return io.StringIO()
+
+
+@pytest.fixture(scope="module")
+def client(pg_server, minio_server, logs):
+    settings = Settings.from_env(backend_env(pg_server, minio_server))
+    app = create_app(settings, configure_logs=False)
+    handler = configure_logging("INFO", stream=logs)
+    try:
+        with TestClient(app) as c:
+            yield c
+    finally:
+        import logging
+
+        logging.getLogger().removeHandler(handler)
+
+
+def upload(client, name: str, body: bytes, content_type: str = "text/csv"):
+    return client.post(f"/datasets/{name}", content=body, headers={"content-type": content_type})
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    r = client.get("/readyz")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"status": "ready", "checks": {"catalog": "ok", "storage": "ok"}}
+    spec = client.get("/openapi.json").json()
+    for path in ("/datasets/{name}", "/tables/{table}/ingest", "/tables", "/tables/{table}/rows",
+                 "/tables/{table}/snapshots", "/query", "/readyz", "/healthz"):
+        assert path in spec["paths"]
+
+
+def test_upload_ingest_read_append_time_travel(client, pg_server, minio_server):
+    first = make_rows(0, 1000)
+    r = upload(client, "trips-1.csv", to_csv(first))
+    assert r.status_code == 201, r.text
+    assert r.json()["uri"] == f"s3://{RAW_BUCKET}/trips-1.csv"
+    stat = minio_server.client().stat_object(RAW_BUCKET, "trips-1.csv")
+    assert stat.size == len(to_csv(first)) and stat.content_type == "text/csv"
+
+    before_objects = lake_parquet_objects(minio_server)
+    before_snapshot = catalog(pg_server, "SELECT max(snapshot_id) FROM ducklake_snapshot")[0][0]
+
+    r = client.post("/tables/trips/ingest", json={"dataset": "trips-1.csv", "mode": "create"})
+    assert r.status_code == 200, r.text
+    created = r.json()
+    assert created["rows_ingested"] == 1000
+    snap1 = created["snapshot_id"]
+
+    # 1000 rows is far above the inlining limit: new Parquet files in the lake bucket.
+    new_objects = lake_parquet_objects(minio_server) - before_objects
+    assert new_objects, "ingest wrote no Parquet object to the lake bucket"
+    # The Postgres catalog holds the new snapshot and the table.
+    assert snap1 > before_snapshot
+    assert catalog(pg_server, "SELECT count(*) FROM ducklake_snapshot WHERE snapshot_id = %s", (snap1,)) == [(1,)]
+    assert catalog(pg_server, "SELECT count(*) FROM ducklake_table WHERE table_name = 'trips' AND end_snapshot IS NULL") == [(1,)]
+    files = catalog(pg_server, "SELECT path FROM ducklake_data_file WHERE begin_snapshot = %s", (snap1,))
+    assert files and all(any(obj.endswith(p[0]) for obj in new_objects) for p in files)
+
+    tables = client.get("/tables").json()["tables"]
+    assert {"name": "trips", "row_count": 1000} in tables
+
+    r = client.get("/tables/trips/rows", params={"limit": 1000})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [c["name"] for c in body["columns"]] == ["id", "name", "amount", "day"]
+    assert body["rows"] == first
+    assert body["truncated"] is False and body["snapshot_id"] == snap1
+
+    # Append a second dataset: a new snapshot, old one still readable.
+    second = make_rows(1000, 500)
+    assert upload(client, "trips-2.csv", to_csv(second)).status_code == 201
+    r = client.post("/tables/trips/ingest", json={"dataset": "trips-2.csv", "mode": "append"})
+    assert r.status_code == 200, r.text
+    appended = r.json()
+    snap2 = appended["snapshot_id"]
+    assert appended["rows_ingested"] == 500 and snap2 > snap1
+    assert {"name": "trips", "row_count": 1500} in client.get("/tables").json()["tables"]
+
+    now = client.get("/tables/trips/rows", params={"limit": 2000}).json()
+    assert sorted(now["rows"]) == sorted(first + second)
+    past = client.get("/tables/trips/rows", params={"limit": 2000, "snapshot": snap1}).json()
+    assert past["snapshot_id"] == snap1 and past["rows"] == first
+
+    snaps = client.get("/tables/trips/snapshots").json()["snapshots"]
+    ids = [s["snapshot_id"] for s in snaps]
+    assert snap1 in ids and snap2 in ids
+    assert catalog(pg_server, "SELECT max(snapshot_id) FROM ducklake_snapshot")[0][0] >= snap2
+
+    # Read-only SQL over the lake.
+    r = client.post("/query", json={"sql": "SELECT count(*) AS n, sum(id) AS s FROM trips"})
+    assert r.status_code == 200, r.text
+    assert r.json()["rows"] == [[1500, sum(range(1500))]]
+    r = client.post("/query", json={"sql": "SELECT id FROM trips ORDER BY id"})
+    assert r.json()["row_count"] == 1500 and r.json()["truncated"] is False
+
+    # The same data is visible to an independent DuckDB attaching the same lake.
+    from ducklake_backend import extensions
+
+    con = duckdb.connect(config=extensions.connection_config())
+    extensions.install_and_load(con)
+    con.execute(f"CREATE SECRET (TYPE s3, KEY_ID '{minio_server.access_key}', SECRET '{minio_server.secret_key}', "
+                f"ENDPOINT '{minio_server.endpoint}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')")
+    con.execute(f"ATTACH 'ducklake:postgres:{pg_server.conninfo()}' AS other (DATA_PATH 's3://{LAKE_BUCKET}/', READ_ONLY)")
+    assert con.execute("SELECT count(*) FROM other.trips").fetchone() == (1500,)
+    con.close()
+
+
+def test_parquet_upload_and_ingest(client, tmp_path):
+    body = parquet_bytes(tmp_path, 250)
+    r = upload(client, "labels.parquet", body, "application/octet-stream")
+    assert r.status_code == 201, r.text and r.json()["format"] == "parquet"
+    r = client.post("/tables/labels/ingest", json={"dataset": "labels.parquet", "mode": "create"})
+    assert r.status_code == 200, r.text
+    assert r.json()["rows_ingested"] == 250
+    rows = client.get("/tables/labels/rows", params={"limit": 3}).json()
+    assert rows["rows"] == [[0, "p0"], [1, "p1"], [2, "p2"]] and rows["truncated"] is True
+
+
+def test_client_errors(client, pg_server, minio_server):
+    def status(resp, code):
+        assert resp.status_code == code, resp.text
+        body = resp.json()
+        assert body["error"] and body["detail"]
+        return body["detail"]
+
+    # 404: unknown table, dataset, snapshot.
+    status(client.get("/tables/nope/rows"), 404)
+    status(client.get("/tables/nope/snapshots"), 404)
+    status(client.post("/tables/nope/ingest", json={"dataset": "trips-1.csv", "mode": "append"}), 404)
+    status(client.post("/tables/fresh/ingest", json={"dataset": "missing.csv", "mode": "create"}), 404)
+    status(client.get("/tables/trips/rows", params={"snapshot": 999999}), 404)
+    # 409: create over an existing table.
+    status(client.post("/tables/trips/ingest", json={"dataset": "trips-1.csv", "mode": "create"}), 409)
+    # 400: bad identifiers, bad bodies, invalid or non-read-only SQL.
+    status(client.get("/tables/bad-name/rows"), 400)
+    status(client.post("/tables/1abc/ingest", json={"dataset": "trips-1.csv"}), 400)
+    status(client.post("/tables/x/ingest", json={"dataset": "trips-1.csv", "mode": "replace"}), 400)
+    status(client.post("/tables/x/ingest", json={"dataset": "../etc"}), 400)
+    status(upload(client, "bad name.csv", b"a\n1\n"), 400)
+    status(upload(client, "empty.csv", b""), 400)
+    status(upload(client, "fake.parquet", b"not parquet at all", "application/vnd.apache.parquet"), 400)
+    status(client.post("/query", json={"sql": "SELEC 1"}), 400)
+    status(client.post("/query", json={"sql": "DROP TABLE trips"}), 400)
+    status(client.post("/query", json={"sql": "DELETE FROM trips"}), 400)
+    status(client.post("/query", json={"sql": "SELECT 1; DROP TABLE trips"}), 400)
+    status(client.post("/query", json={"sql": "SELECT * FROM no_such_table"}), 404)
+    # User SQL sees no credentials.
+    r = client.post("/query", json={"sql": "SELECT * FROM duckdb_secrets()"})
+    assert r.status_code == 200 and r.json()["row_count"] >= 1
+    for secret in SECRETS:
+        assert secret not in r.text
+    # User SQL cannot read the container's files or arbitrary URLs.
+    assert "disabled" in status(client.post("/query", json={"sql": "SELECT * FROM read_csv('/etc/passwd')"}), 400)
+    assert "disabled" in status(client.post("/query", json={"sql": "SELECT * FROM read_csv('http://127.0.0.1:9/x.csv')"}), 400)
+    # 413 / 415.
+    status(upload(client, "big.csv", b"x" * 2_000_001), 413)
+    status(upload(client, "data.json", b"{}", "application/json"), 415)
+    status(upload(client, "data.csv", b"a\n1\n", "application/octet-stream"), 415)
+    # Nothing was changed by the refused requests.
+    assert {"name": "trips", "row_count": 1500} in client.get("/tables").json()["tables"]
+    assert catalog(pg_server, "SELECT count(*) FROM ducklake_table WHERE table_name IN ('fresh', 'x', 'nope')") == [(0,)]
+
+
+def test_concurrent_appends(client, pg_server, minio_server):
+    """Parallel appends through one process and through a second 'replica' all land."""
+    body = to_csv(make_rows(5000, 100))
+    assert upload(client, "small.csv", body).status_code == 201
+    assert client.post("/tables/conc/ingest", json={"dataset": "small.csv", "mode": "create"}).status_code == 200
+
+    other = create_app(Settings.from_env(backend_env(pg_server, minio_server)), configure_logs=False)
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def worker(c):
+        r = c.post("/tables/conc/ingest", json={"dataset": "small.csv", "mode": "append"})
+        with lock:
+            results.append(r.status_code)
+
+    with TestClient(other) as second:
+        threads = [threading.Thread(target=worker, args=(c,)) for c in (client, second) * 3]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    assert results == [200] * 6, results
+    assert {"name": "conc", "row_count": 700} in client.get("/tables").json()["tables"]
+
+
+def test_readyz_reports_catalog_failure_without_leaking_secrets(pg_server, minio_server):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    env = backend_env(pg_server, minio_server, DUCKLAKE_PG_PORT=str(dead_port), DUCKLAKE_PG_CONNECT_TIMEOUT_S="2")
+    app = create_app(Settings.from_env(env), configure_logs=False)
+    with TestClient(app) as c:
+        assert c.get("/healthz").status_code == 200
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        body = r.json()
+        assert body["checks"]["storage"] == "ok"
+        assert "catalog" in body["checks"] and body["checks"]["catalog"] != "ok"
+        assert str(dead_port) in body["checks"]["catalog"]
+        assert c.get("/tables").status_code == 503
+        for secret in SECRETS:
+            assert secret not in r.text
+
+
+def test_logs_are_json_lines_without_secrets(client, logs):
+    client.get("/tables/nope/rows")  # at least one request log line
+    text = logs.getvalue()
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines, "no log output"
+    for line in lines:
+        record = json.loads(line)
+        assert {"ts", "level", "logger", "msg"} <= set(record)
+    for secret in SECRETS:
+        assert secret not in text
+    assert any(json.loads(line)["msg"] == "ingested dataset" for line in lines)
