@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 PG_USER = "ducklake"
@@ -11,6 +12,8 @@ S3_ACCESS_KEY = "ducklake-test-access"
 S3_SECRET_KEY = "s3-Test-Secret-91be2d"
 RAW_BUCKET = "raw"
 LAKE_BUCKET = "lake"
+BACKEND_IMAGE = os.environ.get("DUCKLAKE_BACKEND_TEST_IMAGE", "ducklake-infra/backend:test")
+PYTHON_BASE = os.environ.get("DUCKLAKE_PYTHON_BASE", "ducklake-infra/python:3.11-bookworm")
 
 
 

@@ -22,6 +22,8 @@ import pytest
 
 PG_BIN = Path(os.environ.get("DUCKLAKE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 from backend_testlib import (  # noqa: E402
+    BACKEND_IMAGE,
+    PYTHON_BASE,
     LAKE_BUCKET,
     PG_DB,
     PG_PASSWORD,
@@ -184,8 +186,6 @@ def minio_server(tmp_path_factory) -> Iterator[MinioServer]:
 
 # --------------------------------------------------------------------------- the image
 
-BACKEND_IMAGE = os.environ.get("DUCKLAKE_BACKEND_TEST_IMAGE", "ducklake-infra/backend:test")
-PYTHON_BASE = os.environ.get("DUCKLAKE_PYTHON_BASE", "ducklake-infra/python:3.11-bookworm")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

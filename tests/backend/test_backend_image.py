@@ -1,0 +1,121 @@
+"""The backend image (root Dockerfile), checked from inside with pytest-testinfra's docker backend.
+
+The image is built in a session fixture from the repository's Dockerfile on the
+offline python base ``ducklake-infra/python:3.11-bookworm``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+import testinfra
+from backend_testlib import PYTHON_BASE
+
+pytestmark = pytest.mark.integration
+
+EXTENSIONS = ("ducklake", "httpfs", "postgres_scanner")
+
+
+@pytest.fixture(scope="module")
+def image_host(backend_container):
+    return testinfra.get_host(f"docker://{backend_container}")
+
+
+def test_image_runs_as_non_root(image_host, backend_image):
+    assert image_host.user().uid == 10001
+    assert image_host.user().gid == 10001
+    config = json.loads(subprocess.run(["/usr/bin/docker", "image", "inspect", backend_image],
+                                       capture_output=True, text=True, check=True).stdout)[0]["Config"]
+    assert config["User"] in ("10001:10001", "10001")
+    assert "8000/tcp" in config["ExposedPorts"]
+    assert config["Healthcheck"]["Test"][0] == "CMD" and "python3" in config["Healthcheck"]["Test"][1]
+    assert config["Cmd"][0] == "uvicorn"
+
+
+def test_backend_package_imports(image_host):
+    cmd = image_host.run('python -c "import ducklake_backend, duckdb; print(duckdb.__version__)"')
+    assert cmd.rc == 0, cmd.stderr
+    assert cmd.stdout.strip() == "1.5.5"
+
+
+def test_extension_files_present_and_load_offline(image_host):
+    cmd = image_host.run(
+        "python -c \"from ducklake_backend import extensions as e; import json; "
+        "print(json.dumps({k: str(v) for k, v in e.prepared_files().items()}))\""
+    )
+    assert cmd.rc == 0, cmd.stderr
+    files = json.loads(cmd.stdout)
+    assert set(files) == set(EXTENSIONS)
+    assert files["postgres_scanner"].endswith("/postgres_scanner.duckdb_extension")
+    for path in files.values():
+        f = image_host.file(path)
+        assert f.is_file and f.size > 1_000_000, path
+    # INSTALL + LOAD with autoinstall/autoload off: works with no network (the container has none).
+    load = image_host.run(
+        "python -c \"import duckdb; from ducklake_backend import extensions as e; "
+        "c = duckdb.connect(config=e.connection_config()); e.install_and_load(c); "
+        "print(sorted(r[0] for r in c.execute('select extension_name from duckdb_extensions() where loaded').fetchall()))\""
+    )
+    assert load.rc == 0, load.stderr
+    for name in EXTENSIONS:
+        assert f"'{name}'" in load.stdout
+
+
+def test_no_build_tools_or_ca_secret_in_image(image_host, backend_image):
+    for tool in ("gcc", "cc", "g++", "make", "clang", "ld", "uv", "pip", "curl", "wget"):
+        assert not image_host.exists(tool), f"{tool} is in the image"
+    assert not image_host.file("/opt/uvenv").exists
+    # The build-time CA secret was only mounted, never stored: the image's
+    # bundle is exactly the base image's own.
+    bundle_path = "/etc/ssl/certs/ca-certificates.crt"
+    base = subprocess.run(["/usr/bin/docker", "run", "--rm", "--network", "none", "--entrypoint", "cat",
+                           PYTHON_BASE, bundle_path], capture_output=True, timeout=120)
+    image = subprocess.run(["/usr/bin/docker", "run", "--rm", "--network", "none", "--entrypoint", "cat",
+                            backend_image, bundle_path], capture_output=True, timeout=120)
+    assert image.returncode == base.returncode
+    assert image.stdout == base.stdout, "the CA bundle differs from the base image's: a build secret leaked"
+
+
+def test_service_starts_and_serves(backend_image):
+    """The default CMD serves /healthz; /readyz is 503 with a reason when the catalog is unreachable;
+    logs are JSON lines without the secret values."""
+    name = f"ducklake-backend-serve-{int(time.time())}"
+    env = {
+        "DUCKLAKE_PG_HOST": "127.0.0.1", "DUCKLAKE_PG_PORT": "1", "DUCKLAKE_PG_USER": "u",
+        "DUCKLAKE_PG_PASSWORD": "img-Pg-Secret-5521", "DUCKLAKE_S3_ENDPOINT": "127.0.0.1:2",
+        "DUCKLAKE_S3_ACCESS_KEY": "img-access-key", "DUCKLAKE_S3_SECRET_KEY": "img-S3-Secret-8812",
+        "DUCKLAKE_PG_CONNECT_TIMEOUT_S": "2",
+    }
+    args = ["/usr/bin/docker", "run", "-d", "--name", name, "--network", "none"]
+    for k, v in env.items():
+        args += ["-e", f"{k}={v}"]
+    subprocess.run(args + [backend_image], check=True, capture_output=True, timeout=60)
+    try:
+        host = testinfra.get_host(f"docker://{name}")
+        probe = ("python -c \"import urllib.request, urllib.error, sys\n"
+                 "try:\n r = urllib.request.urlopen('http://127.0.0.1:8000{}', timeout=20); print(r.status, r.read().decode())\n"
+                 "except urllib.error.HTTPError as e: print(e.code, e.read().decode())\"")
+        deadline = time.monotonic() + 60
+        health = None
+        while time.monotonic() < deadline:
+            health = host.run(probe.format("/healthz"))
+            if health.rc == 0 and health.stdout.startswith("200"):
+                break
+            time.sleep(1)
+        assert health is not None and health.stdout.startswith("200"), (health.stdout, health.stderr)
+        ready = host.run(probe.format("/readyz"))
+        assert ready.stdout.startswith("503"), ready.stdout
+        assert "catalog" in ready.stdout and "img-Pg-Secret-5521" not in ready.stdout
+        logs = subprocess.run(["/usr/bin/docker", "logs", name], capture_output=True, text=True, timeout=60)
+        out = logs.stdout
+        lines = [line for line in out.splitlines() if line.strip()]
+        assert lines, logs.stderr
+        for line in lines:
+            json.loads(line)
+        for secret in ("img-Pg-Secret-5521", "img-S3-Secret-8812", "img-access-key"):
+            assert secret not in out + logs.stderr
+    finally:
+        subprocess.run(["/usr/bin/docker", "rm", "-f", name], capture_output=True, timeout=60)
