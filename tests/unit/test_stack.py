@@ -1,0 +1,335 @@
+"""Command lines of up / plan / down / status, checked with a fake runner."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import yaml
+
+from provision import stack
+from provision.bundle import layout as L
+from provision.cluster import ExistingCluster, KindCluster
+from provision.errors import DucklakeInfraError
+from provision.runner import CommandError
+
+from .fakes import FakeRunner
+
+
+def _opts(layout, **kw):
+    return stack.Options(layout=layout, **kw)
+
+
+def _kind(runner, spec):
+    return KindCluster(runner, name=spec.kind_cluster, node_image=L.NODE_IMAGE)
+
+
+def fresh_runner(**kw) -> FakeRunner:
+    """No cluster, no images in kind, no secrets, no releases, backend not built."""
+    r = FakeRunner(**kw)
+    r.on(r"^kind get clusters", stdout="")
+    r.on(r"^docker image inspect", stdout="sha256:abc\n")
+    r.on(r"^docker image inspect .*backend", rc=1, stderr="No such image", times=1)
+    r.on(r"crictl inspecti", rc=1)
+    r.on(r" get namespaces", stdout="namespace/default\n")
+    r.on(r" get secret ", stdout="")
+    r.on(r"^helm .* list ", stdout="[]")
+    return r
+
+
+def test_up_on_fresh_kind_runs_every_phase(spec, progress, fake_layout):
+    r = fresh_runner()
+    refs = stack.up(_kind(r, spec), spec, r, progress, _opts(fake_layout))
+
+    create = r.executed(r"^kind create cluster")
+    assert len(create) == 1
+    assert create[0].argv[create[0].argv.index("--image") + 1] == L.NODE_IMAGE
+    assert "--name ducklake" in create[0].line
+
+    build = r.executed(r"^docker build")
+    assert len(build) == 1
+    b = build[0]
+    assert b.env == {"DOCKER_BUILDKIT": "1"}
+    assert f"PYTHON_BASE={L.PYTHON_BASE_IMAGE}" in b.argv
+    assert "id=cacert,src=/etc/ssl/certs/ca-certificates.crt" in b.argv
+    tag = refs["backend"].rsplit(":", 1)[1]
+    assert tag == stack.backend_image_tag(spec) and len(tag) == 12
+
+    load = r.executed(r"^kind load docker-image")
+    assert len(load) == 1
+    for image in (L.MINIO_IMAGE, L.MC_IMAGE, L.POSTGRES_IMAGE, refs["backend"]):
+        assert image in load[0].argv
+
+    helm = r.executed(r"^helm .* upgrade --install")
+    assert len(helm) == 2
+    by_name = {c.argv[c.argv.index("--install") + 1]: c for c in helm}
+    m = by_name["minio"]
+    assert m.argv[:5] == ["helm", "--kubeconfig", str(_kind(r, spec).kubeconfig),
+                          "--kube-context", "kind-ducklake"]
+    assert str(fake_layout.chart("minio")) in m.argv
+    for expected in ("existingSecret=minio-root", "fullnameOverride=minio",
+                     f"image.tag={L.MINIO_IMAGE.rsplit(':', 1)[1]}", "persistence.size=5Gi",
+                     "persistence.storageClass=standard"):
+        assert expected in m.argv
+    assert m.argv[m.argv.index("--namespace") + 1] == "storage"
+    assert "--wait" in m.argv and m.argv[m.argv.index("--timeout") + 1] == "600s"
+    users = json.loads(next(a for a in m.argv if a.startswith("users="))[6:])
+    assert users == [{"accessKey": "ducklake-backend", "existingSecret": "minio-backend-user",
+                      "existingSecretKey": "secretKey", "policy": "ducklake-backend-rw"}]
+    p = by_name["postgresql"]
+    assert str(spec.root / "charts/postgresql") in p.argv
+    assert "catalog.existingSecret=ducklake-catalog" in p.argv
+    assert "catalog.database=ducklake_catalog" in p.argv
+
+    rollout = r.executed(r"rollout status deployment/ducklake-backend -n ducklake")
+    assert len(rollout) == 1
+    # order: cluster, image, load, namespaces, secrets, helm, backend
+    first = {k: next(i for i, c in enumerate(r.calls) if k in c.line)
+             for k in ("kind create", "docker build", "kind load", "get namespaces",
+                       "get secret", "upgrade --install", "rollout status")}
+    assert list(first.values()) == sorted(first.values())
+
+
+def test_up_generates_secrets_only_on_stdin_and_redacts_them(spec, progress, fake_layout):
+    r = fresh_runner()
+    stack.up(_kind(r, spec), spec, r, progress, _opts(fake_layout))
+    applied = [json.loads(c.input) for c in r.executed(r" apply -f -")]
+    secrets = {f"{o['metadata']['namespace']}/{o['metadata']['name']}":
+               {k: base64.b64decode(v).decode() for k, v in o["data"].items()}
+               for lst in applied for o in lst["items"] if o["kind"] == "Secret"}
+    assert set(secrets) == {"storage/minio-root", "storage/minio-backend-user",
+                            "storage/ducklake-catalog", "ducklake/ducklake-postgres",
+                            "ducklake/ducklake-s3"}
+    root = secrets["storage/minio-root"]
+    assert root["rootPassword"] != "minioadmin" and len(root["rootPassword"]) >= 32
+    assert root["rootUser"] != "minioadmin"
+    # the backend copies carry the same credentials
+    assert secrets["ducklake/ducklake-postgres"] == {
+        "username": "ducklake", "password": secrets["storage/ducklake-catalog"]["password"]}
+    assert secrets["ducklake/ducklake-s3"] == {
+        "access-key": "ducklake-backend",
+        "secret-key": secrets["storage/minio-backend-user"]["secretKey"]}
+    values = [root["rootPassword"], secrets["storage/ducklake-catalog"]["password"],
+              secrets["storage/minio-backend-user"]["secretKey"]]
+    for v in values:
+        assert v in r.redactor.secrets
+        assert not any(v in c.line for c in r.calls), "secret value in a command line"
+        assert r.redactor(f"x {v} y") == "x *** y"
+
+
+def existing_runner(spec, fake_layout) -> FakeRunner:
+    """Everything already in place, as after a first `up`."""
+    r = FakeRunner()
+    r.on(r"^kind get clusters", stdout="ducklake\n")
+    r.on(r"^docker image inspect", stdout="sha256:abc\n")
+    r.on(r"crictl inspecti", stdout=json.dumps({"status": {"id": "sha256:abc"}}))
+    r.on(r" get namespaces", stdout="namespace/storage\nnamespace/ducklake\n")
+
+    def secret(name, ns, data):
+        obj = {"metadata": {"name": name, "namespace": ns},
+               "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+        r.on(rf" get secret {name} -n {ns} ", stdout=json.dumps(obj))
+
+    secret("minio-root", "storage", {"rootUser": "admin-x", "rootPassword": "p" * 40})
+    secret("minio-backend-user", "storage", {"secretKey": "s" * 40})
+    secret("ducklake-catalog", "storage", {"username": "ducklake", "password": "c" * 32})
+    secret("ducklake-postgres", "ducklake", {"username": "ducklake", "password": "c" * 32})
+    secret("ducklake-s3", "ducklake", {"access-key": "ducklake-backend", "secret-key": "s" * 40})
+    opts = _opts(fake_layout)
+    refs = stack.image_refs(spec, opts)
+    for rel in spec.releases.values():
+        _, digest = stack.helm_upgrade_argv(["helm"], spec, rel, refs, opts)
+        r.on(rf"^helm .* list --namespace {rel.namespace} --filter \^{rel.name}\$",
+             stdout=json.dumps([{"name": rel.name, "status": "deployed",
+                                 "chart": f"{rel.chart.name}-{rel.chart.version}"}]))
+        r.on(rf"^helm .* get values {rel.name} ",
+             stdout=json.dumps({"ducklakeInfra": {"specHash": digest}}))
+    return r
+
+
+def test_second_up_changes_nothing(spec, progress, fake_layout):
+    r = existing_runner(spec, fake_layout)
+    stack.up(_kind(r, spec), spec, r, progress, _opts(fake_layout))
+    assert not r.executed(r"^kind create|^kind load|^docker build|upgrade --install")
+    applies = r.executed(r" apply -f -")
+    assert len(applies) == 1, "only the (unchanged) backend manifests are re-applied"
+    kinds = {o["kind"] for o in json.loads(applies[0].input)["items"]}
+    assert kinds == {"ConfigMap", "Deployment", "Service"}
+    notes = {name.strip(): note for name, _, note in progress.timings}
+    assert notes["release minio"] == "unchanged"
+    assert notes["release postgresql"] == "unchanged"
+
+
+def test_changed_values_trigger_upgrade(spec, progress, fake_layout):
+    r = existing_runner(spec, fake_layout)
+    r.on(r"^helm .* get values minio ", stdout=json.dumps({"ducklakeInfra": {"specHash": "old"}}))
+    stack.up(_kind(r, spec), spec, r, progress, _opts(fake_layout))
+    helm = r.executed(r"upgrade --install")
+    assert [c.argv[c.argv.index("--install") + 1] for c in helm] == ["minio"]
+
+
+def test_helm_failure_is_one_clear_error_with_diagnostics(spec, progress, fake_layout):
+    r = fresh_runner()
+    r.on(r"upgrade --install postgresql", rc=1, stderr="Error: context deadline exceeded")
+    r.on(r" get pods -n storage -o wide", stdout="postgresql-0   0/1   CrashLoopBackOff")
+    with pytest.raises(DucklakeInfraError) as exc:
+        stack.up(_kind(r, spec), spec, r, progress, _opts(fake_layout))
+    msg = str(exc.value)
+    assert msg.startswith("helm release postgresql (namespace storage) failed: "
+                          "Error: context deadline exceeded")
+    assert "CrashLoopBackOff" in msg
+
+
+def test_missing_bundle_chart_says_what_to_do(spec, progress, tmp_path):
+    r = fresh_runner()
+    with pytest.raises(DucklakeInfraError, match=r"run: ducklake-infra bundle build; or pass "
+                                                 r"--online"):
+        stack.up(_kind(r, spec), spec, r, progress, _opts(L.Layout(tmp_path)))
+    assert not r.calls
+
+
+def test_online_uses_the_chart_repository(spec, fake_layout):
+    rel = spec.releases["minio"]
+    argv, _ = stack.helm_upgrade_argv(["helm"], spec, rel, stack.image_refs(spec, _opts(fake_layout)),
+                                      _opts(fake_layout, online=True))
+    i = argv.index("--install")
+    assert argv[i + 1:i + 7] == ["minio", "minio", "--repo", "https://charts.min.io/",
+                                 "--version", "5.4.0"]
+
+
+def test_real_context_needs_backend_image_and_never_touches_kind(spec, progress, fake_layout):
+    r = FakeRunner()
+    r.on(r"config get-contexts", stdout="prod\n")
+    cluster = ExistingCluster(r, context="prod")
+    with pytest.raises(DucklakeInfraError, match="--image backend="):
+        stack.up(cluster, spec, r, progress, _opts(fake_layout))
+    r.on(r" get namespaces", stdout="namespace/storage\nnamespace/ducklake\n")
+    r.on(r"^helm .* list ", stdout="[]")
+    stack.up(cluster, spec, r, progress,
+             _opts(fake_layout, images={"backend": "reg.example/backend:1"}))
+    assert not r.find(r"^kind |^docker ")
+    assert all("--context prod" in c.line or "--kube-context prod" in c.line
+               for c in r.calls if c.argv[0] in ("kubectl", "helm") and "get-contexts" not in c.argv)
+    deploy = json.loads(r.executed(r" apply -f -")[-1].input)["items"]
+    d = next(o for o in deploy if o["kind"] == "Deployment")
+    assert d["spec"]["template"]["spec"]["containers"][0]["image"] == "reg.example/backend:1"
+
+
+def test_plan_without_cluster_lists_everything_and_changes_nothing(spec, progress, fake_layout):
+    r = fresh_runner(dry_run=True)
+    lines = stack.plan(_kind(r, spec), spec, r, progress, _opts(fake_layout))
+    text = "\n".join(lines)
+    assert "kind create cluster --name ducklake" in text
+    assert "docker build" in text and "kind load docker-image" in text
+    assert text.count("upgrade --install") == 2
+    assert "rollout status deployment/ducklake-backend" in text
+    assert "get secret minio-root -n storage -o json --ignore-not-found   # read" in text
+    assert "# stdin: Secret storage/minio-root" in text
+    # only the existence check of the cluster ran for real
+    assert [c.line for c in r.executed()] == ["kind get clusters"]
+
+
+def test_plan_with_cluster_runs_reads_only(spec, progress, fake_layout):
+    r = existing_runner(spec, fake_layout)
+    r.dry_run = True
+    lines = stack.plan(_kind(r, spec), spec, r, progress, _opts(fake_layout))
+    assert not any("upgrade --install" in x for x in lines)
+    executed = r.executed()
+    assert executed and all(c.mutating is False for c in executed)
+    assert any(" apply -f -" in x for x in lines)
+
+
+def test_down_kind_deletes_our_cluster(spec, progress):
+    r = FakeRunner().on(r"^kind get clusters", stdout="ducklake\n")
+    stack.down(_kind(r, spec), spec, r, progress)
+    assert [c.argv[:4] for c in r.executed(r"^kind delete")] == [["kind", "delete", "cluster",
+                                                                   "--name"]]
+    assert not r.find(r"^helm")
+
+
+def test_down_kind_keep_cluster_uninstalls(spec, progress):
+    r = FakeRunner().on(r"^kind get clusters", stdout="ducklake\n")
+    stack.down(_kind(r, spec), spec, r, progress, keep_cluster=True)
+    assert not r.find(r"^kind delete")
+    assert len(r.executed(r"^helm .* uninstall")) == 2
+
+
+def test_down_real_context_never_deletes_clusters_or_data(spec, progress):
+    r = FakeRunner()
+    msg = stack.down(ExistingCluster(r, context="prod"), spec, r, progress)
+    assert not r.find(r"^kind")
+    assert not r.find(r"delete .* (pvc|persistentvolumeclaims?|secrets?|namespaces?|ns)(/| |$)")
+    uninstall = r.executed(r"^helm .* uninstall")
+    assert [c.argv[c.argv.index("uninstall") + 1] for c in uninstall] == ["minio", "postgresql"]
+    delete = r.executed(r"^kubectl .* delete")[0]
+    for obj in ("deployment/ducklake-backend", "service/ducklake-backend",
+                "configmap/ducklake-backend-config"):
+        assert obj in delete.argv
+    assert "kept PVCs storage/minio, storage/data-postgresql-0" in msg
+
+
+def test_status_is_read_only_and_reports_readiness(spec):
+    r = FakeRunner(readonly=True)
+    r.on(r"^helm .* list --namespace storage --filter \^minio\$",
+         stdout=json.dumps([{"name": "minio", "status": "deployed", "chart": "minio-5.4.0",
+                             "app_version": "x", "revision": 1}]))
+    r.on(r"get pods --namespace storage", stdout=json.dumps({"items": [
+        {"metadata": {"name": "minio-1"},
+         "status": {"phase": "Running", "containerStatuses": [{"ready": True}]}}]}))
+    r.on(r"get pods --namespace ducklake", stdout=json.dumps({"items": []}))
+    r.on(r"get deployment ducklake-backend", stdout=json.dumps(
+        {"spec": {"replicas": 1, "template": {"spec": {"containers": [{"image": "i"}]}}},
+         "status": {"readyReplicas": 1}}))
+    ok, text = stack.status(ExistingCluster(r, context="prod"), spec, r)
+    assert not ok   # postgresql is not installed
+    assert "release storage/minio: deployed chart minio-5.4.0" in text
+    assert "release storage/postgresql: NOT INSTALLED (want postgresql-0.1.0)" in text
+    assert "deployment ducklake/ducklake-backend: 1/1 ready" in text
+
+
+def test_command_error_redacts_registered_secrets():
+    r = FakeRunner()
+    r.redactor.add("hunter2hunter2")
+    r.on("kubectl", rc=1, stderr="auth failed for password hunter2hunter2")
+    with pytest.raises(CommandError) as exc:
+        r.run(["kubectl", "get", "pods"])
+    assert "hunter2hunter2" not in str(exc.value) and "***" in str(exc.value)
+
+
+def test_policy_is_limited_to_the_two_buckets(spec):
+    pol = stack.minio_backend_policy(spec)
+    resources = {res for st in pol["statements"] for res in st["resources"]}
+    assert resources == {"arn:aws:s3:::raw", "arn:aws:s3:::lake",
+                         "arn:aws:s3:::raw/*", "arn:aws:s3:::lake/*"}
+    actions = {a for st in pol["statements"] for a in st["actions"]}
+    assert not any(a.endswith("*") or a.startswith("admin:") for a in actions)
+    assert "s3:CreateBucket" not in actions and "s3:DeleteBucket" not in actions
+
+
+def test_committed_manifests_match_the_spec(spec):
+    """k8s/*.yaml as committed == what the provisioner applies (apart from the image)."""
+    committed = [d for f in spec.backend.manifests for d in yaml.safe_load_all(f.read_text()) if d]
+    image = next(d for d in committed if d["kind"] == "Deployment")[
+        "spec"]["template"]["spec"]["containers"][0]["image"]
+    assert stack.backend_objects(spec, image) == committed
+
+
+def test_backend_config_has_no_credentials(spec):
+    cfg = stack.backend_config(spec)
+    assert cfg["DUCKLAKE_S3_ENDPOINT"] == "minio.storage.svc.cluster.local:9000"
+    assert cfg["DUCKLAKE_PG_DB"] == "ducklake_catalog"
+    assert not any(k.endswith(("PASSWORD", "SECRET_KEY", "ACCESS_KEY", "USER")) for k in cfg)
+
+
+def test_backend_image_tag_follows_content(spec, tmp_path):
+    (tmp_path / "backend").mkdir()
+    (tmp_path / "backend" / "app.py").write_text("a")
+    (tmp_path / "Dockerfile").write_text("FROM x")
+    paths = [tmp_path / "backend", tmp_path / "Dockerfile"]
+    h1 = stack.content_hash(paths, tmp_path)
+    (tmp_path / "backend" / "__pycache__").mkdir()
+    (tmp_path / "backend" / "__pycache__" / "app.pyc").write_bytes(b"zz")
+    assert stack.content_hash(paths, tmp_path) == h1
+    (tmp_path / "backend" / "app.py").write_text("b")
+    assert stack.content_hash(paths, tmp_path) != h1

@@ -1,0 +1,53 @@
+"""The stack subcommands plug into the product CLI with one register() call."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from provision import stack_cli
+from provision.errors import DucklakeInfraError
+
+
+def _parser():
+    p = argparse.ArgumentParser()
+    p.add_argument("--cache-dir")
+    sub = p.add_subparsers(dest="command", required=True)
+    stack_cli.register(sub)
+    return p
+
+
+@pytest.mark.parametrize("cmd", ["up", "down", "status", "plan"])
+def test_subcommands_registered_and_cluster_required(cmd, capsys):
+    p = _parser()
+    with pytest.raises(SystemExit):
+        p.parse_args([cmd])
+    assert "--cluster" in capsys.readouterr().err
+    args = p.parse_args([cmd, "--cluster", "kind"])
+    assert callable(args.func)
+
+
+def test_image_overrides_parse():
+    assert stack_cli.parse_images(["backend=r/b:1", "minio=r/m:2"]) == {
+        "backend": "r/b:1", "minio": "r/m:2"}
+    with pytest.raises(DucklakeInfraError, match="expected KEY=REF"):
+        stack_cli.parse_images(["backend"])
+
+
+def test_down_on_real_context_needs_yes():
+    args = _parser().parse_args(["down", "--cluster", "prod"])
+    with pytest.raises(DucklakeInfraError, match="add --yes"):
+        args.func(args)
+
+
+def test_kind_rejects_kubeconfig(spec):
+    args = _parser().parse_args(["up", "--cluster", "kind", "--kubeconfig", "/x"])
+    with pytest.raises(DucklakeInfraError, match="--kubeconfig only applies"):
+        stack_cli.make_cluster(args, spec, None)
+
+
+def test_product_cli_has_the_stack_commands():
+    from provision.cli import build_parser
+    args = build_parser().parse_args(["plan", "--cluster", "kind"])
+    assert args.func is stack_cli.cmd_plan
