@@ -90,7 +90,10 @@ POSTGRES = RootfsImage(
      "ENV LANG=C.UTF-8", "USER 999:999",
      f'CMD ["postgres", "--version"]'),
     # Fixed uid/gid 999 (as in the official postgres image) so charts can rely on it.
-    post=(("groupmod", "-g", "999", "postgres"), ("usermod", "-u", "999", "postgres"),
+    # The package's postinst creates a "main" cluster we never use: drop it.
+    post=(("rm", "-rf", f"/var/lib/postgresql/{pins.POSTGRES_MAJOR}/main",
+           f"/etc/postgresql/{pins.POSTGRES_MAJOR}/main"),
+          ("groupmod", "-g", "999", "postgres"), ("usermod", "-u", "999", "postgres"),
           ("chown", "-R", "999:999", "/var/lib/postgresql", "/var/run/postgresql",
            "/var/log/postgresql", "/etc/postgresql")),
     why="PostgreSQL server from Debian's postgresql-15 (user postgres = 999:999)")
@@ -181,8 +184,7 @@ def build_binary_image(runner: Runner, img: BinaryImage, sources: dict[str, Path
             src = sources[key]
             local = f"f{i}-{src.name}"
             shutil.copy2(src, ctx / local)
-            (ctx / local).chmod(0o755 if dest.startswith(("/usr", "/bin", "/pause", "/coredns"))
-                                else 0o644)
+            (ctx / local).chmod(0o755)  # every file we add is an executable
             lines.append(f"COPY {local} {dest}")
         lines += list(img.instructions)
         lines.append(f"LABEL {STAMP_LABEL}={stamp}")
