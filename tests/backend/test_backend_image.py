@@ -89,7 +89,8 @@ def test_service_starts_and_serves(backend_image):
         "DUCKLAKE_S3_ACCESS_KEY": "img-access-key", "DUCKLAKE_S3_SECRET_KEY": "img-S3-Secret-8812",
         "DUCKLAKE_PG_CONNECT_TIMEOUT_S": "2",
     }
-    args = ["/usr/bin/docker", "run", "-d", "--name", name, "--network", "none"]
+    # As in k8s/deployment.yaml: read-only root file system, writable /tmp.
+    args = ["/usr/bin/docker", "run", "-d", "--name", name, "--network", "none", "--read-only", "--tmpfs", "/tmp"]
     for k, v in env.items():
         args += ["-e", f"{k}={v}"]
     subprocess.run(args + [backend_image], check=True, capture_output=True, timeout=60)
@@ -117,5 +118,52 @@ def test_service_starts_and_serves(backend_image):
             json.loads(line)
         for secret in ("img-Pg-Secret-5521", "img-S3-Secret-8812", "img-access-key"):
             assert secret not in out + logs.stderr
+    finally:
+        subprocess.run(["/usr/bin/docker", "rm", "-f", name], capture_output=True, timeout=60)
+
+
+def test_container_against_real_services(backend_image, pg_server, minio_server):
+    """The image, on the host network, against the real PostgreSQL and MinIO processes (loopback only)."""
+    import httpx
+
+    from backend_testlib import backend_env, free_port
+
+    port = free_port()
+    name = f"ducklake-backend-e2e-{port}"
+    env = backend_env(pg_server, minio_server, DUCKLAKE_DATA_INLINING_ROW_LIMIT="0")
+    args = ["/usr/bin/docker", "run", "-d", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp"]
+    for k, v in env.items():
+        args += ["-e", f"{k}={v}"]
+    args += [backend_image, "uvicorn", "ducklake_backend.app:create_app", "--factory", "--host", "127.0.0.1",
+             "--port", str(port)]
+    subprocess.run(args, check=True, capture_output=True, timeout=60)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        ready = None
+        while time.monotonic() < deadline:
+            try:
+                ready = httpx.get(f"{base}/readyz", timeout=10)
+                if ready.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        assert ready is not None and ready.status_code == 200, ready.text if ready else "no answer"
+        body = b"k,v\n" + b"".join(f"{i},v{i}\n".encode() for i in range(20))
+        r = httpx.post(f"{base}/datasets/e2e.csv", content=body, headers={"content-type": "text/csv"}, timeout=30)
+        assert r.status_code == 201, r.text
+        r = httpx.post(f"{base}/tables/e2e_image/ingest", json={"dataset": "e2e.csv", "mode": "create"}, timeout=60)
+        assert r.status_code == 200, r.text
+        assert r.json()["rows_ingested"] == 20
+        r = httpx.post(f"{base}/query", json={"sql": "SELECT sum(k) AS s FROM e2e_image"}, timeout=30)
+        assert r.json()["rows"] == [[190]]
+        objects = [o.object_name for o in minio_server.client().list_objects("lake", prefix="main/e2e_image/", recursive=True)]
+        assert any(o.endswith(".parquet") for o in objects), objects
+        logs = subprocess.run(["/usr/bin/docker", "logs", name], capture_output=True, text=True, timeout=60)
+        for line in logs.stdout.splitlines():
+            json.loads(line)
+        assert pg_server.password not in logs.stdout + logs.stderr
+        assert minio_server.secret_key not in logs.stdout + logs.stderr
     finally:
         subprocess.run(["/usr/bin/docker", "rm", "-f", name], capture_output=True, timeout=60)

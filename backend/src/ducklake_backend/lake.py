@@ -18,7 +18,9 @@ import datetime as _dt
 import decimal
 
 import logging
+import os
 import random
+import tempfile
 import threading
 import time
 import uuid
@@ -246,7 +248,11 @@ class Lake:
         return f"ATTACH {sql_literal('ducklake:postgres:' + s.pg_conninfo())} AS {CATALOG} ({', '.join(options)})"
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect(":memory:", config=extensions.connection_config())
+        config = extensions.connection_config()
+        # Spill files go to the (writable) temp dir, not ./.tmp: the root file
+        # system is read-only in the Deployment.
+        config["temp_directory"] = os.path.join(tempfile.gettempdir(), "ducklake-backend-spill")
+        con = duckdb.connect(":memory:", config=config)
         try:
             extensions.install_and_load(con)
             con.execute(self._secret_sql())
