@@ -228,8 +228,10 @@ def stack_images() -> list[BinaryImage]:
         BinaryImage(L.MINIO_IMAGE, L.DEBIAN_BASE_IMAGE,
                     (("minio", "/usr/bin/minio"),
                      ("docker-entrypoint.sh", "/usr/bin/docker-entrypoint.sh")),
-                    ('ENTRYPOINT ["/usr/bin/docker-entrypoint.sh"]', 'CMD ["minio"]',
-                     "EXPOSE 9000", "USER 1000:1000"),
+                    # the chart passes -S /etc/minio/certs and runs as uid 1000
+                    ("RUN mkdir -p /etc/minio/certs/CAs && chown -R 1000:1000 /etc/minio",
+                     'ENTRYPOINT ["/usr/bin/docker-entrypoint.sh"]', 'CMD ["minio"]',
+                     "EXPOSE 9000 9001", "USER 1000:1000"),
                     why="MinIO server, last community source, chart's entrypoint script"),
         BinaryImage(L.MC_IMAGE, L.DEBIAN_BASE_IMAGE, (("mc", "/usr/bin/mc"),),
                     ('ENTRYPOINT ["/usr/bin/mc"]',), why="MinIO client for the chart's jobs"),
