@@ -1,0 +1,166 @@
+"""Hand-written objects of a conforming stack, built from stack.yaml and k8s/.
+
+Unit tests of the pure checks start from ``good`` (every check PASSes) and
+break one thing at a time.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+
+import pytest
+import yaml
+
+from provision import spec as specmod
+from suites.objects import Objects
+
+ROOT_PW = "r00t-Pa55word-very-long-xyz"
+CATALOG_PW = "catalog-pw-0123456789"
+SUPER_PW = "super-pw-0123456789"
+BACKEND_SK = "backend-secret-key-0123456789"
+
+
+def b64(s: str) -> str:
+    return base64.b64encode(s.encode()).decode()
+
+
+def secret(name, ns, data, **kw):
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": ns, **kw},
+            "data": {k: b64(v) for k, v in data.items()}}
+
+
+def ready_pod(name, ns, labels, uid=1000):
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": {"securityContext": {"runAsUser": uid, "runAsNonRoot": True},
+                     "containers": [{"name": "c"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                       "containerStatuses": [{"name": "c", "ready": True, "state": {"running": {}}}]}}
+
+
+RES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+
+
+def build(spec: specmod.StackSpec) -> Objects:
+    m, pg, b = spec.minio, spec.postgresql, spec.backend
+    sns, bns = m.namespace, b.namespace
+    items = []
+    # ---- MinIO
+    mlabels = {"app": "minio", "release": m.release}
+    items.append({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": m.fullname, "namespace": sns, "labels": {**mlabels, "chart": "minio-5.4.0"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": mlabels},
+                 "template": {"metadata": {"labels": mlabels}, "spec": {
+                     "securityContext": {"runAsUser": 1000, "runAsNonRoot": True, "fsGroup": 1000},
+                     "containers": [{
+                         "name": "minio", "image": "ducklake-infra/minio:x",
+                         "command": ["/bin/sh", "-ce", "/usr/bin/docker-entrypoint.sh minio server /export -S /etc/minio/certs/ --address :9000 --console-address :9001"],
+                         "volumeMounts": [{"name": "export", "mountPath": "/export"}],
+                         "env": [{"name": "MINIO_ROOT_USER", "valueFrom": {"secretKeyRef": {"name": m.root_secret.name, "key": "rootUser"}}},
+                                 {"name": "MINIO_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": m.root_secret.name, "key": "rootPassword"}}}],
+                         "resources": RES}],
+                     "volumes": [{"name": "export", "persistentVolumeClaim": {"claimName": m.pvcs[0].name}}]}}},
+        "status": {"availableReplicas": 1}})
+    for s in m.services:
+        items.append({"apiVersion": "v1", "kind": "Service",
+                      "metadata": {"name": s.name, "namespace": sns, "labels": mlabels},
+                      "spec": {"type": "ClusterIP", "ports": [{"port": p} for p in s.ports]}})
+    items.append({"apiVersion": "v1", "kind": "Service",
+                  "metadata": {"name": f"{m.fullname}-svc", "namespace": sns, "labels": mlabels},
+                  "spec": {"type": "ClusterIP", "clusterIP": "None", "ports": [{"port": 9000}]}})
+    for p in m.pvcs:
+        items.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                      "metadata": {"name": p.name, "namespace": sns, "labels": mlabels},
+                      "spec": {"storageClassName": p.storage_class, "volumeName": "pvc-1",
+                               "resources": {"requests": {"storage": p.size}}},
+                      "status": {"phase": "Bound"}})
+    items.append(ready_pod("minio-abc", sns, mlabels))
+    items.append(secret(m.root_secret.name, sns, {"rootUser": "root-user-xyz", "rootPassword": ROOT_PW}))
+    items.append(secret(m.backend_user.secret.name, sns, {"secretKey": BACKEND_SK}))
+    # ---- PostgreSQL
+    plabels = {"app.kubernetes.io/name": "postgresql", "app.kubernetes.io/instance": pg.release}
+    tmpl_name = pg.pvcs[0].name.rsplit(f"-{pg.fullname}-", 1)[0]
+    items.append({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": pg.fullname, "namespace": sns, "labels": plabels},
+        "spec": {"replicas": 1, "selector": {"matchLabels": plabels},
+                 "template": {"metadata": {"labels": plabels}, "spec": {
+                     "securityContext": {"runAsUser": 999, "runAsNonRoot": True},
+                     "containers": [{"name": "postgresql", "env": [{"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"}],
+                                     "volumeMounts": [{"name": tmpl_name, "mountPath": "/var/lib/postgresql/data"}],
+                                     "resources": RES}],
+                     "volumes": [{"name": "su", "secret": {"secretName": pg.superuser_secret.name}},
+                                 {"name": "cat", "secret": {"secretName": pg.catalog.secret.name}}]}},
+                 "volumeClaimTemplates": [{"metadata": {"name": tmpl_name},
+                                           "spec": {"storageClassName": spec.storage_class,
+                                                    "resources": {"requests": {"storage": pg.pvcs[0].size}}}}]},
+        "status": {"readyReplicas": 1}})
+    for s in pg.services:
+        items.append({"apiVersion": "v1", "kind": "Service",
+                      "metadata": {"name": s.name, "namespace": sns, "labels": plabels},
+                      "spec": {"type": "ClusterIP", "ports": [{"port": p} for p in s.ports]}})
+    for p in pg.pvcs:
+        items.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                      "metadata": {"name": p.name, "namespace": sns},
+                      "spec": {"storageClassName": p.storage_class, "volumeName": "pvc-2",
+                               "resources": {"requests": {"storage": p.size}}},
+                      "status": {"phase": "Bound"}})
+    items.append(ready_pod(f"{pg.fullname}-0", sns, plabels, uid=999))
+    items.append(secret(pg.superuser_secret.name, sns, {"postgres-password": SUPER_PW}))
+    items.append(secret(pg.catalog.secret.name, sns, {"username": pg.catalog.owner, "password": CATALOG_PW}))
+    items.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": pg.fullname, "namespace": sns},
+                  "data": {"postgresql.conf": "port = 5432\nlc_messages = 'C'\npassword_encryption = scram-sha-256\n",
+                           "entrypoint.sh": 'PGPASSWORD="$(cat "$SUPERUSER_PW_FILE")"\n'}})
+    # ---- backend: the repository's manifests
+    for f in b.manifests:
+        for d in yaml.safe_load_all(f.read_text()):
+            if d:
+                items.append(d)
+    dep = next(i for i in items if i["kind"] == "Deployment" and i["metadata"]["name"] == b.deployment)
+    dep["status"] = {"availableReplicas": 1, "updatedReplicas": 1,
+                     "conditions": [{"type": "Available", "status": "True"}]}
+    blabels = dep["spec"]["template"]["metadata"]["labels"]
+    items.append(ready_pod("ducklake-backend-xyz", bns, blabels, uid=10001))
+    items.append({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                  "metadata": {"name": "be-1", "namespace": bns,
+                               "labels": {"kubernetes.io/service-name": b.service.name}},
+                  "endpoints": [{"addresses": ["10.244.0.9"], "conditions": {"ready": True}}]})
+    items.append(secret(b.postgres_secret.name, bns, {"username": pg.catalog.owner, "password": CATALOG_PW}))
+    items.append(secret(b.s3_secret.name, bns, {"access-key": m.backend_user.access_key,
+                                                 "secret-key": BACKEND_SK}))
+    releases = [
+        {"name": r.name, "namespace": r.namespace, "chart": f"{r.chart.name}-{r.chart.version}",
+         "status": "deployed", "revision": "1", "app_version": "x"} for r in spec.releases.values()]
+    values = {m.release: {"mode": "standalone", "existingSecret": m.root_secret.name,
+                          "rootUser": "", "rootPassword": ""}}
+    logs = {f"{sns}/minio-abc/minio": "API: http://10.0.0.1:9000\n",
+            f"{bns}/ducklake-backend-xyz/backend": '{"msg": "starting"}\n'}
+    return Objects(items, helm_releases=releases, helm_values=values, logs=logs)
+
+
+@pytest.fixture(scope="session")
+def spec():
+    return specmod.load()
+
+
+@pytest.fixture
+def good(spec) -> Objects:
+    return build(spec)
+
+
+@pytest.fixture
+def find():
+    def _find(objs: Objects, kind: str, name: str):
+        return next(o for o in objs.items if o["kind"] == kind and o["metadata"]["name"] == name)
+    return _find
+
+
+def clone(objs: Objects) -> Objects:
+    return copy.deepcopy(objs)
+
+
+__all__ = ["build", "clone", "json"]

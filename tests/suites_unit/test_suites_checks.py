@@ -1,0 +1,225 @@
+"""The pure check functions on hand-written objects: a conforming stack passes
+every check; each broken variant fails the matching control with remediation."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from suites import checks
+from suites.objects import Objects
+from suites.registry import ERROR, FAIL, PASS, WARN, registry
+
+PURE = sorted(checks.CHECKS)
+
+
+def test_every_pure_check_has_a_control():
+    reg = registry()
+    for cid in PURE:
+        assert cid in reg, cid
+
+
+@pytest.mark.parametrize("cid", PURE)
+def test_conforming_stack_passes(cid, good, spec):
+    res = checks.run(cid, good, spec)
+    assert res.status == PASS, (cid, res.evidence)
+    assert res.control == cid and res.evidence
+
+
+def _fails(cid, objs, spec, needle):
+    res = checks.run(cid, objs, spec)
+    assert res.status == FAIL, (cid, res.evidence)
+    assert any(needle in e for e in res.evidence), res.evidence
+    assert res.remediation == registry()[cid].remediation and res.remediation
+    return res
+
+
+def test_nodeport_service_fails(good, spec, find):
+    svc = find(good, "Service", spec.minio.services[0].name)
+    svc["spec"]["type"] = "NodePort"
+    svc["spec"]["ports"][0]["nodePort"] = 30900
+    _fails("MINIO-SVC-001", good, spec, "NodePort")
+
+
+def test_extra_loadbalancer_of_the_release_fails(good, spec, find):
+    find(good, "Service", f"{spec.minio.fullname}-svc")["spec"]["type"] = "LoadBalancer"
+    _fails("MINIO-SVC-001", good, spec, "LoadBalancer")
+
+
+def test_default_credentials_fail(good, spec, find):
+    s = find(good, "Secret", spec.minio.root_secret.name)
+    s["data"] = {"rootUser": base64.b64encode(b"minioadmin").decode(),
+                 "rootPassword": base64.b64encode(b"minioadmin").decode()}
+    res = _fails("MINIO-SEC-002", good, spec, "well-known default")
+    assert "minioadmin" not in "".join(e for e in res.evidence if "password" in e.split("(")[0])
+
+
+def test_short_root_password_warns(good, spec, find):
+    s = find(good, "Secret", spec.minio.root_secret.name)
+    s["data"]["rootPassword"] = base64.b64encode(b"short-pw-1").decode()
+    assert checks.run("MINIO-SEC-002", good, spec).status == WARN
+
+
+def test_inline_root_credentials_fail(good, spec, find):
+    dep = find(good, "Deployment", spec.minio.fullname)
+    dep["spec"]["template"]["spec"]["containers"][0]["env"][1] = {"name": "MINIO_ROOT_PASSWORD",
+                                                                  "value": "x" * 20}
+    good.helm_values[spec.minio.release]["rootPassword"] = "x" * 20
+    res = _fails("MINIO-SEC-001", good, spec, "inline literal")
+    assert any("chart value rootPassword" in e for e in res.evidence)
+
+
+def test_unreadable_secret_is_error_not_fail(good, spec):
+    objs = Objects([o for o in good.items if o["kind"] != "Secret"], good.helm_releases)
+    res = checks.run("MINIO-SEC-002", objs, spec)
+    assert res.status == ERROR and "could not evaluate" in res.evidence[0]
+
+
+def test_statefulset_minio_is_not_standalone(good, spec, find):
+    dep = find(good, "Deployment", spec.minio.fullname)
+    sts = {**dep, "kind": "StatefulSet"}
+    good.items.remove(dep)
+    good.items.append(sts)
+    good.helm_values[spec.minio.release]["mode"] = "distributed"
+    res = _fails("MINIO-MODE-001", good, spec, "distributed")
+    assert any("no Deployment" in e for e in res.evidence)
+
+
+def test_pvc_pending_wrong_size_and_not_mounted(good, spec, find):
+    pvc = find(good, "PersistentVolumeClaim", spec.minio.pvcs[0].name)
+    pvc["status"]["phase"] = "Pending"
+    pvc["spec"]["resources"]["requests"]["storage"] = "1Gi"
+    _fails("MINIO-PVC-001", good, spec, "Pending")
+    dep = find(good, "Deployment", spec.minio.fullname)
+    dep["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["mountPath"] = "/data"
+    res = _fails("MINIO-PVC-001", good, spec, "data path is /export")
+    assert any("requests '1Gi'" in e for e in res.evidence)
+
+
+def test_pg_pvc_from_claim_template(good, spec, find):
+    sts = find(good, "StatefulSet", spec.postgresql.fullname)
+    sts["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] = "/pgdata"
+    _fails("PG-PVC-001", good, spec, "data path is /pgdata")
+
+
+def test_release_wrong_chart_version(good, spec):
+    good.helm_releases[0]["chart"] = "minio-5.0.0"
+    good.helm_releases[1]["status"] = "failed"
+    _fails("MINIO-REL-001", good, spec, "minio-5.0.0")
+    _fails("PG-REL-001", good, spec, "'failed'")
+
+
+def test_missing_release_metadata_is_error(good, spec):
+    good.helm_releases = None
+    assert checks.run("MINIO-REL-001", good, spec).status == ERROR
+
+
+def test_backend_uses_root_credentials(good, spec, find):
+    s = find(good, "Secret", spec.backend.s3_secret.name)
+    s["data"]["secret-key"] = base64.b64encode(b"r00t-Pa55word-very-long-xyz").decode()
+    _fails("MINIO-IAM-001", good, spec, "root password")
+
+
+def test_pod_not_ready_and_root(good, spec, find):
+    pod = find(good, "Pod", "minio-abc")
+    pod["status"]["conditions"][0]["status"] = "False"
+    pod["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "CrashLoopBackOff"}}
+    _fails("MINIO-POD-001", good, spec, "CrashLoopBackOff")
+    dep = find(good, "Deployment", spec.minio.fullname)
+    dep["spec"]["template"]["spec"]["securityContext"]["runAsUser"] = 0
+    del dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    res = _fails("MINIO-POD-002", good, spec, "uid 0")
+    assert any("limits.memory" in e for e in res.evidence)
+
+
+def test_pg_two_replicas(good, spec, find):
+    find(good, "StatefulSet", spec.postgresql.fullname)["spec"]["replicas"] = 2
+    _fails("PG-REP-001", good, spec, "replicas 2")
+
+
+def test_pg_password_literal_env(good, spec, find):
+    sts = find(good, "StatefulSet", spec.postgresql.fullname)
+    sts["spec"]["template"]["spec"]["containers"][0]["env"].append(
+        {"name": "POSTGRES_PASSWORD", "value": "hunter2hunter2"})
+    _fails("PG-SEC-001", good, spec, "POSTGRES_PASSWORD is a literal")
+    _fails("SEC-ENV-001", good, spec, "POSTGRES_PASSWORD")
+
+
+@pytest.mark.parametrize("value,ok", [("'C'", True), ("en_US.UTF-8", True), ("POSIX", True),
+                                      ("'de_DE.UTF-8'", False), ("fr_FR", False)])
+def test_lc_messages(good, spec, find, value, ok):
+    cm = find(good, "ConfigMap", spec.postgresql.fullname)
+    cm["data"]["postgresql.conf"] = f"lc_messages = {value}\n"
+    assert checks.run("PG-CFG-001", good, spec).status == (PASS if ok else FAIL)
+
+
+def test_backend_probes_and_resources(good, spec, find):
+    dep = find(good, "Deployment", spec.backend.deployment)
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    del c["readinessProbe"]
+    c["livenessProbe"]["httpGet"]["path"] = "/"
+    del c["resources"]["requests"]["cpu"]
+    res = _fails("BE-PRB-001", good, spec, "readinessProbe: missing")
+    assert any("path '/'" in e for e in res.evidence)
+    _fails("BE-RES-001", good, spec, "requests.cpu")
+
+
+def test_backend_unavailable_and_no_endpoints(good, spec, find):
+    dep = find(good, "Deployment", spec.backend.deployment)
+    dep["status"] = {"availableReplicas": 0, "conditions": [{"type": "Available", "status": "False"}]}
+    _fails("BE-DEP-001", good, spec, "0/1 available")
+    good.items = [o for o in good.items if o["kind"] != "EndpointSlice"]
+    _fails("BE-SVC-001", good, spec, "no ready endpoints")
+
+
+def test_backend_literal_credentials_and_wrong_config(good, spec, find):
+    dep = find(good, "Deployment", spec.backend.deployment)
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    c["env"] = [e for e in c["env"] if e["name"] != "DUCKLAKE_PG_PASSWORD"] + \
+        [{"name": "DUCKLAKE_PG_PASSWORD", "value": "catalog-pw-0123456789"}]
+    find(good, "ConfigMap", spec.backend.configmap)["data"]["DUCKLAKE_LAKE_BUCKET"] = "other"
+    res = _fails("BE-CFG-001", good, spec, "DUCKLAKE_PG_PASSWORD is an inline literal")
+    assert any("DUCKLAKE_LAKE_BUCKET" in e for e in res.evidence)
+    res = _fails("SEC-ENV-001", good, spec, "holds a Secret value")
+    assert all("catalog-pw-0123456789" not in e for e in res.evidence)
+
+
+def test_backend_runs_as_root(good, spec, find):
+    dep = find(good, "Deployment", spec.backend.deployment)
+    dep["spec"]["template"]["spec"]["securityContext"] = {"runAsUser": 0}
+    dep["spec"]["template"]["spec"]["containers"][0]["securityContext"] = {}
+    _fails("BE-SEC-001", good, spec, "uid 0")
+
+
+def test_secret_in_configmap(good, spec, find):
+    cm = find(good, "ConfigMap", spec.backend.configmap)
+    cm["data"]["DUCKLAKE_PG_HOST"] = "x catalog-pw-0123456789"
+    cm["data"]["S3_SECRET_KEY"] = "abc"
+    res = _fails("SEC-CM-001", good, spec, "contains a Secret value")
+    assert any("credential-looking key 'S3_SECRET_KEY'" in e for e in res.evidence)
+    assert all("catalog-pw" not in e for e in res.evidence)
+
+
+def test_base64_secret_in_annotation(good, spec, find):
+    dep = find(good, "Deployment", spec.backend.deployment)
+    dep["metadata"]["annotations"] = {"note": base64.b64encode(b"backend-secret-key-0123456789").decode()}
+    _fails("SEC-ANN-001", good, spec, "annotation note")
+
+
+def test_secret_last_applied_is_a_warning(good, spec, find):
+    s = find(good, "Secret", spec.backend.s3_secret.name)
+    s["metadata"]["annotations"] = {"kubectl.kubernetes.io/last-applied-configuration":
+                                    '{"data": %s}' % list(s["data"].values())}
+    assert checks.run("SEC-ANN-001", good, spec).status == WARN
+
+
+def test_secret_in_logs(good, spec):
+    good.logs["storage/minio-abc/minio"] += "root password: r00t-Pa55word-very-long-xyz\n"
+    res = _fails("SEC-LOG-001", good, spec, "storage/minio-abc/minio")
+    assert all("r00t" not in e for e in res.evidence)
+
+
+def test_no_logs_is_error(good, spec):
+    good.logs = {}
+    assert checks.run("SEC-LOG-001", good, spec).status == ERROR
