@@ -18,9 +18,9 @@ from provision.bundle import layout as L
 from provision.cluster import ExistingCluster, KindCluster
 from provision.errors import DucklakeInfraError
 from provision.runner import Runner
+from provision.spec import SpecError, load as load_spec
 
 ROOT = Path(__file__).parent
-KIND_CLUSTER_NAME = "ducklake"
 
 
 def pytest_addoption(parser):
@@ -84,7 +84,11 @@ def cluster(pytestconfig, runner, bundle_layout):
         if not runner.which("kind"):
             pytest.fail(f"kind is not built: run `ducklake-infra bundle build` "
                         f"(looked in {bundle_layout.bin})")
-        c = KindCluster(runner, name=KIND_CLUSTER_NAME, node_image=L.NODE_IMAGE,
+        try:
+            kind_name = load_spec(pytestconfig.getoption("--stack")).kind_cluster
+        except SpecError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        c = KindCluster(runner, name=kind_name, node_image=L.NODE_IMAGE,
                         kubeconfig_dir=bundle_layout.root / "kubeconfig",
                         keep=pytestconfig.getoption("--keep-cluster"))
     else:
