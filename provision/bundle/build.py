@@ -90,6 +90,12 @@ def build(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool = F
     with progress.step("host tools into bin/"):
         for t in HOST_TOOLS:
             copy_if_changed(bins / t, lay.tool(t))
+        # Our PATH starts with bin/: make `docker` (for us and for kind) the client that
+        # matches Debian's engine, whose built-in BuildKit handles --secret without buildx.
+        link = lay.tool("docker")
+        if Path(host.DOCKER).exists() and not link.is_symlink():
+            link.unlink(missing_ok=True)
+            link.symlink_to(host.DOCKER)
     with progress.step(f"pause {pins.PAUSE_VERSION} (gcc -static)") as info:
         k8s_dir = module_dir(runner, "k8s.io/kubernetes", pins.K8S_VERSION)
         build_pause(runner, k8s_dir, bins / "pause")
