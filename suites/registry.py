@@ -252,6 +252,7 @@ def registry() -> Registry:
 # ---- per-test recording (the plugin sets the current record around each test) ----
 @dataclass
 class TestRecord:
+    __test__ = False  # not a pytest test class
     nodeid: str
     control: Control
     status: str = NOT_RUN

@@ -1,0 +1,195 @@
+"""Cluster access for the suites: gather objects, the service proxy, port-forwards,
+logs and failure diagnostics. Every command goes through the shared runner
+(read-only mode refuses writes, exec and port-forward before they start).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from provision.runner import CommandError, Runner
+from provision.spec import StackSpec
+
+from suites.objects import Objects, containers, pod_spec
+
+GATHER_KINDS = ("deployments,statefulsets,replicasets,jobs,pods,services,endpointslices,"
+                "persistentvolumeclaims,configmaps,secrets,serviceaccounts")
+
+
+def stack_namespaces(spec: StackSpec) -> list[str]:
+    return sorted(set(spec.namespaces.values()))
+
+
+def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool = False,
+           log_lines: int = 2000) -> Objects:
+    """Everything the pure checks read, from the live cluster."""
+    items: list[dict] = []
+    for ns in stack_namespaces(spec):
+        res = kubectl("-n", ns, "get", GATHER_KINDS, "-o", "json", timeout=120, check=False)
+        if res.returncode != 0:
+            if "NotFound" in res.stderr or "not found" in res.stderr:
+                continue  # the namespace does not exist: checks report what is missing
+            raise CommandError(res.argv, res.returncode, runner.redactor(res.stderr[-2000:]))
+        items.append(json.loads(res.stdout))
+    objs = Objects(items)
+    # Secret values must never reach a log, an error or a report
+    from suites.checks import secret_values_of
+    runner.redactor.add(*secret_values_of(objs, spec))
+    releases: list[dict] = []
+    for ns in sorted({r.namespace for r in spec.releases.values()}):
+        out = runner.run([*cluster.helm(), "list", "-n", ns, "-a", "-o", "json"], timeout=60).stdout
+        releases += json.loads(out or "[]")
+    objs.helm_releases = releases
+    for rel in spec.releases.values():
+        if not any(r.get("name") == rel.name and r.get("namespace") == rel.namespace for r in releases):
+            continue
+        res = runner.run([*cluster.helm(), "get", "values", rel.name, "-n", rel.namespace, "-o",
+                          "json"], timeout=60, check=False)
+        if res.returncode == 0:
+            user = json.loads(res.stdout or "null") or {}
+            # `mode` is a behaviour value: take the computed one
+            res_all = runner.run([*cluster.helm(), "get", "values", rel.name, "-n", rel.namespace,
+                                  "-a", "-o", "json"], timeout=60, check=False)
+            if res_all.returncode == 0:
+                computed = json.loads(res_all.stdout or "null") or {}
+                if "mode" in computed:
+                    user.setdefault("mode", computed["mode"])
+                user.setdefault("existingSecret", computed.get("existingSecret"))
+            objs.helm_values[rel.name] = user
+    if with_logs:
+        objs.logs = pod_logs(kubectl, objs, log_lines)
+    return objs
+
+
+def pod_logs(kubectl, objs: Objects, lines: int = 2000) -> dict[str, str]:
+    out = {}
+    for p in objs.all("Pod"):
+        md = p["metadata"]
+        for c in containers(pod_spec(p), init=True):
+            res = kubectl("-n", md["namespace"], "logs", md["name"], "-c", c["name"],
+                          f"--tail={lines}", timeout=60, check=False)
+            if res.returncode == 0:
+                out[f"{md['namespace']}/{md['name']}/{c['name']}"] = res.stdout
+    return out
+
+
+def proxy_path(ns: str, service: str, port: int | str, path: str) -> str:
+    return f"/api/v1/namespaces/{ns}/services/{service}:{port}/proxy/{path.lstrip('/')}"
+
+
+def service_get(kubectl, ns: str, service: str, port: int | str, path: str,
+                timeout: float = 60) -> tuple[bool, str]:
+    """GET through the API server's service proxy (a read: allowed under --readonly).
+    Returns (ok, body or error text)."""
+    res = kubectl("get", "--raw", proxy_path(ns, service, port, path), timeout=timeout, check=False)
+    if res.returncode == 0:
+        return True, res.stdout
+    return False, (res.stdout + res.stderr).strip()
+
+
+class PortForward:
+    """``kubectl port-forward`` in the background; ``local_port`` once ready.
+
+    Started through the runner's read-only check (refused under --readonly)."""
+
+    def __init__(self, runner: Runner, cluster, namespace: str, target: str, remote_port: int,
+                 timeout: float = 60):
+        self.argv = [*cluster.kubectl(), "-n", namespace, "port-forward", "--address", "127.0.0.1",
+                     target, f":{remote_port}"]
+        self.runner = runner
+        self.timeout = timeout
+        self.proc: subprocess.Popen | None = None
+        self.local_port: int | None = None
+        self._out: list[str] = []
+
+    def __enter__(self) -> "PortForward":
+        self.runner.check_allowed(self.argv)
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env=dict(self.runner.base_env))
+        found = threading.Event()
+
+        def read():
+            assert self.proc and self.proc.stdout
+            for line in self.proc.stdout:
+                self._out.append(line)
+                m = re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", line)
+                if m and self.local_port is None:
+                    self.local_port = int(m.group(1))
+                    found.set()
+        threading.Thread(target=read, daemon=True).start()
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline and not found.is_set():
+            if self.proc.poll() is not None:
+                break
+            found.wait(0.2)
+        if self.local_port is None:
+            self.__exit__(None, None, None)
+            raise CommandError(self.argv, self.proc.returncode,
+                               self.runner.redactor("".join(self._out)[-1500:]),
+                               reason="port-forward did not become ready")
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def component_pods(spec: StackSpec, component: str) -> list[tuple[str, str]]:
+    """(namespace, pod name prefix) of the pods related to a control component."""
+    m, pg, b = spec.minio, spec.postgresql, spec.backend
+    table = {
+        "minio": [(m.namespace, m.fullname)],
+        "postgresql": [(pg.namespace, pg.fullname)],
+        "backend": [(b.namespace, b.deployment)],
+        "dataplane": [(b.namespace, b.deployment), (m.namespace, m.fullname),
+                      (pg.namespace, pg.fullname)],
+        "secrets": [],
+    }
+    return table.get(component, [])
+
+
+def diagnostics(kubectl, spec: StackSpec, component: str, log_lines: int = 40) -> str:
+    """Events, pod statuses and last log lines of the pods related to a component."""
+    out = []
+    targets = component_pods(spec, component) or [(ns, "") for ns in stack_namespaces(spec)]
+    for ns in sorted({ns for ns, _ in targets}):
+        res = kubectl("-n", ns, "get", "events", "--sort-by=.lastTimestamp", timeout=60, check=False)
+        ev = res.stdout.strip().splitlines()
+        out.append(f"== events in {ns} (last 25)\n" + "\n".join(ev[:1] + ev[1:][-25:]))
+        res = kubectl("-n", ns, "get", "pods", "-o", "wide", timeout=60, check=False)
+        out.append(f"== pods in {ns}\n{res.stdout.strip() or res.stderr.strip()}")
+    for ns, prefix in targets:
+        if not prefix:
+            continue
+        res = kubectl("-n", ns, "get", "pods", "-o", "json", timeout=60, check=False)
+        try:
+            pods = json.loads(res.stdout)["items"]
+        except (ValueError, KeyError):
+            continue
+        for p in pods:
+            name = p["metadata"]["name"]
+            if not name.startswith(prefix):
+                continue
+            for cs in (p.get("status") or {}).get("containerStatuses") or []:
+                state = json.dumps(cs.get("state"))
+                out.append(f"== pod {ns}/{name} container {cs['name']}: ready={cs.get('ready')} "
+                           f"restarts={cs.get('restartCount')} state={state}")
+                res = kubectl("-n", ns, "logs", name, "-c", cs["name"], f"--tail={log_lines}",
+                              timeout=60, check=False)
+                out.append(f"-- last {log_lines} log lines\n{(res.stdout or res.stderr).rstrip()}")
+    return "\n".join(out)
+
+
+@contextmanager
+def nothing() -> Iterator[None]:
+    yield

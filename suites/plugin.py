@@ -1,0 +1,371 @@
+"""The conformance pytest plugin: control markers, statuses, session fixtures, reports.
+
+Loaded by the root conftest (``pytest_plugins = ["suites.plugin"]``).
+
+* ``@pytest.mark.control("MINIO-SVC-001")`` ties a test to a control from
+  ``suites/controls.yaml``; the node id carries the ID (``test_x[MINIO-SVC-001]``),
+  and so do the JUnit properties, ``<report-dir>/results.json`` and the HTML report.
+* Statuses PASS / FAIL / WARN / ERROR / NOT_EVALUATED (see suites.registry).
+* Controls with ``mutating: true`` are marked ``mutating``; under ``--readonly``
+  they are reported "not evaluated (read-only)", never as passed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from provision.runner import Redactor
+from suites import registry as R
+from suites import report as rep
+from suites import svg
+
+SUITES_DIR = Path(__file__).resolve().parent
+READONLY_REASON = "not evaluated (read-only)"
+
+
+@dataclass
+class State:
+    reg: R.Registry
+    records: dict[str, R.TestRecord] = field(default_factory=dict)
+    redactor: Redactor = field(default_factory=Redactor)
+    kubectl: object = None
+    spec: object = None
+    results: list | None = None
+    written: list[Path] = field(default_factory=list)
+
+
+STATE = pytest.StashKey[State]()
+
+
+def _state(config) -> State:
+    return config.stash[STATE]
+
+
+def _redact(config, text: str) -> str:
+    return _state(config).redactor(text) if STATE in config.stash else text
+
+
+# ---- configuration and collection ---------------------------------------------------------
+def _targets_suites(config) -> bool:
+    args = [a.split("::")[0] for a in config.args if not a.startswith("-")]
+    if not args:
+        return True
+    for a in args:
+        p = (Path(config.invocation_params.dir) / a).resolve()
+        if p == SUITES_DIR or SUITES_DIR in p.parents or p in SUITES_DIR.parents:
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    config.addinivalue_line("markers", "control(id): the conformance control (suites/controls.yaml) "
+                                       "this test evaluates")
+    try:
+        reg = R.load()
+    except R.ControlsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[STATE] = State(reg)
+    # the HTML report goes to <report-dir>/report.html unless --html says otherwise
+    if hasattr(config.option, "htmlpath") and not config.option.htmlpath and \
+            _targets_suites(config) and not config.option.collectonly:
+        rd = Path(config.getoption("--report-dir", default="reports"))
+        config.option.htmlpath = str(rd / "report.html")
+        config.option.self_contained_html = True
+
+
+def pytest_generate_tests(metafunc):
+    marker = metafunc.definition.get_closest_marker("control")
+    if marker is None:
+        return
+    if len(marker.args) != 1 or not isinstance(marker.args[0], str):
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: use @pytest.mark.control(\"ID\")")
+    cid = marker.args[0]
+    reg = _state(metafunc.config).reg
+    if cid not in reg:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: unknown control ID {cid!r} "
+                                f"(not in suites/controls.yaml)")
+    metafunc.parametrize("control", [reg[cid]], ids=[cid], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def control(request):
+    """The Control of a control test (None for other tests)."""
+    return getattr(request, "param", None)
+
+
+def control_of(item) -> R.Control | None:
+    cs = getattr(item, "callspec", None)
+    if cs is not None and isinstance(cs.params.get("control"), R.Control):
+        return cs.params["control"]
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    st = _state(config)
+    for item in items:
+        c = control_of(item)
+        if c is None:
+            continue
+        if c.mutating and not item.get_closest_marker("mutating"):
+            item.add_marker(pytest.mark.mutating)
+        elif item.get_closest_marker("mutating") and not c.mutating:
+            raise pytest.UsageError(f"{item.nodeid} is marked mutating but control {c.id} is not "
+                                    "(set mutating: true in suites/controls.yaml)")
+        st.records[item.nodeid] = R.TestRecord(item.nodeid, c)
+        for k, v in (("control_id", c.id), ("control_title", c.title), ("seed_section", c.section),
+                     ("severity", c.severity)):
+            item.user_properties.append((k, v))
+
+
+# ---- running -----------------------------------------------------------------------------------
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    rec = _state(item.config).records.get(item.nodeid)
+    R.set_current(rec)
+    try:
+        yield
+    finally:
+        R.set_current(None)
+
+
+def _short(excinfo) -> str:
+    msg = str(excinfo.value).strip()
+    return f"{excinfo.typename}: {msg}" if msg else excinfo.typename
+
+
+def _is_failure(excinfo) -> bool:
+    return excinfo.errisinstance(AssertionError) or excinfo.errisinstance(pytest.fail.Exception)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    config = item.config
+    st = _state(config)
+    rec = st.records.get(item.nodeid)
+    redact = st.redactor
+    # secrets never reach the terminal, JUnit or HTML through a failure text
+    if report.longrepr is not None and st.redactor.secrets:
+        text = str(report.longrepr)
+        if redact(text) != text:
+            report.longrepr = redact(text)
+    if rec is None:
+        return
+    c = rec.control
+    if report.when == "setup":
+        if report.skipped:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            reason = reason.removeprefix("Skipped: ")
+            rec.status = R.NOT_EVALUATED
+            rec.reason = READONLY_REASON if (c.mutating and config.getoption("--readonly", False)) \
+                else reason
+        elif report.failed:
+            rec.status = R.ERROR
+            rec.reason = redact("could not evaluate: setup failed: " + _short(call.excinfo))
+    elif report.when == "call":
+        if report.passed:
+            rec.status = R.WARN if rec.warnings else R.PASS
+        elif report.skipped:
+            rec.status = R.NOT_EVALUATED
+            rec.reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
+        elif call.excinfo is not None and _is_failure(call.excinfo):
+            rec.status = R.FAIL
+            rec.reason = redact(str(call.excinfo.value).strip().splitlines()[0][:500]
+                                if str(call.excinfo.value).strip() else "assertion failed")
+        else:
+            rec.status = R.ERROR
+            rec.reason = redact("could not evaluate: " + _short(call.excinfo)[:1000])
+    elif report.when == "teardown" and report.failed and rec.status in (R.PASS, R.WARN):
+        rec.status = R.ERROR
+        rec.reason = redact("teardown failed: " + _short(call.excinfo))
+    if report.when in ("setup", "call") and rec.status in (R.FAIL, R.ERROR) and not rec.diagnostics:
+        rec.diagnostics = redact(_collect_diagnostics(st, c))
+        if rec.diagnostics:
+            report.sections.append(("diagnostics (events, pods, logs)", rec.diagnostics))
+            try:
+                from pytest_html import extras
+                report.extras = getattr(report, "extras", []) + [
+                    extras.text(rec.diagnostics, name=f"{c.id} diagnostics")]
+            except ImportError:
+                pass
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        report.user_properties.append(("status", rec.status))
+        if rec.status != R.PASS:
+            report.user_properties.append(("remediation", c.remediation))
+        if rec.reason:
+            report.user_properties.append(("reason", rec.reason))
+        ex = st.reg.exemption(c.id, config.getoption("--cluster", default=None))
+        if ex is not None:
+            report.user_properties.append(("exempt", ex.reason))
+            if report.failed:
+                # still shown with its real status in every report; does not fail the run
+                report.sections.append(("exempted", f"{c.id} is exempted: {ex.reason}"))
+                report.outcome = "passed"
+                report.longrepr = None
+
+
+def _collect_diagnostics(st: State, c: R.Control) -> str:
+    if st.kubectl is None or st.spec is None:
+        return ""
+    try:
+        from suites.live import diagnostics
+        return diagnostics(st.kubectl, st.spec, c.component)
+    except Exception as exc:  # diagnostics must never hide the failure
+        return f"(could not collect diagnostics: {type(exc).__name__}: {exc})"
+
+
+# ---- session fixtures --------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def spec(pytestconfig):
+    """The stack spec from --stack (every name of the stack comes from here)."""
+    from provision.spec import SpecError, load
+    try:
+        s = load(pytestconfig.getoption("--stack"))
+    except SpecError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    _state(pytestconfig).spec = s
+    return s
+
+
+@pytest.fixture(scope="session")
+def stack(pytestconfig, cluster, spec, runner, kubectl):
+    """The stack under test. --cluster=kind: installed (idempotently) once per
+    session; an existing context is audited as it is; --readonly never installs."""
+    st = _state(pytestconfig)
+    st.kubectl = kubectl
+    st.redactor = runner.redactor  # one Redactor: the runner's, fed with the cluster's Secrets
+    if cluster.is_kind and not pytestconfig.getoption("--readonly"):
+        from provision.errors import DucklakeInfraError
+        from provision.progress import Progress
+        try:
+            from provision.stack import up
+        except ImportError as exc:
+            pytest.fail(f"provision.stack is not available: {exc}", pytrace=False)
+        start = time.monotonic()
+        try:
+            up(cluster, spec, runner, Progress())
+        except DucklakeInfraError as exc:
+            pytest.fail(f"the stack could not be installed: {runner.redactor(str(exc))}",
+                        pytrace=False)
+        cluster.stack_seconds = time.monotonic() - start
+    return spec
+
+
+@pytest.fixture(scope="session")
+def objs(stack, kubectl, runner, cluster, spec):
+    """The live objects of the stack (one consistent snapshot per session); every
+    Secret value read is registered with the runner's Redactor."""
+    from suites.live import gather
+    return gather(kubectl, runner, cluster, spec)
+
+
+# ---- reports -----------------------------------------------------------------------------------
+def _results(config) -> list:
+    st = _state(config)
+    if st.results is None:
+        st.results = rep.aggregate(st.reg, st.records.values(),
+                                   config.getoption("--cluster", default=None))
+    return st.results
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    st = _state(config)
+    if not st.records or config.option.collectonly:
+        return
+    st.results = None
+    results = _results(config)
+    rd = Path(config.getoption("--report-dir", default="reports"))
+    meta = {"cluster": config.getoption("--cluster", default=None),
+            "readonly": bool(config.getoption("--readonly", default=False)),
+            "stack": str(config.getoption("--stack", default=""))}
+    st.written.append(rep.write_json(rd / "results.json", results, meta, st.redactor))
+    if st.spec is not None or _spec_or_none(config) is not None:
+        (rd / "stack.svg").write_text(_svg(config), encoding="utf-8")
+        st.written.append(rd / "stack.svg")
+    # proof for SEC-RPT-001: nothing we wrote carries a registered secret
+    for p in st.written:
+        text = p.read_text(encoding="utf-8")
+        leaked = [s for s in st.redactor.secrets if s in text]
+        if leaked:
+            p.write_text(st.redactor(text), encoding="utf-8")
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _spec_or_none(config):
+    st = _state(config)
+    if st.spec is None:
+        try:
+            from provision.spec import load
+            st.spec = load(config.getoption("--stack", default=None))
+        except Exception:
+            return None
+    return st.spec
+
+
+def _svg(config) -> str:
+    spec = _spec_or_none(config)
+    statuses = {r.control.id: r.status for r in _results(config)}
+    return _redact(config, svg.render(spec, statuses, title=f"DuckLake stack on "
+                                      f"{config.getoption('--cluster', default='?')}"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_html_results_summary(prefix, summary, postfix, session):
+    config = session.config
+    st = _state(config)
+    if not st.records:
+        return
+    results = _results(config)
+    if _spec_or_none(config) is not None:
+        prefix.append(f'<div class="stack-picture">{_svg(config)}</div>')
+    prefix.append(rep.summary_html(results, st.redactor))
+    prefix.append(rep.controls_html(results, st.redactor))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_html_results_table_header(cells):
+    cells.insert(1, "<th>Control</th>")
+    cells.insert(2, "<th>Severity</th>")
+    cells.insert(3, "<th>Status</th>")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_html_results_table_row(report, cells):
+    config = _CONFIG[0]
+    rec = _state(config).records.get(report.nodeid) if config else None
+    if rec is None:
+        cells[1:1] = ["<td></td>", "<td></td>", "<td></td>"]
+        return
+    exempt = any(k == "exempt" for k, _ in report.user_properties)
+    cells[1:1] = [f'<td class="col-control">{rec.control.id}</td>',
+                  f"<td>{rec.control.severity}</td>",
+                  f"<td>{rep.badge(rec.status, exempt)}</td>"]
+
+
+_CONFIG: list = [None]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    _CONFIG[0] = session.config
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    st = _state(config)
+    if not st.records or config.option.collectonly:
+        return
+    lines = rep.terminal_lines(_results(config))
+    if lines:
+        terminalreporter.write_sep("=", "conformance controls")
+        for line in lines:
+            terminalreporter.write_line(_redact(config, line))
+    for p in st.written:
+        terminalreporter.write_line(f"report: {p}")
