@@ -196,14 +196,18 @@ def pytest_runtest_makereport(item, call):
             except ImportError:
                 pass
     if report.when == "call" or (report.when == "setup" and not report.passed):
-        report.user_properties.append(("status", rec.status))
+        props = [("status", rec.status)]
         if rec.status != R.PASS:
-            report.user_properties.append(("remediation", c.remediation))
+            props.append(("remediation", c.remediation))
         if rec.reason:
-            report.user_properties.append(("reason", rec.reason))
+            props.append(("reason", rec.reason))
         ex = st.reg.exemption(c.id, config.getoption("--cluster", default=None))
         if ex is not None:
-            report.user_properties.append(("exempt", ex.reason))
+            props.append(("exempt", ex.reason))
+        # JUnit writes the teardown report's properties: they are copied from the item
+        item.user_properties.extend(props)
+        report.user_properties.extend(props)
+        if ex is not None:
             if report.failed:
                 # still shown with its real status in every report; does not fail the run
                 report.sections.append(("exempted", f"{c.id} is exempted: {ex.reason}"))

@@ -1,0 +1,218 @@
+"""The plugin end to end, without a cluster (pytester): statuses, node ids,
+JUnit properties, results.json, the HTML report, read-only, redaction."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from suites import registry as R
+from suites import svg
+from provision import spec as specmod
+
+pytest_plugins = ["pytester"]
+ROOT = Path(__file__).resolve().parents[2]
+
+CONFTEST = f'''
+import pytest
+from provision.runner import Redactor
+pytest_plugins = ["suites.plugin"]
+
+def pytest_addoption(parser):
+    parser.addoption("--cluster", default="kind")
+    parser.addoption("--readonly", action="store_true")
+    parser.addoption("--stack", default={str(ROOT / "stack.yaml")!r})
+    parser.addoption("--report-dir", default="reports")
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--readonly"):
+        for item in items:
+            if item.get_closest_marker("mutating"):
+                item.add_marker(pytest.mark.skip(reason="not evaluated (read-only): this check changes the cluster"))
+
+@pytest.fixture(autouse=True)
+def _secret(request):
+    from suites.plugin import STATE
+    request.config.stash[STATE].redactor.add("hunter2-secret-value")
+'''
+
+TESTS = '''
+import pytest
+from suites.registry import Result, verdict, warn, evidence
+
+@pytest.mark.control("MINIO-SVC-001")
+def test_pass():
+    verdict(Result("PASS", ["Service storage/minio type ClusterIP"]))
+
+@pytest.mark.control("MINIO-SEC-002")
+def test_fail():
+    verdict(Result("FAIL", ["root credentials are a well-known default pair hunter2-secret-value"]))
+
+@pytest.mark.control("PG-CFG-001")
+def test_warn():
+    evidence("lc_messages = C")
+    warn("something to look at")
+
+@pytest.mark.control("BE-RDY-001")
+def test_error():
+    raise ConnectionError("API server unreachable")
+
+@pytest.mark.control("DP-ING-001")
+def test_mutating():
+    assert True
+
+def test_not_a_control():
+    assert True
+'''
+
+
+@pytest.fixture
+def run(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_ctl=TESTS)
+
+    def _run(*args):
+        return pytester.runpytest_inprocess("-p", "no:cacheprovider", "--report-dir", "out",
+                                            "--junitxml", "out/junit.xml", "--html",
+                                            "out/report.html", "--self-contained-html", *args)
+    return _run
+
+
+def _results(pytester) -> dict:
+    doc = json.loads((pytester.path / "out" / "results.json").read_text())
+    return {c["id"]: c for c in doc["controls"]}
+
+
+def test_statuses_are_distinct_and_reported(run, pytester):
+    res = run("-v")
+    res.assert_outcomes(passed=4, failed=2)
+    out = res.stdout.str()
+    assert "test_pass[MINIO-SVC-001] PASSED" in out  # the node id carries the control ID
+    c = _results(pytester)
+    assert c["MINIO-SVC-001"]["status"] == "PASS"
+    assert c["MINIO-SEC-002"]["status"] == "FAIL"
+    assert c["MINIO-SEC-002"]["remediation"] == R.registry()["MINIO-SEC-002"].remediation
+    assert c["PG-CFG-001"]["status"] == "WARN"
+    assert "WARN: something to look at" in c["PG-CFG-001"]["evidence"]
+    assert c["BE-RDY-001"]["status"] == "ERROR"
+    assert "ConnectionError: API server unreachable" in c["BE-RDY-001"]["tests"][0]["reason"]
+    assert c["DP-ING-001"]["status"] == "PASS"
+    assert c["MINIO-REL-001"]["status"] == "NOT_RUN"
+    for k in ("title", "section", "severity", "evidence", "remediation"):
+        assert k in c["MINIO-SVC-001"]
+
+
+def test_secret_values_are_redacted_everywhere(run, pytester):
+    res = run()
+    assert "hunter2-secret-value" not in res.stdout.str()
+    for f in ("results.json", "junit.xml", "report.html"):
+        text = (pytester.path / "out" / f).read_text()
+        assert "hunter2-secret-value" not in text, f
+    assert "***" in (pytester.path / "out" / "results.json").read_text()
+
+
+def test_junit_carries_control_id_and_status(run, pytester):
+    run()
+    xml = (pytester.path / "out" / "junit.xml").read_text()
+    assert re.search(r'<property name="control_id" value="MINIO-SEC-002"\s*/>', xml)
+    assert re.search(r'<property name="status" value="FAIL"\s*/>', xml)
+    assert re.search(r'<property name="status" value="ERROR"\s*/>', xml)
+
+
+def test_html_has_picture_summary_and_controls(run, pytester):
+    run()
+    html = (pytester.path / "out" / "report.html").read_text()
+    assert html.index("<svg") < html.index("Conformance summary") < html.index("ctl-controls")
+    assert "MINIO-SEC-002" in html and R.registry()["MINIO-SEC-002"].remediation[:40] in html
+    assert 'data-key="minio-svc" data-status="PASS"' in html
+
+
+def test_readonly_shows_mutating_controls_as_not_evaluated(run, pytester):
+    res = run("--readonly", "--cluster", "prod")
+    res.assert_outcomes(passed=3, failed=2, skipped=1)
+    c = _results(pytester)
+    assert c["DP-ING-001"]["status"] == "NOT_EVALUATED"
+    assert c["DP-ING-001"]["tests"][0]["reason"] == "not evaluated (read-only)"
+    assert "NOT EVALUATED" in res.stdout.str()
+
+
+def test_exempted_failure_is_shown_but_does_not_fail(run, pytester, monkeypatch):
+    reg = R.load()
+    reg.exemptions.append(R.Exemption("MINIO-SEC-002", "accepted risk in the lab"))
+    monkeypatch.setattr(R, "load", lambda *a, **k: reg)
+    res = run()
+    res.assert_outcomes(passed=5, failed=1)
+    c = _results(pytester)
+    assert c["MINIO-SEC-002"]["status"] == "FAIL" and c["MINIO-SEC-002"]["exempt"]
+    assert "EXEMPT" in (pytester.path / "out" / "report.html").read_text()
+
+
+def test_unknown_control_id_is_a_usage_error(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_bad='''
+import pytest
+@pytest.mark.control("NOPE-XXX-001")
+def test_x():
+    pass
+''')
+    res = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--report-dir", "out")
+    assert "unknown control ID 'NOPE-XXX-001'" in res.stdout.str() + res.stderr.str()
+
+
+def test_mutating_test_of_a_non_mutating_control_is_refused(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_bad='''
+import pytest
+@pytest.mark.mutating
+@pytest.mark.control("MINIO-SVC-001")
+def test_x():
+    pass
+''')
+    res = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--report-dir", "out")
+    assert "set mutating: true" in res.stdout.str() + res.stderr.str()
+
+
+def test_every_control_has_a_suite_test():
+    text = "".join(p.read_text() for p in (ROOT / "suites").glob("test_*.py"))
+    used = set(re.findall(r'mark\.control\("([A-Z0-9-]+)"\)', text))
+    assert used == set(R.registry().controls), set(R.registry().controls) ^ used
+
+
+def test_svg_colours_by_worst_status():
+    spec = specmod.load()
+    out = svg.render(spec, {"MINIO-SVC-001": "FAIL", "MINIO-REL-001": "PASS", "PG-SVC-001": "PASS"})
+    assert 'data-key="minio-svc" data-status="FAIL"' in out
+    assert 'data-key="pg-svc" data-status="PASS"' in out
+    assert 'data-key="be-deploy" data-status="NOT_RUN"' in out
+    for name in (spec.minio.fullname, spec.backend.deployment, spec.postgresql.catalog.database):
+        assert name in out
+
+
+@pytest.mark.parametrize("bad,msg", [
+    ({"controls": [{"id": "bad", "title": "t", "section": "2.1", "severity": "high",
+                    "component": "minio", "remediation": "r"}]}, "not an ID"),
+    ({"controls": [{"id": "A-B-001", "title": "t", "section": "9.9", "severity": "high",
+                    "component": "minio", "remediation": "r"}]}, "seed plan section"),
+    ({"controls": [{"id": "A-B-001", "title": "t", "section": "2.1", "severity": "urgent",
+                    "component": "minio", "remediation": "r"}]}, "severity"),
+    ({"controls": [{"id": "A-B-001", "title": "t", "section": "2.1", "severity": "high",
+                    "component": "minio"}]}, "remediation"),
+])
+def test_controls_validation(bad, msg):
+    with pytest.raises(R.ControlsError, match=msg):
+        R.parse_controls(bad)
+
+
+def test_exemptions_validation():
+    controls = R.registry().controls
+    with pytest.raises(R.ControlsError, match="needs a reason"):
+        R.parse_exemptions({"exemptions": [{"control": "MINIO-SVC-001"}]}, controls)
+    with pytest.raises(R.ControlsError, match="unknown control"):
+        R.parse_exemptions({"exemptions": [{"control": "X-Y-001", "reason": "r"}]}, controls)
+    ex, sev = R.parse_exemptions({"exemptions": [{"control": "MINIO-SVC-001", "reason": "r",
+                                                  "clusters": ["prod"], "expires": "2000-01-01"}],
+                                  "severity": {"PG-CFG-001": "low"}}, controls)
+    assert not ex[0].applies("prod") and sev == {"PG-CFG-001": "low"}
