@@ -22,6 +22,9 @@ from provision.spec import SpecError, load as load_spec
 
 ROOT = Path(__file__).parent
 
+# The conformance suites' plugin: controls, the stack fixture, reports.
+pytest_plugins = ["suites.plugin"]
+
 
 def pytest_addoption(parser):
     g = parser.getgroup("ducklake-infra", "DuckLake stack conformance")
