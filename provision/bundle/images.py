@@ -207,7 +207,11 @@ def node_component_images() -> list[BinaryImage]:
         BinaryImage(L.ETCD_IMAGE, "scratch", (("etcd", "/usr/local/bin/etcd"),), (sbin,),
                     why="etcd at the version kubeadm 1.34 expects"),
         BinaryImage(L.COREDNS_IMAGE, "scratch", (("coredns", "/coredns"),),
-                    ('ENTRYPOINT ["/coredns"]', "USER 65532:65532"), why="CoreDNS"),
+                    # Runs as uid 0: kubeadm's Deployment drops ALL capabilities but
+                    # NET_BIND_SERVICE and forbids privilege escalation. Upstream runs
+                    # non-root with a file capability, which legacy `docker build` COPY
+                    # does not carry (tried: coredns then cannot bind :53).
+                    ('ENTRYPOINT ["/coredns"]',), why="CoreDNS"),
         BinaryImage(L.PAUSE_IMAGE, "scratch", (("pause", "/pause"),),
                     ('ENTRYPOINT ["/pause"]', "USER 65535:65535"), why="pause (static C)"),
         BinaryImage(L.CNI_IMAGE, L.NODE_NET_BASE_IMAGE,

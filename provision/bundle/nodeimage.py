@@ -87,7 +87,7 @@ def build_node_base(runner: Runner, lay: L.Layout, kind_dir: Path) -> bool:
     root = I.debootstrap(runner, lay, "kind-node-base", I.NODE_PACKAGES)
     prepare_node_rootfs(runner, root, kind_dir)
     I.import_rootfs(runner, root, NODE_BASE_IMAGE,
-                    ("ENV container=docker", "STOPSIGNAL SIGRTMIN+3",
+                    ("ENV container=docker",
                      'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]'), stamp)
     shutil.rmtree(root)
     return True
@@ -103,7 +103,7 @@ def build_node_image(runner: Runner, lay: L.Layout, kind_dir: Path, bins: Path,
     storage, cni = storage_manifest(kind_dir), cni_manifest()
     stamp = I.stamp_of(I.image_stamp(runner, NODE_BASE_IMAGE), ids, storage, cni,
                        *[bins / b for b in ("kubeadm", "kubelet", "kubectl", "crictl")],
-                       "node-v1")
+                       "node-v2")
     if I.image_stamp(runner, L.NODE_IMAGE) == stamp:
         return False
     work = lay.root / "build" / "node"
@@ -138,6 +138,13 @@ def build_node_image(runner: Runner, lay: L.Layout, kind_dir: Path, bins: Path,
             "rm -f /kind/images.tar; "
             f"sed -i 's#sandbox_image = .*#sandbox_image = \"{L.PAUSE_IMAGE}\"#' "
             "/etc/containerd/config.toml; "
+            # Lowering oom_score_adj (kubelet asks -998 for static pods) needs
+            # CAP_SYS_RESOURCE, which some hosts' bounding sets lack; clamp it instead
+            # (what kind does for rootless nodes). Without this runc init dies with
+            # "can't get final child's PID from pipe: EOF".
+            "sed -i 's#restrict_oom_score_adj = false#restrict_oom_score_adj = true#' "
+            "/etc/containerd/config.toml; grep -q 'restrict_oom_score_adj = true' "
+            "/etc/containerd/config.toml; "
             "ctr -n k8s.io images ls -q; "
             "pkill containerd; for i in $(seq 30); do pgrep -x containerd >/dev/null || break; sleep 1; done; "
             "rm -rf /var/log/containerd-build.log")
@@ -148,12 +155,19 @@ def build_node_image(runner: Runner, lay: L.Layout, kind_dir: Path, bins: Path,
             if full not in have:
                 raise DucklakeInfraError(f"image {ref} did not land in the node's containerd "
                                          f"(have: {sorted(have)})")
+        committed = f"{L.NODE_IMAGE}-commit"
         runner.run([DOCKER, "commit",
                     "--change", 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]',
                     "--change", "CMD []", "--change", "ENV container=docker",
-                    "--change", "STOPSIGNAL SIGRTMIN+3",
-                    "--change", f"LABEL {I.STAMP_LABEL}={stamp}",
-                    name, L.NODE_IMAGE], timeout=900)
+                    name, committed], timeout=900)
+        # docker commit/import cannot set STOPSIGNAL (systemd stops on SIGRTMIN+3):
+        # one Dockerfile line on top does, together with the stamp label.
+        (work / "Dockerfile").write_text(f"FROM {committed}\nSTOPSIGNAL SIGRTMIN+3\n"
+                                         f"LABEL {I.STAMP_LABEL}={stamp}\n")
+        tar.unlink(missing_ok=True)
+        runner.run([DOCKER, "build", "-q", "-t", L.NODE_IMAGE, str(work)], timeout=600,
+                   env={"DOCKER_BUILDKIT": "0"})
+        runner.run([DOCKER, "rmi", committed], timeout=120, check=False)
     finally:
         runner.run([DOCKER, "rm", "-f", name], timeout=120, check=False)
         shutil.rmtree(work, ignore_errors=True)
