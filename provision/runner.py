@@ -68,11 +68,17 @@ class Redactor:
     """Replaces every registered secret value with ``***``."""
 
     secrets: set[str] = field(default_factory=set)
+    # values known to be public (names written in the stack spec): never redacted
+    public: set[str] = field(default_factory=set)
 
     def add(self, *values: str | None) -> None:
         for v in values:
-            if v and len(v) >= 4:
+            if v and len(v) >= 4 and v not in self.public:
                 self.secrets.add(v)
+
+    def allow(self, *values: str) -> None:
+        self.public.update(values)
+        self.secrets.difference_update(values)
 
     def __call__(self, text: str) -> str:
         for s in sorted(self.secrets, key=len, reverse=True):

@@ -190,6 +190,25 @@ class StackSpec:
                 self.postgresql.superuser_secret, self.postgresql.catalog.secret,
                 self.backend.postgres_secret, self.backend.s3_secret]
 
+    def public_names(self) -> frozenset[str]:
+        """Every string the spec itself writes (names, namespaces, users such as the
+        catalog owner): public by definition, so never redacted even when a Secret
+        repeats one of them."""
+        out: set[str] = set()
+
+        def walk(x: Any) -> None:
+            if isinstance(x, str):
+                out.add(x)
+            elif isinstance(x, Mapping):
+                for k, v in x.items():
+                    out.add(str(k))
+                    walk(v)
+            elif isinstance(x, (list, tuple)):
+                for v in x:
+                    walk(v)
+        walk(self.raw)
+        return frozenset(out)
+
     def image(self, key: str, overrides: Mapping[str, str] | None = None) -> str:
         """The image reference for ``key``: an override, or the spec's value resolved."""
         if overrides and key in overrides:

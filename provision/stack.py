@@ -287,8 +287,11 @@ class _Ctx:
             self.notes[len(self.runner.planned)] = "stdin: " + ", ".join(
                 f"{o['kind']} {o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
                 .replace(" /", " ") for o in objects)
-        self.runner.run(self.kubectl("apply", "-f", "-"), input=kube.as_list(objects),
-                        timeout=timeout, mutating=True)
+        # Server-side apply: client-side apply would copy every object, Secrets
+        # included, into a last-applied-configuration annotation (SEC-ANN-001).
+        self.runner.run(self.kubectl("apply", "--server-side", "--field-manager",
+                                     "ducklake-infra", "--force-conflicts", "-f", "-"),
+                        input=kube.as_list(objects), timeout=timeout, mutating=True)
 
 
 def _get_secret(ctx: _Ctx, name: str, namespace: str) -> dict[str, str] | None:
@@ -474,6 +477,7 @@ def up(cluster, spec: StackSpec, runner: Runner, progress: Progress,
        opts: Options | None = None, *, _ctx: _Ctx | None = None) -> dict[str, str]:
     """Create or update the whole stack; returns the resolved image references."""
     opts = opts or Options()
+    runner.redactor.allow(*spec.public_names())
     ctx = _ctx or _Ctx(cluster, spec, runner, progress, opts)
     start = time.monotonic()
     if not cluster.is_kind and BACKEND_IMAGE_KEY not in opts.images:

@@ -40,10 +40,11 @@ def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool
     objs = Objects(items)
     # Secret values must never reach a log, an error or a report
     from suites.checks import secret_values_of
+    runner.redactor.allow(*spec.public_names())
     runner.redactor.add(*secret_values_of(objs, spec))
     releases: list[dict] = []
     for ns in sorted({r.namespace for r in spec.releases.values()}):
-        out = runner.run([*cluster.helm(), "list", "-n", ns, "-a", "-o", "json"], timeout=60).stdout
+        out = runner.run([*cluster.helm(), "list", "-n", ns, "-o", "json"], timeout=60).stdout
         releases += json.loads(out or "[]")
     objs.helm_releases = releases
     for rel in spec.releases.values():

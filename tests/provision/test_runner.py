@@ -68,3 +68,14 @@ def test_run_logged_streams_to_log(tmp_path):
     with pytest.raises(CommandError) as ei:
         r.run_logged(["sh", "-c", "echo failing-step; exit 4"])
     assert "failing-step" in ei.value.stderr_tail
+
+
+def test_public_names_are_never_redacted():
+    red = Redactor()
+    red.allow("ducklake")
+    red.add("ducklake", "r4nd0m-pw")  # a Secret that repeats the spec's user name
+    assert red("user ducklake password r4nd0m-pw") == "user ducklake password ***"
+    red2 = Redactor()
+    red2.add("ducklake")
+    red2.allow("ducklake")  # allowing later also un-registers it
+    assert red2("ducklake") == "ducklake"

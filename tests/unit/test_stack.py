@@ -94,7 +94,7 @@ def test_up_on_fresh_kind_runs_every_phase(spec, progress, fake_layout):
 def test_up_generates_secrets_only_on_stdin_and_redacts_them(spec, progress, fake_layout):
     r = fresh_runner()
     stack.up(_kind(r, spec), spec, r, progress, _opts(fake_layout))
-    applied = [json.loads(c.input) for c in r.executed(r" apply -f -")]
+    applied = [json.loads(c.input) for c in r.executed(r" apply --server-side .* -f -")]
     secrets = {f"{o['metadata']['namespace']}/{o['metadata']['name']}":
                {k: base64.b64decode(v).decode() for k, v in o["data"].items()}
                for lst in applied for o in lst["items"] if o["kind"] == "Secret"}
@@ -152,7 +152,7 @@ def test_second_up_changes_nothing(spec, progress, fake_layout):
     r = existing_runner(spec, fake_layout)
     stack.up(_kind(r, spec), spec, r, progress, _opts(fake_layout))
     assert not r.executed(r"^kind create|^kind load|^docker build|upgrade --install")
-    applies = r.executed(r" apply -f -")
+    applies = r.executed(r" apply --server-side .* -f -")
     assert len(applies) == 1, "only the (unchanged) backend manifests are re-applied"
     kinds = {o["kind"] for o in json.loads(applies[0].input)["items"]}
     assert kinds == {"ConfigMap", "Deployment", "Service"}
@@ -211,7 +211,7 @@ def test_real_context_needs_backend_image_and_never_touches_kind(spec, progress,
     assert not r.find(r"^kind |^docker ")
     assert all("--context prod" in c.line or "--kube-context prod" in c.line
                for c in r.calls if c.argv[0] in ("kubectl", "helm") and "get-contexts" not in c.argv)
-    deploy = json.loads(r.executed(r" apply -f -")[-1].input)["items"]
+    deploy = json.loads(r.executed(r" apply --server-side .* -f -")[-1].input)["items"]
     d = next(o for o in deploy if o["kind"] == "Deployment")
     assert d["spec"]["template"]["spec"]["containers"][0]["image"] == "reg.example/backend:1"
 
@@ -237,7 +237,7 @@ def test_plan_with_cluster_runs_reads_only(spec, progress, fake_layout):
     assert not any("upgrade --install" in x for x in lines)
     executed = r.executed()
     assert executed and all(c.mutating is False for c in executed)
-    assert any(" apply -f -" in x for x in lines)
+    assert any(" apply --server-side" in x for x in lines)
 
 
 def test_down_kind_deletes_our_cluster(spec, progress):
