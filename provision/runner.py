@@ -100,6 +100,8 @@ class Runner:
         self.base_env = dict(os.environ if env is None else env)
         self.dry_run = dry_run
         self.planned: list[list[str]] = []
+        # stdin each planned command would get (kept in memory only: may hold secrets)
+        self.planned_inputs: dict[int, str | bytes] = {}  # index in planned -> stdin
         self._log_lock = threading.Lock()
 
     # -- helpers -----------------------------------------------------------
@@ -137,6 +139,8 @@ class Runner:
         self.check_allowed(argv)
         shown = self.redactor(" ".join(argv))
         if self.dry_run and mutating is not False:
+            if input is not None:
+                self.planned_inputs[len(self.planned)] = input
             self.planned.append(argv)
             return Result(argv, 0, "", "", 0.0)
         full_env = dict(self.base_env)

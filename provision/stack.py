@@ -561,6 +561,8 @@ def plan(cluster, spec: StackSpec, runner: Runner, progress: Progress,
         out.append(line)
     if ctx.runner is not runner:
         runner.planned[:] = ctx.runner.planned
+        runner.planned_inputs.clear()
+        runner.planned_inputs.update(ctx.runner.planned_inputs)
     return out
 
 
@@ -582,6 +584,8 @@ class _RecordingRunner(Runner):
         self.check_allowed(argv)
         if mutating is False:
             self.read_marks.add(len(self.planned))
+        if kw.get("input") is not None:
+            self.planned_inputs[len(self.planned)] = kw["input"]
         self.planned.append(argv)
         return Result(argv, 0, "", "", 0.0)
 
