@@ -322,6 +322,10 @@ def _svg(config) -> str:
 
 
 @pytest.hookimpl(optionalhook=True)
+def pytest_html_report_title(report):
+    report.title = "DuckLake stack conformance report"
+
+
 def pytest_html_results_summary(prefix, summary, postfix, session):
     config = session.config
     st = _state(config)
