@@ -57,6 +57,23 @@ def pytest_configure(config):
         raise pytest.UsageError(f"--kubeconfig {kc}: no such file")
 
 
+def pytest_sessionstart(session):
+    """An existing context is checked before anything runs: unknown context, missing
+    credentials or an unreachable API server end the run with one clear line."""
+    config = session.config
+    name = config.getoption("--cluster")
+    if name == "kind" or config.getoption("--collect-only", default=False):
+        return
+    kc = config.getoption("--kubeconfig")
+    lay = L.layout(config.getoption("--cache-dir"))
+    r = Runner(readonly=True)
+    r.base_env["PATH"] = lay.path_env(r.base_env.get("PATH", ""))
+    try:
+        ExistingCluster(r, context=name, kubeconfig=Path(kc).expanduser() if kc else None).ensure()
+    except DucklakeInfraError as exc:
+        pytest.exit(f"error: {exc}", returncode=2)
+
+
 def pytest_collection_modifyitems(config, items):
     readonly = config.getoption("--readonly")
     for item in items:

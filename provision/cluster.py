@@ -34,6 +34,54 @@ class Cluster(Protocol):
     def load_images(self, images: list[str]) -> None: ...
 
 
+# API server audit logging in every kind cluster we create: it is how the read-only
+# audit proves, from outside, that it changed nothing (tests/cluster).
+AUDIT_DIR_IN_NODE = "/etc/kubernetes/audit"
+AUDIT_LOG_IN_NODE = "/var/log/kubernetes/audit/audit.log"
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  # who did what to which object: metadata only, never request bodies (Secrets!)
+  - level: Metadata
+"""
+
+
+def kind_config(audit_dir: Path) -> str:
+    """kind cluster config: one control plane with API server audit logging."""
+    return f"""\
+kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+nodes:
+  - role: control-plane
+    extraMounts:
+      - hostPath: {audit_dir}
+        containerPath: {AUDIT_DIR_IN_NODE}
+        readOnly: true
+    kubeadmConfigPatches:
+      - |
+        apiVersion: kubeadm.k8s.io/v1beta3
+        kind: ClusterConfiguration
+        apiServer:
+          extraArgs:
+            audit-policy-file: {AUDIT_DIR_IN_NODE}/policy.yaml
+            audit-log-path: {AUDIT_LOG_IN_NODE}
+            audit-log-maxsize: "100"
+            audit-log-maxbackup: "2"
+          extraVolumes:
+            - name: audit-policy
+              hostPath: {AUDIT_DIR_IN_NODE}
+              mountPath: {AUDIT_DIR_IN_NODE}
+              readOnly: true
+              pathType: DirectoryOrCreate
+            - name: audit-log
+              hostPath: {AUDIT_LOG_IN_NODE.rsplit('/', 1)[0]}
+              mountPath: {AUDIT_LOG_IN_NODE.rsplit('/', 1)[0]}
+              pathType: DirectoryOrCreate
+"""
+
+
 def _kubeconfig_args(kubeconfig: Path | None) -> list[str]:
     return ["--kubeconfig", str(kubeconfig)] if kubeconfig else []
 
@@ -78,11 +126,10 @@ class KindCluster:
                              "--kubeconfig", str(self.kubeconfig)], timeout=60)
             return
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        config = self.config_path or self.write_default_config()
         argv = ["kind", "create", "cluster", "--name", self.name, "--image", self.node_image,
                 "--kubeconfig", str(self.kubeconfig), "--wait", f"{int(self.create_timeout)}s",
-                "--retain"]
-        if self.config_path:
-            argv += ["--config", str(self.config_path)]
+                "--retain", "--config", str(config)]
         try:
             self.runner.run(argv, timeout=self.create_timeout + 120)
         except CommandError as exc:
@@ -91,6 +138,20 @@ class KindCluster:
                 f"  node logs: kind export logs --name {self.name}; then "
                 f"kind delete cluster --name {self.name}") from None
         self.owned = True
+
+    def write_default_config(self) -> Path:
+        base = Path(self.kubeconfig_dir).expanduser().parent / "kind" / self.name
+        audit = base / "audit"
+        audit.mkdir(parents=True, exist_ok=True)
+        (audit / "policy.yaml").write_text(AUDIT_POLICY)
+        cfg = base / "kind-config.yaml"
+        cfg.write_text(kind_config(audit))
+        return cfg
+
+    def audit_log(self) -> str:
+        """The API server's audit log (JSON lines), read from the node."""
+        return self.runner.run(["docker", "exec", self.node_container(), "cat",
+                                AUDIT_LOG_IN_NODE], timeout=120, mutating=False).stdout
 
     def delete(self) -> None:
         if self.keep:

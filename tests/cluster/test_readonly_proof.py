@@ -1,0 +1,148 @@
+"""Proof, from outside, that `pytest --readonly` changes nothing.
+
+The kind cluster we create has API server audit logging (provision/cluster.py).
+The audit suite runs as a subprocess with --readonly against the deployed stack,
+first as a ServiceAccount bound to a read-only ClusterRole, then with the
+cluster's admin credentials. For each run the API server's audit log must show
+zero create/update/patch/delete/deletecollection requests from that identity
+(self access reviews excepted), and it must show that identity's reads, so the
+check cannot pass by logging nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.cluster, pytest.mark.mutating]
+
+ROOT = Path(__file__).resolve().parents[2]
+MUTATING_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+SELF_REVIEWS = {"selfsubjectaccessreviews", "selfsubjectrulesreviews", "selfsubjectreviews"}
+AUDITOR_NS = "ducklake-audit"
+AUDITOR_SA = "auditor"
+
+
+@pytest.fixture(scope="module")
+def stack_up(stack):
+    """The audited stack must be deployed (by the suites' session fixture)."""
+    return stack
+
+
+def audit_events(cluster) -> list[dict]:
+    events = []
+    for line in cluster.audit_log().splitlines():
+        line = line.strip()
+        if line:
+            events.append(json.loads(line))
+    return events
+
+
+def events_of(events: list[dict], user: str, since: float, until: float) -> list[dict]:
+    def ts(e):
+        t = e.get("requestReceivedTimestamp") or e.get("stageTimestamp")
+        return time.mktime(time.strptime(t[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+    return [e for e in events if e.get("user", {}).get("username") == user
+            and since - 1 <= ts(e) <= until + 1]
+
+
+def mutations(events: list[dict]) -> list[str]:
+    out = []
+    for e in events:
+        ref = e.get("objectRef") or {}
+        if e.get("verb") in MUTATING_VERBS and ref.get("resource") not in SELF_REVIEWS:
+            out.append(f"{e['verb']} {ref.get('resource')} {ref.get('namespace', '')}/"
+                       f"{ref.get('name', '')} ({e.get('requestURI')})")
+    return out
+
+
+def run_audit(context: str, kubeconfig: Path, report_dir: Path) -> tuple[subprocess.CompletedProcess, float, float]:
+    argv = [sys.executable, "-m", "pytest", str(ROOT / "suites"), f"--cluster={context}",
+            f"--kubeconfig={kubeconfig}", "--readonly", f"--report-dir={report_dir}",
+            "-p", "no:cacheprovider", "-q", "--no-header"]
+    start = time.time()
+    res = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    return res, start, time.time()
+
+
+@pytest.fixture(scope="module")
+def auditor_kubeconfig(cluster, kubectl, tmp_path_factory) -> tuple[Path, str]:
+    """A kubeconfig for a ServiceAccount that may only get/list/watch."""
+    kubectl.apply(f"""
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {AUDITOR_NS}}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: {AUDITOR_SA}, namespace: {AUDITOR_NS}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: ducklake-auditor}}
+rules:
+  - apiGroups: ["*"]
+    resources: ["*"]
+    verbs: [get, list, watch]
+  - nonResourceURLs: ["*"]
+    verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: ducklake-auditor}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: ducklake-auditor}}
+subjects: [{{kind: ServiceAccount, name: {AUDITOR_SA}, namespace: {AUDITOR_NS}}}]
+""")
+    token = kubectl("-n", AUDITOR_NS, "create", "token", AUDITOR_SA, "--duration=1h").stdout.strip()
+    cluster.runner.redactor.add(token)
+    admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    server = admin["clusters"][0]["cluster"]
+    ctx = "ducklake-auditor"
+    cfg = {"apiVersion": "v1", "kind": "Config", "current-context": ctx,
+           "clusters": [{"name": "audited", "cluster": server}],
+           "users": [{"name": AUDITOR_SA, "user": {"token": token}}],
+           "contexts": [{"name": ctx, "context": {"cluster": "audited", "user": AUDITOR_SA}}]}
+    path = tmp_path_factory.mktemp("auditor") / "kubeconfig"
+    path.write_text(yaml.safe_dump(cfg))
+    path.chmod(0o600)
+    yield path, ctx
+    kubectl("delete", "namespace", AUDITOR_NS, "--wait=false", check=False)
+    kubectl("delete", "clusterrolebinding,clusterrole", "ducklake-auditor", check=False)
+
+
+def test_readonly_serviceaccount_audit_changes_nothing(cluster, stack_up, auditor_kubeconfig,
+                                                       tmp_path):
+    kubeconfig, ctx = auditor_kubeconfig
+    res, start, end = run_audit(ctx, kubeconfig, tmp_path / "reports")
+    out = cluster.runner.redactor(res.stdout[-3000:] + res.stderr[-2000:])
+    assert res.returncode == 0, out
+    assert "not evaluated (read-only)" in res.stdout + res.stderr or "NOT_EVALUATED" in \
+        (tmp_path / "reports" / "results.json").read_text(), out
+    user = f"system:serviceaccount:{AUDITOR_NS}:{AUDITOR_SA}"
+    mine = events_of(audit_events(cluster), user, start, end)
+    reads = [e for e in mine if e.get("verb") in ("get", "list", "watch")]
+    assert len(reads) >= 20, f"the audit log shows only {len(reads)} reads by {user}"
+    assert mutations(mine) == []
+    results = json.loads((tmp_path / "reports" / "results.json").read_text())
+    rows = results if isinstance(results, list) else results.get("controls", [])
+    priv = [r for r in rows if r.get("id") == "AUDIT-PRIV-001"]
+    assert priv and priv[0]["status"] == "PASS", priv
+
+
+def test_admin_credentials_with_readonly_change_nothing(cluster, stack_up, tmp_path):
+    res, start, end = run_audit(cluster.context, Path(cluster.kubeconfig), tmp_path / "reports")
+    out = cluster.runner.redactor(res.stdout[-3000:] + res.stderr[-2000:])
+    assert res.returncode == 0, out
+    mine = events_of(audit_events(cluster), "kubernetes-admin", start, end)
+    assert len([e for e in mine if e.get("verb") in ("get", "list")]) >= 20
+    assert mutations(mine) == []
+    results = json.loads((tmp_path / "reports" / "results.json").read_text())
+    rows = results if isinstance(results, list) else results.get("controls", [])
+    priv = [r for r in rows if r.get("id") == "AUDIT-PRIV-001"]
+    assert priv and priv[0]["status"] == "WARN", priv  # admin credentials can write
