@@ -77,7 +77,7 @@ def shell_baseline(lay: L.Layout, spec, tmp: Path) -> tuple[float, int]:
     r = runner_for(lay, dry_run=True)
     c = kind_cluster(lay, spec, r)
     lines = stack.plan(c, spec, r, Progress(quiet=True))
-    script = ["set -euo pipefail"]
+    script = ["set -euo pipefail", "export DOCKER_BUILDKIT=1  # as our runner sets for docker build"]
     steps = 0
     for i, (argv, line) in enumerate(zip(r.planned, lines)):
         if line.endswith("# read"):
