@@ -36,6 +36,7 @@ class State:
     spec: object = None
     results: list | None = None
     written: list[Path] = field(default_factory=list)
+    evidence: object = None   # suites.evidence.Recorder: every object inspected
 
 
 STATE = pytest.StashKey[State]()
@@ -263,11 +264,53 @@ def stack(pytestconfig, cluster, spec, runner, kubectl):
 
 
 @pytest.fixture(scope="session")
-def objs(stack, kubectl, runner, cluster, spec):
+def objs(pytestconfig, stack, kubectl, runner, cluster, spec):
     """The live objects of the stack (one consistent snapshot per session); every
     Secret value read is registered with the runner's Redactor."""
     from suites.live import gather
-    return gather(kubectl, runner, cluster, spec)
+    o = gather(kubectl, runner, cluster, spec)
+    _evidence_start(pytestconfig, cluster, kubectl)  # evidence bundle
+    record_inspected(pytestconfig, o)                # evidence bundle
+    return o
+
+
+# ---- evidence bundle (suites/evidence.py) -------------------------------------------------------
+def _evidence_start(config, cluster, kubectl) -> None:
+    from suites import evidence as ev
+    st = _state(config)
+    if st.evidence is None:
+        st.evidence = ev.Recorder()
+    if st.evidence.context is None:
+        st.evidence.context = getattr(cluster, "context", None)
+        st.evidence.server_version = ev.server_version(kubectl)
+
+
+def record_inspected(config, *objects) -> None:
+    """Record objects a check read (dicts, Lists, Objects) for the evidence bundle."""
+    from suites import evidence as ev
+    st = _state(config)
+    if st.evidence is None:
+        st.evidence = ev.Recorder()
+    st.evidence.record(*objects)
+
+
+@pytest.fixture(scope="session")
+def inspected(pytestconfig):
+    """``inspected(obj, ...)``: add objects a test read itself to the evidence bundle."""
+    return lambda *objects: record_inspected(pytestconfig, *objects)
+
+
+def _write_evidence(config, st: State, results, rd: Path) -> None:
+    if st.evidence is None or st.evidence.empty:
+        return  # no cluster was inspected
+    from suites import evidence as ev
+    bundle = ev.build(st.evidence, readonly=bool(config.getoption("--readonly", default=False)),
+                      run_id=ev.run_id_now(), cluster_option=config.getoption("--cluster",
+                                                                              default=None),
+                      stack=str(config.getoption("--stack", default="")),
+                      controls=ev.controls_of(results), redact=st.redactor)
+    st.written.append(ev.write(rd, bundle))
+# ---- end evidence bundle ------------------------------------------------------------------------
 
 
 # ---- reports -----------------------------------------------------------------------------------
@@ -294,6 +337,7 @@ def pytest_sessionfinish(session, exitstatus):
     if st.spec is not None or _spec_or_none(config) is not None:
         (rd / "stack.svg").write_text(_svg(config), encoding="utf-8")
         st.written.append(rd / "stack.svg")
+    _write_evidence(config, st, results, rd)  # evidence bundle
     # proof for SEC-RPT-001: nothing we wrote carries a registered secret
     for p in st.written:
         text = p.read_text(encoding="utf-8")
