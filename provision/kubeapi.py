@@ -48,13 +48,17 @@ def api_client(kubeconfig: str | Path | None, context: str | None, readonly: boo
         return client.ApiClient(cfg)
 
     class ReadOnlyApiClient(client.ApiClient):
-        def call_api(self, resource_path, method, *args, **kwargs):  # noqa: D401
-            check_request(method, resource_path)
-            return super().call_api(resource_path, method, *args, **kwargs)
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            # The one gate every HTTP call of the generated client passes through
+            # (rest_client.request(method, url, ...)), whatever the client version.
+            inner = self.rest_client.request
 
-        def request(self, method, url, *args, **kwargs):
-            check_request(method, urlsplit(url).path)  # second gate: every HTTP call
-            return super().request(method, url, *args, **kwargs)
+            def guarded(method, url, *args, **kwargs):
+                check_request(method, urlsplit(url).path)
+                return inner(method, url, *args, **kwargs)
+
+            self.rest_client.request = guarded
 
     return ReadOnlyApiClient(cfg)
 
