@@ -146,3 +146,19 @@ def test_admin_credentials_with_readonly_change_nothing(cluster, stack_up, tmp_p
     rows = results if isinstance(results, list) else results.get("controls", [])
     priv = [r for r in rows if r.get("id") == "AUDIT-PRIV-001"]
     assert priv and priv[0]["status"] == "WARN", priv  # admin credentials can write
+
+
+def test_the_audit_log_does_show_mutations(cluster, kubectl):
+    """The detector is not blind: a real write by the admin shows up in the log."""
+    start = time.time()
+    kubectl("-n", "default", "create", "configmap", "audit-canary", "--from-literal=k=v")
+    kubectl("-n", "default", "delete", "configmap", "audit-canary")
+    end = time.time()
+    deadline = time.time() + 30
+    while True:  # the API server writes its audit log asynchronously
+        found = mutations(events_of(audit_events(cluster), "kubernetes-admin", start, end))
+        if any("configmaps default/audit-canary" in m for m in found) or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert any(m.startswith("create configmaps default/") for m in found), found
+    assert any(m.startswith("delete configmaps default/audit-canary") for m in found), found
