@@ -166,6 +166,9 @@ class StackSpec:
     postgresql: PostgresSpec
     backend: BackendSpec
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # registry.image_pull_secret: a docker-registry Secret (made by the user in every
+    # stack namespace) the pods pull with; None: the nodes' own credentials
+    image_pull_secret: str | None = None
 
     @property
     def root(self) -> Path:
@@ -506,9 +509,13 @@ def parse(raw: Any, path: Path) -> StackSpec:
         raise v.fail("backend.secrets", "postgres and s3 secrets need exactly two keys "
                                         "(user/access key first, password/secret key second)")
 
+    reg = v.map(raw, "", "registry", optional=True)
+    pull_secret = v.name(reg, "registry", "image_pull_secret", optional=True)
+
     return StackSpec(path=path, kind_cluster=kind_cluster, namespaces=namespaces, images=images,
                      storage_class=storage_class, buckets=buckets, releases=releases,
-                     minio=minio, postgresql=postgresql, backend=backend, raw=raw)
+                     minio=minio, postgresql=postgresql, backend=backend, raw=raw,
+                     image_pull_secret=pull_secret)
 
 
 def _service(v: _V, s: Mapping, sp: str, ns: str) -> ServiceSpec:

@@ -21,6 +21,7 @@ from typing import Mapping, Sequence
 
 import yaml
 
+from provision import images as I
 from provision import kube
 from provision.bundle import layout as L
 from provision.cluster import KindCluster
@@ -41,6 +42,7 @@ class Options:
     images: Mapping[str, str] = field(default_factory=dict)   # key -> image ref overrides
     online: bool = False          # install charts from their repo instead of local copies
     build_timeout: float = 1800
+    registry: I.Registry | None = None   # push there, install by digest (real clusters)
 
 
 # ---- pure functions (unit-tested) --------------------------------------------------
@@ -89,7 +91,7 @@ def minio_backend_policy(spec: StackSpec) -> dict:
 def _image_sets(rel: ReleaseSpec, refs: Mapping[str, str]) -> list[str]:
     out = []
     for prefix, key in rel.images.items():
-        repo, tag = split_image(refs[key])
+        repo, tag = I.helm_image_parts(refs[key])   # digest refs render as repo@sha256:...
         out += ["--set-string", f"{prefix}.repository={repo}", "--set-string", f"{prefix}.tag={tag}"]
     return out
 
@@ -115,6 +117,8 @@ def minio_overrides(spec: StackSpec, refs: Mapping[str, str]) -> list[str]:
         "--set-json", f"buckets={json.dumps(buckets, separators=(',', ':'))}",
         "--set-json", f"policies={json.dumps([minio_backend_policy(spec)], separators=(',', ':'))}",
         "--set-json", f"users={json.dumps(users, separators=(',', ':'))}",
+        *(["--set-json", f"imagePullSecrets={json.dumps([{'name': spec.image_pull_secret}])}"]
+          if spec.image_pull_secret else []),
     ]
 
 
@@ -251,6 +255,8 @@ def backend_objects(spec: StackSpec, image: str) -> list[dict]:
             env += [{"name": n, "valueFrom": {"secretKeyRef": {"name": s, "key": k}}}
                     for n, (s, k) in wanted.items()]
             c["env"] = env
+            if spec.image_pull_secret:
+                pod["imagePullSecrets"] = [{"name": spec.image_pull_secret}]
             c["livenessProbe"]["httpGet"]["path"] = b.liveness_path
             c["readinessProbe"]["httpGet"]["path"] = b.readiness_path
             if "startupProbe" in c:
@@ -267,6 +273,7 @@ class _Ctx:
         self.offline = offline          # plan without a reachable cluster: reads are listed
         self.read_marks: set[int] = set()
         self.notes: dict[int, str] = {}
+        self.pushed: list[I.Pushed] = []
 
     def kubectl(self, *args: str) -> list[str]:
         return [*self.cluster.kubectl(), *args]
@@ -404,9 +411,12 @@ def install_releases(ctx: _Ctx, refs: Mapping[str, str]) -> str:
         name, exc = errors[0]
         rel = ctx.spec.releases[name]
         detail = exc.stderr_tail if isinstance(exc, CommandError) else str(exc)
+        pulls = I.pull_problems(ctx.runner, ctx.cluster.kubectl(), rel.namespace)
         diag = kube.diagnose(ctx.runner, ctx.cluster.kubectl(), rel.namespace)
         raise DucklakeInfraError(ctx.runner.redactor(
-            f"helm release {name} (namespace {rel.namespace}) failed: {detail.strip()}\n{diag}"))
+            pull_failure(f"helm release {name} (namespace {rel.namespace})", pulls, ctx.opts)
+            or f"helm release {name} (namespace {rel.namespace}) failed: {detail.strip()}"
+            ) + f"\n{ctx.runner.redactor(diag)}")
     return ", ".join(notes[r.name] for r in rels)
 
 
@@ -456,11 +466,88 @@ def deploy_backend(ctx: _Ctx, image: str) -> str:
         return image
     res = ctx.runner.run(argv, timeout=b.rollout_timeout + 30, check=False, mutating=False)
     if res.returncode != 0:
+        pulls = I.pull_problems(ctx.runner, ctx.cluster.kubectl(), b.namespace)
         diag = kube.diagnose(ctx.runner, ctx.cluster.kubectl(), b.namespace)
         raise DucklakeInfraError(ctx.runner.redactor(
-            f"backend deployment {b.namespace}/{b.deployment} did not become ready within "
-            f"{b.rollout_timeout}s: {(res.stderr or res.stdout).strip()}\n{diag}"))
+            pull_failure(f"backend deployment {b.namespace}/{b.deployment}", pulls, ctx.opts)
+            or f"backend deployment {b.namespace}/{b.deployment} did not become ready within "
+            f"{b.rollout_timeout}s: {(res.stderr or res.stdout).strip()}") +
+            ctx.runner.redactor(f"\n{diag}"))
     return image
+
+
+def pull_failure(what: str, pulls: Sequence[str], opts: Options) -> str:
+    """'Images could not be pulled' with each image and the node's message, or ''."""
+    if not pulls:
+        return ""
+    hint = (f"the registry {opts.registry.host} must be reachable from the nodes under the "
+            "same name, and they must be allowed to pull (node credentials, or "
+            "registry.image_pull_secret in the stack spec)" if opts.registry else
+            "push the images to a registry the nodes can pull from (--registry)")
+    return (f"{what} is not ready: the node could not pull its image(s):\n  "
+            + "\n  ".join(pulls) + f"\n  what to do: {hint}")
+
+
+def cluster_image_keys(spec: StackSpec) -> list[str]:
+    """Images the cluster runs: every release's images and the backend."""
+    return sorted({k for r in spec.releases.values() for k in r.images.values()}
+                  | {BACKEND_IMAGE_KEY})
+
+
+def push_images(ctx: _Ctx, refs: dict[str, str]) -> str:
+    """Tag + push what the registry lacks; ``refs`` becomes digest references."""
+    reg = ctx.opts.registry
+    assert reg is not None
+    todo = {k: refs[k] for k in cluster_image_keys(ctx.spec) if "@" not in refs[k]}
+    pushed = I.push_all(ctx.runner, reg, todo)
+    for p in pushed:
+        refs[p.key] = p.ref
+        ctx.progress.say(f"    {p.key}: {p.action} {p.ref}")
+    ctx.pushed = pushed
+    return I.summary(pushed)
+
+
+def ensure_pull_secret(ctx: _Ctx) -> str:
+    """registry.image_pull_secret: it must exist in every stack namespace (we never create
+    it: it holds the user's credentials). Charts without an imagePullSecrets value (our
+    PostgreSQL chart) pull through the namespace's default ServiceAccount."""
+    name = ctx.spec.image_pull_secret
+    if not name:
+        return "none (the nodes' own credentials)"
+    namespaces = sorted(set(ctx.spec.namespaces.values()))
+    missing = []
+    for ns in namespaces:
+        res = ctx.read(ctx.kubectl("get", "secret", name, "-n", ns, "-o", "name",
+                                   "--ignore-not-found"))
+        if res is not None and not res.stdout.strip():
+            missing.append(ns)
+    if missing:
+        raise DucklakeInfraError(
+            f"imagePullSecret {name!r} (stack spec registry.image_pull_secret) is missing in "
+            f"namespace(s) {', '.join(missing)}: create it there, e.g. kubectl create secret "
+            f"docker-registry {name} -n <namespace> --docker-server=<registry> "
+            "--docker-username=... --docker-password=... (credentials never pass through "
+            "ducklake-infra)")
+    pg_ns = ctx.spec.postgresql.namespace
+    ctx.apply([{"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": "default", "namespace": pg_ns},
+                "imagePullSecrets": [{"name": name}]}])
+    return f"{name} in {', '.join(namespaces)}"
+
+
+def push_only(spec: StackSpec, runner: Runner, progress: Progress,
+              opts: Options) -> list[I.Pushed]:
+    """``ducklake-infra images push``: build the backend if needed, push what the
+    registry lacks; no cluster involved. Returns the digest references."""
+    if opts.registry is None:
+        raise DucklakeInfraError("images push needs --registry HOST[:PORT]/PREFIX")
+    ctx = _Ctx(None, spec, runner, progress, opts)
+    refs = image_refs(spec, opts)
+    with progress.step("backend image") as info:
+        info["note"] = build_backend_image(ctx, refs)
+    with progress.step(f"push images to {opts.registry.base}") as info:
+        info["note"] = push_images(ctx, refs)
+    return ctx.pushed
 
 
 def _ensure_cluster(ctx: _Ctx) -> str:
@@ -480,17 +567,23 @@ def up(cluster, spec: StackSpec, runner: Runner, progress: Progress,
     runner.redactor.allow(*spec.public_names())
     ctx = _ctx or _Ctx(cluster, spec, runner, progress, opts)
     start = time.monotonic()
-    if not cluster.is_kind and BACKEND_IMAGE_KEY not in opts.images:
+    if not cluster.is_kind and opts.registry is None and BACKEND_IMAGE_KEY not in opts.images:
         raise DucklakeInfraError(
             f"context {cluster.context!r} is not a kind cluster: images cannot be loaded into "
-            "it; push the images to a registry it can pull from and pass "
+            "it. Pass --registry HOST[:PORT]/PREFIX, a registry the cluster pulls from (up "
+            "pushes the images there and installs them by digest), or give every image with "
             "--image backend=<ref> (and --image minio=/mc=/postgresql=<ref>)")
     refs = image_refs(spec, opts)
     if not runner.dry_run:
         check_charts(spec, opts)
     with progress.step("cluster") as info:
         info["note"] = _ensure_cluster(ctx)
-    if cluster.is_kind:
+    if opts.registry is not None:
+        with progress.step("backend image") as info:
+            info["note"] = build_backend_image(ctx, refs)
+        with progress.step(f"push images to {opts.registry.base}") as info:
+            info["note"] = push_images(ctx, refs)
+    elif cluster.is_kind:
         with progress.step("backend image") as info:
             info["note"] = build_backend_image(ctx, refs)
         with progress.step("load images into kind") as info:
@@ -499,6 +592,14 @@ def up(cluster, spec: StackSpec, runner: Runner, progress: Progress,
         info["note"] = ensure_namespaces(ctx)
     with progress.step("secrets") as info:
         info["note"] = ensure_secrets(ctx)
+    if opts.registry is not None or spec.image_pull_secret:
+        with progress.step("image pull secret") as info:
+            info["note"] = ensure_pull_secret(ctx)
+    if opts.registry is not None and not runner.dry_run:
+        with progress.step("images in the registry") as info:
+            I.verify_present(runner, opts.registry,
+                             {k: refs[k] for k in cluster_image_keys(spec)})
+            info["note"] = "all present by digest"
     with progress.step("helm releases (parallel)") as info:
         info["note"] = install_releases(ctx, refs)
     with progress.step("backend deployment") as info:
@@ -591,10 +692,12 @@ class _RecordingRunner(Runner):
 
 
 def down(cluster, spec: StackSpec, runner: Runner, progress: Progress, *,
-         keep_cluster: bool = False) -> str:
+         keep_cluster: bool = False, purge: bool = False) -> str:
     """Remove the stack. A kind cluster of the spec's name is ours: deleted whole
-    unless ``keep_cluster``. Elsewhere: helm uninstall + backend objects; PVCs and
-    generated Secrets stay (they hold the data and its credentials)."""
+    unless ``keep_cluster``. Elsewhere: helm uninstall + our backend objects only;
+    PVCs, the generated Secrets and the namespaces stay (they hold the data and its
+    credentials) unless ``purge``: then the spec's PVCs and the Secrets we generated
+    go too, and namespaces only when ducklake-infra created them (label)."""
     if cluster.is_kind and isinstance(cluster, KindCluster):
         if not cluster.exists():
             return f"kind cluster {cluster.name} does not exist: nothing to do"
@@ -614,9 +717,40 @@ def down(cluster, spec: StackSpec, runner: Runner, progress: Progress, *,
             runner.run([*cluster.helm(), "uninstall", rel.name, "--namespace", rel.namespace,
                         "--ignore-not-found", "--wait", "--timeout", f"{rel.timeout}s"],
                        timeout=rel.timeout + 60, mutating=True)
-    kept = [f"{p.namespace}/{p.name}" for p in spec.all_pvcs()]
-    return ("stack removed; kept PVCs " + ", ".join(kept) +
-            " and the generated Secrets (delete them by hand to drop the data)")
+    pvcs = [f"{p.namespace}/{p.name}" for p in spec.all_pvcs()]
+    generated = [x for x in spec.all_secrets() if x is not spec.postgresql.superuser_secret]
+    secrets = [f"{x.namespace}/{x.name}" for x in generated]
+    namespaces = sorted(set(spec.namespaces.values()))
+    if not purge:
+        return ("stack removed (helm releases " + ", ".join(spec.releases) +
+                f", backend objects in {b.namespace}); kept PVCs " + ", ".join(pvcs) +
+                " (the data), the generated Secrets " + ", ".join(secrets) +
+                " and the namespaces " + ", ".join(namespaces) +
+                " (delete them by hand, or run down again with --purge)")
+    with progress.step("delete PVCs and generated Secrets"):
+        by_ns: dict[str, list[str]] = {}
+        for p in spec.all_pvcs():
+            by_ns.setdefault(p.namespace, []).append(f"persistentvolumeclaim/{p.name}")
+        for x in generated:
+            by_ns.setdefault(x.namespace, []).append(f"secret/{x.name}")
+        for ns, objs in sorted(by_ns.items()):
+            runner.run([*cluster.kubectl(), "delete", "--namespace", ns, "--ignore-not-found",
+                        "--wait=true", *objs], timeout=300, mutating=True)
+    label = ",".join(f"{k}={v}" for k, v in kube.MANAGED_BY.items())
+    ours: list[str] = []
+    res = runner.run([*cluster.kubectl(), "get", "namespaces", "-l", label, "-o", "name"],
+                     timeout=60, check=False, mutating=False)
+    have = {ln.split("/", 1)[-1] for ln in (res.stdout or "").split()}
+    ours = [n for n in namespaces if n in have]
+    if ours:
+        with progress.step("delete namespaces we created"):
+            runner.run([*cluster.kubectl(), "delete", "--ignore-not-found", "--wait=true",
+                        *[f"namespace/{n}" for n in ours]], timeout=600, mutating=True)
+    kept = [n for n in namespaces if n not in ours]
+    return ("stack removed with its data: PVCs " + ", ".join(pvcs) + ", Secrets " +
+            ", ".join(secrets) + (", namespaces " + ", ".join(ours) if ours else "") +
+            ("; left behind: namespaces " + ", ".join(kept) + " (not created by ducklake-infra)"
+             if kept else ""))
 
 
 def status(cluster, spec: StackSpec, runner: Runner) -> tuple[bool, str]:

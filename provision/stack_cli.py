@@ -35,6 +35,16 @@ def _image_opts(p: argparse.ArgumentParser) -> None:
                         "python-base, backend); repeatable")
     p.add_argument("--online", action="store_true",
                    help="install charts from their online repositories, not the bundle")
+    _registry_opts(p)
+
+
+def _registry_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--registry", default=None, metavar="HOST[:PORT]/PREFIX",
+                   help="push the stack images there (skipping those already present by "
+                        "digest) and install them by digest; needed for a cluster that is "
+                        "not kind. Credentials: your Docker configuration (docker login)")
+    p.add_argument("--plain-http", action="store_true",
+                   help="the registry speaks plain http (automatic for localhost/127.x)")
 
 
 def register(sub) -> None:
@@ -42,6 +52,8 @@ def register(sub) -> None:
     p = sub.add_parser("up", help="install or update the stack (idempotent)")
     _common(p)
     _image_opts(p)
+    p.add_argument("--yes", action="store_true",
+                   help="confirm changing a cluster that is not kind (run plan first)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("plan", help="print every command `up` would run; change nothing")
@@ -55,7 +67,22 @@ def register(sub) -> None:
                    help="kind: uninstall the releases and the backend but keep the cluster")
     p.add_argument("--yes", action="store_true",
                    help="confirm removing the stack from a cluster that is not kind")
+    p.add_argument("--purge", action="store_true",
+                   help="not kind: also delete the PVCs (the data), the Secrets we generated "
+                        "and the namespaces we created")
     p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("images", help="the stack images in a registry")
+    isub = p.add_subparsers(dest="images_command", metavar="ACTION")
+    isub.required = True
+    p = isub.add_parser("push", help="build the backend if needed, push every stack image "
+                        "the registry lacks (by digest), print the digest references")
+    p.add_argument("--spec", default=None, metavar="FILE",
+                   help="stack spec (default: stack.yaml of this repository)")
+    p.add_argument("--image", action="append", default=[], metavar="KEY=REF",
+                   help="override an image of the spec; repeatable")
+    _registry_opts(p)
+    p.set_defaults(func=cmd_images_push)
 
     p = sub.add_parser("status", help="releases, chart versions and pod readiness")
     _common(p)
@@ -95,30 +122,62 @@ def parse_images(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _registry(args) -> "stack.I.Registry | None":
+    if not getattr(args, "registry", None):
+        return None
+    return stack.I.parse_registry(args.registry, insecure=True if args.plain_http else None)
+
+
 def _options(args) -> stack.Options:
     return stack.Options(layout=_layout(args), images=parse_images(args.image),
-                         online=args.online)
+                         online=getattr(args, "online", False), registry=_registry(args))
+
+
+def check_real_context(args, opts: stack.Options, verb: str = "up") -> None:
+    """A cluster that is not kind: images must come from a registry, and changes need --yes."""
+    if args.cluster == "kind":
+        return
+    if opts.registry is None and stack.BACKEND_IMAGE_KEY not in opts.images:
+        raise DucklakeInfraError(
+            f"context {args.cluster!r} is not a kind cluster: images cannot be loaded into it. "
+            "Pass --registry HOST[:PORT]/PREFIX (a registry the cluster pulls from, e.g. "
+            "--registry registry.example.com/team/ducklake; up pushes the images there and "
+            "installs them by digest), or --image backend=<ref> and "
+            "--image minio=/mc=/postgresql=<ref>")
+    if verb == "up" and not args.yes:
+        reg = f" --registry {args.registry}" if opts.registry else ""
+        kc = f" --kubeconfig {args.kubeconfig}" if args.kubeconfig else ""
+        raise DucklakeInfraError(
+            f"up on context {args.cluster!r} changes a cluster we do not own: review "
+            f"`ducklake-infra plan --cluster {args.cluster}{kc}{reg}` (every push and install), "
+            "then add --yes")
 
 
 # ---- commands ----------------------------------------------------------------------
 def cmd_up(args) -> int:
     spec = S.load(args.spec)
+    opts = _options(args)
+    check_real_context(args, opts, "up")
     runner = make_runner(args, "up")
     progress = Progress()
     progress.say(f"log: {runner.log_path}")
     cluster = make_cluster(args, spec, runner)
-    stack.up(cluster, spec, runner, progress, _options(args))
+    stack.up(cluster, spec, runner, progress, opts)
     return 0
 
 
 def cmd_plan(args) -> int:
     spec = S.load(args.spec)
+    opts = _options(args)
+    check_real_context(args, opts, "plan")
     runner = make_runner(args, "plan", dry_run=True)
     progress = Progress(quiet=True)
     cluster = make_cluster(args, spec, runner)
-    lines = stack.plan(cluster, spec, runner, progress, _options(args))
-    print(f"# `ducklake-infra up --cluster {args.cluster}` would run ({len(lines)} commands; "
-          "secret values go on stdin, never in arguments):")
+    lines = stack.plan(cluster, spec, runner, progress, opts)
+    reg = f" --registry {args.registry}" if opts.registry else ""
+    print(f"# `ducklake-infra up --cluster {args.cluster}{reg}` would run ({len(lines)} "
+          "commands; secret values go on stdin, never in arguments; "
+          f"{sum(1 for ln in lines if ln.startswith('docker push '))} image pushes):")
     for line in lines:
         print(line)
     return 0
@@ -134,7 +193,26 @@ def cmd_down(args) -> int:
     cluster = make_cluster(args, spec, runner)
     if not cluster.is_kind:
         cluster.ensure()
-    print(stack.down(cluster, spec, runner, progress, keep_cluster=args.keep_cluster))
+    if args.purge and cluster.is_kind and not args.keep_cluster:
+        raise DucklakeInfraError("--purge applies to a kept kind cluster (--keep-cluster) or a "
+                                 "context; without --keep-cluster the kind cluster goes whole")
+    print(stack.down(cluster, spec, runner, progress, keep_cluster=args.keep_cluster,
+                     purge=args.purge))
+    return 0
+
+
+def cmd_images_push(args) -> int:
+    spec = S.load(args.spec)
+    opts = _options(args)
+    if opts.registry is None:
+        raise DucklakeInfraError("images push needs --registry HOST[:PORT]/PREFIX")
+    runner = make_runner(args, "images-push")
+    progress = Progress()
+    progress.say(f"log: {runner.log_path}")
+    pushed = stack.push_only(spec, runner, progress, opts)
+    print(f"# {stack.I.summary(pushed)}")
+    for p in pushed:
+        print(f"{p.key}={p.ref}")
     return 0
 
 

@@ -51,3 +51,23 @@ def test_product_cli_has_the_stack_commands():
     from provision.cli import build_parser
     args = build_parser().parse_args(["plan", "--cluster", "kind"])
     assert args.func is stack_cli.cmd_plan
+
+
+def test_up_on_real_context_needs_registry_then_yes():
+    p = _parser()
+    args = p.parse_args(["up", "--cluster", "prod"])
+    with pytest.raises(DucklakeInfraError, match="Pass --registry HOST"):
+        args.func(args)
+    args = p.parse_args(["up", "--cluster", "prod", "--registry", "reg.example/team"])
+    with pytest.raises(DucklakeInfraError, match=r"review `ducklake-infra plan --cluster prod "
+                       r"--registry reg.example/team`.*add --yes"):
+        args.func(args)
+    args = p.parse_args(["plan", "--cluster", "prod"])
+    with pytest.raises(DucklakeInfraError, match="Pass --registry HOST"):
+        args.func(args)
+
+
+def test_images_push_registered():
+    args = _parser().parse_args(["images", "push", "--registry", "localhost:5000/x"])
+    assert args.func is stack_cli.cmd_images_push
+    assert stack_cli._registry(args).insecure
