@@ -48,12 +48,18 @@ rules:
 """
 
 
-def kind_config(audit_dir: Path) -> str:
-    """kind cluster config: one control plane with API server audit logging."""
+def kind_config(audit_dir: Path, containerd_patches: tuple[str, ...] = ()) -> str:
+    """kind cluster config: one control plane with API server audit logging, plus
+    optional ``containerdConfigPatches`` (TOML snippets, e.g. a registry mirror)."""
+    patches = ""
+    if containerd_patches:
+        patches = "containerdConfigPatches:\n" + "".join(
+            "  - |\n" + "".join(f"    {line}\n" for line in p.strip("\n").splitlines())
+            for p in containerd_patches)
     return f"""\
 kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
-nodes:
+{patches}nodes:
   - role: control-plane
     extraMounts:
       - hostPath: {audit_dir}
@@ -95,6 +101,7 @@ class KindCluster:
     config_path: Path | None = None
     keep: bool = False
     create_timeout: float = 600
+    containerd_patches: tuple[str, ...] = ()
     is_kind: bool = True
     owned: bool = field(default=False, init=False)
 
@@ -145,7 +152,7 @@ class KindCluster:
         audit.mkdir(parents=True, exist_ok=True)
         (audit / "policy.yaml").write_text(AUDIT_POLICY)
         cfg = base / "kind-config.yaml"
-        cfg.write_text(kind_config(audit))
+        cfg.write_text(kind_config(audit, tuple(self.containerd_patches)))
         return cfg
 
     def audit_log(self) -> str:

@@ -16,7 +16,7 @@ uv sync --frozen --quiet
 # Debian packages used by the tests themselves (the local PostgreSQL for the
 # backend's integration test); the bundle build installs its own (docker.io, ...).
 need=()
-for p in postgresql; do
+for p in postgresql docker-registry; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

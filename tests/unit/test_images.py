@@ -220,3 +220,14 @@ def test_down_purge_deletes_data_and_only_our_namespaces(spec, progress):
     assert any("namespace/ducklake" in d for d in dels)
     assert not any("namespace/storage" in d for d in dels)
     assert "left behind: namespaces storage" in msg
+
+
+def test_kind_config_registry_mirror_patch(tmp_path):
+    import yaml
+    from provision.cluster import kind_config
+    patch = ('[plugins."io.containerd.grpc.v1.cri".registry.mirrors."localhost:5001"]\n'
+             '  endpoint = ["http://172.18.0.1:5001"]\n')
+    cfg = yaml.safe_load(kind_config(tmp_path, (patch,)))
+    assert cfg["containerdConfigPatches"] == [patch]
+    assert cfg["nodes"][0]["role"] == "control-plane"
+    assert "containerdConfigPatches" not in yaml.safe_load(kind_config(tmp_path))
