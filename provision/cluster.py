@@ -126,12 +126,22 @@ class KindCluster:
     def node_container(self) -> str:
         return f"{self.name}-control-plane"
 
+    def node_running(self) -> bool:
+        res = self.runner.run(["docker", "inspect", "--format", "{{.State.Running}}",
+                               self.node_container()], timeout=60, check=False, mutating=False)
+        return res.stdout.strip() == "true"
+
     def ensure(self) -> None:
         """Create the cluster, or reuse a running one of the same name."""
         if self.exists():
-            self.runner.run(["kind", "export", "kubeconfig", "--name", self.name,
-                             "--kubeconfig", str(self.kubeconfig)], timeout=60)
-            return
+            if self.node_running():
+                self.runner.run(["kind", "export", "kubeconfig", "--name", self.name,
+                                 "--kubeconfig", str(self.kubeconfig)], timeout=60)
+                return
+            # A kind node does not survive a Docker engine restart (its address and
+            # mounts change): a stopped cluster of our name is recreated, not reused.
+            self.runner.run(["kind", "delete", "cluster", "--name", self.name,
+                             "--kubeconfig", str(self.kubeconfig)], timeout=300)
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         config = self.config_path or self.write_default_config()
         argv = ["kind", "create", "cluster", "--name", self.name, "--image", self.node_image,

@@ -122,6 +122,7 @@ def existing_runner(spec, fake_layout) -> FakeRunner:
     """Everything already in place, as after a first `up`."""
     r = FakeRunner()
     r.on(r"^kind get clusters", stdout="ducklake\n")
+    r.on(r"^docker inspect --format \{\{\.State\.Running\}\}", stdout="true\n")
     r.on(r"^docker image inspect", stdout="sha256:abc\n")
     r.on(r"crictl inspecti", stdout=json.dumps({"status": {"id": "sha256:abc"}}))
     r.on(r" get namespaces", stdout="namespace/storage\nnamespace/ducklake\n")
@@ -333,3 +334,15 @@ def test_backend_image_tag_follows_content(spec, tmp_path):
     assert stack.content_hash(paths, tmp_path) == h1
     (tmp_path / "backend" / "app.py").write_text("b")
     assert stack.content_hash(paths, tmp_path) != h1
+
+
+def test_stopped_kind_cluster_is_recreated_not_reused(spec, progress):
+    """After a Docker engine restart the node is stopped: delete and create again."""
+    r = FakeRunner().on(r"^kind get clusters", stdout="ducklake\n")
+    r.on(r"^docker inspect --format", stdout="false\n")
+    c = _kind(r, spec)
+    c.ensure()
+    lines = [x.line for x in r.executed(r"^kind ")]
+    assert lines[1].startswith("kind delete cluster --name ducklake")
+    assert lines[2].startswith("kind create cluster --name ducklake")
+    assert c.owned
