@@ -37,6 +37,9 @@ class State:
     results: list | None = None
     written: list[Path] = field(default_factory=list)
     evidence: object = None   # suites.evidence.Recorder: every object inspected
+    # time to green: (phase, seconds, note) for cluster, each up phase, suites
+    phases: list = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
 
 
 STATE = pytest.StashKey[State]()
@@ -254,12 +257,16 @@ def stack(pytestconfig, cluster, spec, runner, kubectl):
         except ImportError as exc:
             pytest.fail(f"provision.stack is not available: {exc}", pytrace=False)
         start = time.monotonic()
+        progress = Progress()
         try:
-            up(cluster, spec, runner, Progress())
+            up(cluster, spec, runner, progress)
         except DucklakeInfraError as exc:
             pytest.fail(f"the stack could not be installed: {runner.redactor(str(exc))}",
                         pytrace=False)
         cluster.stack_seconds = time.monotonic() - start
+        if getattr(cluster, "ready_seconds", None) is not None:
+            st.phases.append(("cluster create/reuse", cluster.ready_seconds, cluster.context))
+        st.phases += [(f"up: {n}", t, note) for n, t, note in progress.timings]
     return spec
 
 
@@ -332,7 +339,10 @@ def pytest_sessionfinish(session, exitstatus):
     rd = Path(config.getoption("--report-dir", default="reports"))
     meta = {"cluster": config.getoption("--cluster", default=None),
             "readonly": bool(config.getoption("--readonly", default=False)),
-            "stack": str(config.getoption("--stack", default=""))}
+            "stack": str(config.getoption("--stack", default="")),
+            "phases": [{"phase": n, "seconds": round(t, 1), "note": note}
+                       for n, t, note in st.phases + [("session total",
+                                                       time.monotonic() - st.started, "")]]}
     st.written.append(rep.write_json(rd / "results.json", results, meta, st.redactor))
     if st.spec is not None or _spec_or_none(config) is not None:
         (rd / "stack.svg").write_text(_svg(config), encoding="utf-8")
@@ -419,5 +429,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_sep("=", "conformance controls")
         for line in lines:
             terminalreporter.write_line(_redact(config, line))
+    if st.phases:
+        terminalreporter.write_sep("=", "time to green")
+        for name, took, note in st.phases + [("session total", time.monotonic() - st.started,
+                                              "")]:
+            terminalreporter.write_line(f"{name:<36}{took:8.1f}s  {note}")
     for p in st.written:
         terminalreporter.write_line(f"report: {p}")
