@@ -18,8 +18,12 @@ from provision.spec import StackSpec
 
 from suites.objects import Objects, containers, pod_spec
 
-GATHER_KINDS = ("deployments,statefulsets,replicasets,jobs,pods,services,endpointslices,"
-                "persistentvolumeclaims,configmaps,secrets,serviceaccounts")
+GATHER_KINDS = (("deployments", "Deployment"), ("statefulsets", "StatefulSet"),
+                ("replicasets", "ReplicaSet"), ("jobs", "Job"), ("pods", "Pod"),
+                ("services", "Service"), ("endpointslices", "EndpointSlice"),
+                ("persistentvolumeclaims", "PersistentVolumeClaim"),
+                ("configmaps", "ConfigMap"), ("secrets", "Secret"),
+                ("serviceaccounts", "ServiceAccount"))
 
 
 def stack_namespaces(spec: StackSpec) -> list[str]:
@@ -30,24 +34,40 @@ def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool
            log_lines: int = 2000) -> Objects:
     """Everything the pure checks read, from the live cluster."""
     items: list[dict] = []
+    forbidden: dict[tuple[str, str], str] = {}
     for ns in stack_namespaces(spec):
-        res = kubectl("-n", ns, "get", GATHER_KINDS, "-o", "json", timeout=120, check=False)
-        if res.returncode != 0:
-            if "NotFound" in res.stderr or "not found" in res.stderr:
-                continue  # the namespace does not exist: checks report what is missing
-            raise CommandError(res.argv, res.returncode, runner.redactor(res.stderr[-2000:]))
-        items.append(json.loads(res.stdout))
-    objs = Objects(items)
+        every = ",".join(r for r, _ in GATHER_KINDS)
+        res = kubectl("-n", ns, "get", every, "-o", "json", timeout=120, check=False)
+        if res.returncode == 0:
+            items.append(json.loads(res.stdout))
+            continue
+        for resource, kind in GATHER_KINDS:  # something was refused: find out what
+            res = kubectl("-n", ns, "get", resource, "-o", "json", timeout=120, check=False)
+            if res.returncode == 0:
+                items.append(json.loads(res.stdout))
+            elif "forbidden" in res.stderr.lower():
+                # this read is refused: the checks that need it say so; the rest go on
+                forbidden[(kind, ns)] = f"needs list on {resource} in namespace {ns}"
+            elif "NotFound" not in res.stderr and "not found" not in res.stderr:
+                raise CommandError(res.argv, res.returncode, runner.redactor(res.stderr[-2000:]))
+    objs = Objects(items, forbidden=forbidden)
     # Secret values must never reach a log, an error or a report
     from suites.checks import secret_values_of
     runner.redactor.allow(*spec.public_names())
     runner.redactor.add(*secret_values_of(objs, spec))
     releases: list[dict] = []
     for ns in sorted({r.namespace for r in spec.releases.values()}):
-        out = runner.run([*cluster.helm(), "list", "-n", ns, "-o", "json"], timeout=60).stdout
-        releases += json.loads(out or "[]")
+        res = runner.run([*cluster.helm(), "list", "-n", ns, "-o", "json"], timeout=60,
+                         check=False)
+        if res.returncode != 0:  # e.g. forbidden: helm keeps releases in Secrets
+            releases = None
+            objs.helm_error = (f"forbidden (helm list needs list on secrets in namespace {ns})"
+                               if "forbidden" in res.stderr.lower()
+                               else f"helm list failed: {runner.redactor(res.stderr.strip()[-300:])}")
+            break
+        releases += json.loads(res.stdout or "[]")
     objs.helm_releases = releases
-    for rel in spec.releases.values():
+    for rel in spec.releases.values() if releases is not None else ():
         if not any(r.get("name") == rel.name and r.get("namespace") == rel.namespace for r in releases):
             continue
         res = runner.run([*cluster.helm(), "get", "values", rel.name, "-n", rel.namespace, "-o",
@@ -70,7 +90,8 @@ def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool
 
 def pod_logs(kubectl, objs: Objects, lines: int = 2000) -> dict[str, str]:
     out = {}
-    for p in objs.all("Pod"):
+    pods = [o for o in objs.items if o.get("kind") == "Pod"]  # forbidden kinds: none
+    for p in pods:
         md = p["metadata"]
         for c in containers(pod_spec(p), init=True):
             res = kubectl("-n", md["namespace"], "logs", md["name"], "-c", c["name"],

@@ -29,6 +29,10 @@ class Objects:
     helm_releases: list[dict] | None = None        # `helm list -o json` rows (None: unknown)
     helm_values: dict[str, dict] = field(default_factory=dict)  # release -> user-supplied values
     logs: dict[str, str] = field(default_factory=dict)          # "ns/pod/container" -> text
+    # (Kind, namespace) -> what the API server said when it refused to list them;
+    # checks reading those objects become ERROR ("could not evaluate"), not FAIL
+    forbidden: dict[tuple[str, str], str] = field(default_factory=dict)
+    helm_error: str = ""   # why helm_releases is None, when it is
 
     def __post_init__(self):
         flat: list[dict] = []
@@ -55,10 +59,15 @@ class Objects:
         return Objects(self.items + other.items,
                        None if self.helm_releases is None and other.helm_releases is None
                        else (self.helm_releases or []) + (other.helm_releases or []),
-                       {**self.helm_values, **other.helm_values}, {**self.logs, **other.logs})
+                       {**self.helm_values, **other.helm_values}, {**self.logs, **other.logs},
+                       {**self.forbidden, **other.forbidden})
 
     # -- lookup -----------------------------------------------------------------------
     def all(self, kind: str, namespace: str | None = None) -> list[dict]:
+        for (k, ns), why in self.forbidden.items():
+            if k == kind and namespace in (None, ns):
+                from suites.registry import CheckError
+                raise CheckError(f"could not evaluate: forbidden ({why})")
         return [o for o in self.items if o.get("kind") == kind
                 and (namespace is None or o.get("metadata", {}).get("namespace") == namespace)]
 

@@ -71,9 +71,27 @@ def run_audit(context: str, kubeconfig: Path, report_dir: Path) -> tuple[subproc
     return res, start, time.time()
 
 
-@pytest.fixture(scope="module")
-def auditor_kubeconfig(cluster, kubectl, tmp_path_factory) -> tuple[Path, str]:
-    """A kubeconfig for a ServiceAccount that may only get/list/watch."""
+READ_ALL_RULES = """
+  - apiGroups: ["*"]
+    resources: ["*"]
+    verbs: [get, list, watch]
+  - nonResourceURLs: ["*"]
+    verbs: [get]"""
+
+# everything the audit reads except Secrets (and so Helm's release records)
+READ_NO_SECRETS_RULES = """
+  - apiGroups: ["", "apps", "batch", "discovery.k8s.io", "storage.k8s.io", "rbac.authorization.k8s.io"]
+    resources: [namespaces, nodes, pods, pods/log, services, services/proxy, endpoints,
+                endpointslices, persistentvolumeclaims, persistentvolumes, configmaps,
+                serviceaccounts, events, deployments, statefulsets, replicasets, daemonsets,
+                jobs, storageclasses]
+    verbs: [get, list, watch]
+  - nonResourceURLs: ["*"]
+    verbs: [get]"""
+
+
+def make_auditor(cluster, kubectl, directory: Path, sa: str, rules: str) -> tuple[Path, str]:
+    """A kubeconfig for ServiceAccount ``sa`` bound to a ClusterRole with ``rules``."""
     kubectl.apply(f"""
 apiVersion: v1
 kind: Namespace
@@ -81,39 +99,41 @@ metadata: {{name: {AUDITOR_NS}}}
 ---
 apiVersion: v1
 kind: ServiceAccount
-metadata: {{name: {AUDITOR_SA}, namespace: {AUDITOR_NS}}}
+metadata: {{name: {sa}, namespace: {AUDITOR_NS}}}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
-metadata: {{name: ducklake-auditor}}
-rules:
-  - apiGroups: ["*"]
-    resources: ["*"]
-    verbs: [get, list, watch]
-  - nonResourceURLs: ["*"]
-    verbs: [get]
+metadata: {{name: ducklake-{sa}}}
+rules:{rules}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
-metadata: {{name: ducklake-auditor}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: ducklake-auditor}}
-subjects: [{{kind: ServiceAccount, name: {AUDITOR_SA}, namespace: {AUDITOR_NS}}}]
+metadata: {{name: ducklake-{sa}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: ducklake-{sa}}}
+subjects: [{{kind: ServiceAccount, name: {sa}, namespace: {AUDITOR_NS}}}]
 """)
-    token = kubectl("-n", AUDITOR_NS, "create", "token", AUDITOR_SA, "--duration=1h").stdout.strip()
+    token = kubectl("-n", AUDITOR_NS, "create", "token", sa, "--duration=1h").stdout.strip()
     cluster.runner.redactor.add(token)
     admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
     server = admin["clusters"][0]["cluster"]
-    ctx = "ducklake-auditor"
+    ctx = f"ducklake-{sa}"
     cfg = {"apiVersion": "v1", "kind": "Config", "current-context": ctx,
            "clusters": [{"name": "audited", "cluster": server}],
-           "users": [{"name": AUDITOR_SA, "user": {"token": token}}],
-           "contexts": [{"name": ctx, "context": {"cluster": "audited", "user": AUDITOR_SA}}]}
-    path = tmp_path_factory.mktemp("auditor") / "kubeconfig"
+           "users": [{"name": sa, "user": {"token": token}}],
+           "contexts": [{"name": ctx, "context": {"cluster": "audited", "user": sa}}]}
+    path = directory / f"kubeconfig-{sa}"
     path.write_text(yaml.safe_dump(cfg))
     path.chmod(0o600)
-    yield path, ctx
+    return path, ctx
+
+
+@pytest.fixture(scope="module")
+def auditor_kubeconfig(cluster, kubectl, tmp_path_factory) -> tuple[Path, str]:
+    """A ServiceAccount that may only get/list/watch (everything)."""
+    yield make_auditor(cluster, kubectl, tmp_path_factory.mktemp("auditor"), AUDITOR_SA,
+                       READ_ALL_RULES)
     kubectl("delete", "namespace", AUDITOR_NS, "--wait=false", check=False)
-    kubectl("delete", "clusterrolebinding,clusterrole", "ducklake-auditor", check=False)
+    kubectl("delete", "clusterrolebinding,clusterrole", f"ducklake-{AUDITOR_SA}", check=False)
 
 
 def test_readonly_serviceaccount_audit_changes_nothing(cluster, stack_up, auditor_kubeconfig,
@@ -162,3 +182,28 @@ def test_the_audit_log_does_show_mutations(cluster, kubectl):
         time.sleep(1)
     assert any(m.startswith("create configmaps default/") for m in found), found
     assert any(m.startswith("delete configmaps default/audit-canary") for m in found), found
+
+
+def test_forbidden_reads_are_errors_and_the_audit_goes_on(cluster, kubectl, stack_up,
+                                                           auditor_kubeconfig, tmp_path):
+    """An auditor who may not read Secrets: those controls are ERROR "could not
+    evaluate: forbidden (needs list on secrets ...)"; every other control still runs."""
+    sa = "auditor-nosecrets"
+    kubeconfig, ctx = make_auditor(cluster, kubectl, tmp_path, sa, READ_NO_SECRETS_RULES)
+    try:
+        res, _, _ = run_audit(ctx, kubeconfig, tmp_path / "reports")
+    finally:
+        kubectl("delete", "clusterrolebinding,clusterrole", f"ducklake-{sa}", check=False)
+    out = cluster.runner.redactor(res.stdout[-3000:] + res.stderr[-2000:])
+    assert res.returncode == 1, out  # ERRORs fail the run, nothing crashed
+    rows = json.loads((tmp_path / "reports" / "results.json").read_text())["controls"]
+    by = {}
+    for r in rows:
+        by.setdefault(r["status"], []).append(r)
+    assert set(by) <= {"PASS", "WARN", "ERROR", "NOT_EVALUATED"}, sorted(by)
+    errors = by.get("ERROR", [])
+    text = {r["id"]: " ".join(map(str, r["evidence"])) for r in errors}
+    assert text and all("could not evaluate" in t for t in text.values()), text
+    assert "needs list on secrets" in text.get("MINIO-SEC-001", ""), text
+    assert "helm list needs list on secrets" in text.get("MINIO-REL-001", ""), text
+    assert len(by.get("PASS", [])) >= 20, "the rest of the audit must still be evaluated"
