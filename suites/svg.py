@@ -38,7 +38,8 @@ BOX_CONTROLS = {
     "be-svc": ["BE-SVC-001", "DRIFT-SVC-003"],
     "be-cm": ["BE-CFG-001", "SEC-CM-001"],
     "be-secret": ["BE-CFG-001", "MINIO-IAM-001"],
-    "dataplane": ["DP-ING-001", "DP-S3-001", "DP-CAT-001", "DP-TT-001", "DP-DUCK-001"],
+    "dataplane": ["DP-ING-001", "DP-S3-001", "DP-CAT-001", "DP-TT-001", "DP-DUCK-001",
+                  "DP-READ-001"],
     "hygiene": ["SEC-CM-001", "SEC-ENV-001", "SEC-ANN-001", "SEC-LOG-001", "SEC-RPT-001",
                 "AUDIT-PRIV-001"],
 }
