@@ -175,6 +175,7 @@ def cmd_plan(args) -> int:
     cluster = make_cluster(args, spec, runner)
     lines = stack.plan(cluster, spec, runner, progress, opts)
     reg = f" --registry {args.registry}" if opts.registry else ""
+    reg = (f" --kubeconfig {args.kubeconfig}" if args.kubeconfig else "") + reg
     print(f"# `ducklake-infra up --cluster {args.cluster}{reg}` would run ({len(lines)} "
           "commands; secret values go on stdin, never in arguments; "
           f"{sum(1 for ln in lines if ln.startswith('docker push '))} image pushes):")

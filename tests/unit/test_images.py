@@ -231,3 +231,13 @@ def test_kind_config_registry_mirror_patch(tmp_path):
     assert cfg["containerdConfigPatches"] == [patch]
     assert cfg["nodes"][0]["role"] == "control-plane"
     assert "containerdConfigPatches" not in yaml.safe_load(kind_config(tmp_path))
+
+
+def test_plan_lists_every_push_when_the_registry_cannot_be_asked(spec, progress, fake_layout):
+    r = registry_runner()
+    r.on(r"^docker manifest inspect", rc=1, stderr="dial tcp 10.0.0.1:443: i/o timeout")
+    r.dry_run = True
+    lines = stack.plan(ExistingCluster(r, context="prod"), spec, r, progress,
+                       _opts(fake_layout))
+    assert len([ln for ln in lines if ln.startswith("docker push ")]) == 4
+    assert any(f"image.repository={REG}/minio@sha256" in ln for ln in lines)
