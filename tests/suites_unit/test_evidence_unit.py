@@ -177,7 +177,11 @@ def test_reads(objs, inspected):
 '''
 
 
-def test_plugin_writes_the_bundle_and_prints_its_path(pytester):
+def test_plugin_writes_the_bundle_and_prints_its_path(pytester, monkeypatch):
+    import suites.live
+    # the in-process run replaces suites.live.gather with a fake: put the real one
+    # back afterwards, or every later suite in this process reads the fake objects
+    monkeypatch.setattr(suites.live, "gather", suites.live.gather)
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_ev=TESTS)
     res = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--report-dir", "out",
