@@ -123,8 +123,8 @@ def install_caps_workaround(runner: Runner, log_dir: Path) -> None:
     start_dockerd(runner, log_dir)
 
 
-def prepare(runner: Runner, progress: Progress, log_dir: Path, probe_image: str | None) -> None:
-    """Make sure a Docker engine answers; fix privileged containers when needed."""
+def ensure_engine(runner: Runner, progress: Progress, log_dir: Path) -> None:
+    """Make sure a Docker engine answers (install Debian's and start it if not)."""
     with progress.step("host: Docker engine") as info:
         if docker_answers(runner):
             info["note"] = "already running"
@@ -133,8 +133,10 @@ def prepare(runner: Runner, progress: Progress, log_dir: Path, probe_image: str 
             start_dockerd(runner, log_dir)
             info["note"] = "installed and started"
     install_packages(runner)  # jq and debootstrap are needed even with a running engine
-    if probe_image is None:
-        return
+
+
+def ensure_privileged(runner: Runner, progress: Progress, log_dir: Path, probe_image: str) -> None:
+    """Privileged containers (kind nodes) must run; install the workaround if not."""
     with progress.step("host: privileged containers") as info:
         ok, err = privileged_works(runner, probe_image)
         if ok:
@@ -150,4 +152,4 @@ def prepare(runner: Runner, progress: Progress, log_dir: Path, probe_image: str 
         info["note"] = f"installed runtime {RUNTIME_NAME} (drops CAP_SYS_RESOURCE)"
 
 
-__all__ = ["prepare", "check_root", "check_disk", "docker_answers", "CommandError"]
+__all__ = ["ensure_engine", "ensure_privileged", "check_root", "check_disk", "docker_answers", "CommandError"]

@@ -76,7 +76,7 @@ def build(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool = F
     lay.root.mkdir(parents=True, exist_ok=True)
     host.check_disk(lay.root, need_gb=5 if (lay.root / "bundle.json").exists() else host.MIN_FREE_GB)
     if not skip_host:
-        host.prepare(runner, progress, lay.logs, probe_image=None)
+        host.ensure_engine(runner, progress, lay.logs)
     if not runner.which("go"):
         raise DucklakeInfraError("the go toolchain is needed to build the bundle "
                                  "(install Go 1.24+ and put it on PATH)")
@@ -106,7 +106,7 @@ def build(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool = F
         with progress.step(f"image {spec.ref} (debootstrap)") as info:
             info["note"] = "built" if I.build_rootfs_image(runner, lay, spec) else "cached"
         if spec is I.DEBIAN_BASE and not skip_host:
-            host.prepare(runner, Progress(quiet=True), lay.logs, probe_image=spec.ref)
+            host.ensure_privileged(runner, progress, lay.logs, probe_image=spec.ref)
 
     sources = {b: bins / b for b in ("kube-apiserver", "kube-controller-manager",
                                      "kube-scheduler", "kube-proxy", "etcd", "coredns",
