@@ -66,7 +66,7 @@ class RootfsImage:
 
     def stamp(self) -> str:
         return stamp_of(pins.DEBIAN_SUITE, pins.DEBIAN_MIRROR, self.packages, self.changes,
-                        self.post, "rootfs-v1")
+                        self.post, "rootfs-v2")
 
 
 PATH_ENV = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -122,13 +122,27 @@ def debootstrap(runner: Runner, lay: L.Layout, name: str, packages: tuple[str, .
     runner.run_logged(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
                        f"--cache-dir={debs}", pins.DEBIAN_SUITE, str(target), pins.DEBIAN_MIRROR],
                       timeout=timeout)
-    # no apt lists or caches in images
-    for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
-        d = target / sub
-        if d.exists():
-            for f in d.glob("*.deb"):
-                f.unlink()
+    slim(target)
     return target
+
+
+# Half of a minbase rootfs is apt's package lists, docs, man pages and translations:
+# nothing in our images runs apt or reads them, and every byte is paid again by
+# `kind load` and by each node's containerd.
+SLIM_DIRS = ("var/lib/apt/lists", "var/cache/apt", "usr/share/doc", "usr/share/man",
+             "usr/share/info", "usr/share/locale", "usr/share/lintian")
+
+
+def slim(root: Path) -> None:
+    for sub in SLIM_DIRS:
+        d = root / sub
+        if not d.is_dir():
+            continue
+        for child in d.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            elif child.name != "lock":
+                child.unlink()
 
 
 def import_rootfs(runner: Runner, rootfs: Path, ref: str, changes: tuple[str, ...],

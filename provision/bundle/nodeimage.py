@@ -81,7 +81,7 @@ def prepare_node_rootfs(runner: Runner, root: Path, kind_dir: Path) -> None:
 
 
 def build_node_base(runner: Runner, lay: L.Layout, kind_dir: Path) -> bool:
-    stamp = I.stamp_of(pins.DEBIAN_SUITE, I.NODE_PACKAGES, pins.KIND_VERSION, "node-base-v1")
+    stamp = I.stamp_of(pins.DEBIAN_SUITE, I.NODE_PACKAGES, pins.KIND_VERSION, "node-base-v2")
     if I.image_stamp(runner, NODE_BASE_IMAGE) == stamp:
         return False
     root = I.debootstrap(runner, lay, "kind-node-base", I.NODE_PACKAGES)
