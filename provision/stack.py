@@ -420,18 +420,27 @@ def install_releases(ctx: _Ctx, refs: Mapping[str, str]) -> str:
     return ", ".join(notes[r.name] for r in rels)
 
 
+BASE_LABEL = "ducklake-infra.python-base"
+
+
 def build_backend_image(ctx: _Ctx, refs: Mapping[str, str]) -> str:
     ref = refs[BACKEND_IMAGE_KEY]
     if BACKEND_IMAGE_KEY in ctx.opts.images:
         return f"{ref} (given)"
-    res = ctx.read(["docker", "image", "inspect", "--format", "{{.Id}}", ref])
-    if res is not None and res.returncode == 0 and res.stdout.strip():
+    # The tag hashes our sources; the base image is tracked by a label, so a rebuilt
+    # base (e.g. a new bundle) rebuilds the backend under the same source tag.
+    base = ctx.read(["docker", "image", "inspect", "--format", "{{.Id}}", refs["python-base"]])
+    base_id = base.stdout.strip() if base is not None and base.returncode == 0 else ""
+    res = ctx.read(["docker", "image", "inspect", "--format",
+                    f'{{{{index .Config.Labels "{BASE_LABEL}"}}}}', ref])
+    if res is not None and res.returncode == 0 and res.stdout.strip() == base_id and base_id:
         return f"{ref} (cached)"
     img = ctx.spec.backend.image
     if not ctx.runner.dry_run and not img.dockerfile.is_file():
         raise DucklakeInfraError(f"backend image: no {img.dockerfile}")
     argv = ["docker", "build", "--file", str(img.dockerfile), "--tag", ref,
             "--build-arg", f"PYTHON_BASE={refs['python-base']}",
+            "--label", f"{BASE_LABEL}={base_id or 'unknown'}",
             "--secret", f"id=cacert,src={CACERT}", str(img.context)]
     ctx.runner.run_logged(argv, timeout=ctx.opts.build_timeout, env={"DOCKER_BUILDKIT": "1"},
                           cwd=img.context)

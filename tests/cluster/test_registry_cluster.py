@@ -148,6 +148,11 @@ http:
             proc.kill()
             proc.wait()
         log.close()
+        # drop the local tags `up --registry` made for this throwaway registry
+        tags = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
+                               f"localhost:{port}/*/*"], capture_output=True, text=True).stdout
+        if tags.split():
+            subprocess.run(["docker", "rmi", *tags.split()], capture_output=True)
 
 
 @pytest.fixture(scope="module")
