@@ -281,6 +281,12 @@ class _Ctx:
     def helm(self, *args: str) -> list[str]:
         return [*self.cluster.helm(), *args]
 
+    def local_read(self, argv: Sequence[str], timeout: float = 60) -> Result:
+        """A read of this machine's state (the Docker engine): runs even when the
+        cluster is absent, so the plan shows the real values (e.g. image IDs)."""
+        runner = getattr(self.runner, "base", self.runner)
+        return runner.run(argv, timeout=timeout, check=False, mutating=False)
+
     def read(self, argv: Sequence[str], timeout: float = 60) -> Result | None:
         """A read: runs (even in dry-run), or is only listed when the cluster is absent."""
         if self.offline:
@@ -429,7 +435,8 @@ def build_backend_image(ctx: _Ctx, refs: Mapping[str, str]) -> str:
         return f"{ref} (given)"
     # The tag hashes our sources; the base image is tracked by a label, so a rebuilt
     # base (e.g. a new bundle) rebuilds the backend under the same source tag.
-    base = ctx.read(["docker", "image", "inspect", "--format", "{{.Id}}", refs["python-base"]])
+    base = ctx.local_read(["docker", "image", "inspect", "--format", "{{.Id}}",
+                           refs["python-base"]])
     base_id = base.stdout.strip() if base is not None and base.returncode == 0 else ""
     res = ctx.read(["docker", "image", "inspect", "--format",
                     f'{{{{index .Config.Labels "{BASE_LABEL}"}}}}', ref])
@@ -687,6 +694,7 @@ class _RecordingRunner(Runner):
     def __init__(self, base: Runner):
         super().__init__(readonly=base.readonly, redactor=base.redactor, env=base.base_env,
                          dry_run=True)
+        self.base = base  # local reads (docker image inspect) still run through it
         self.read_marks: set[int] = set()
 
     def run(self, argv, *, mutating=None, **kw):  # type: ignore[override]

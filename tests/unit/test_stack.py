@@ -227,8 +227,11 @@ def test_plan_without_cluster_lists_everything_and_changes_nothing(spec, progres
     assert "rollout status deployment/ducklake-backend" in text
     assert "get secret minio-root -n storage -o json --ignore-not-found   # read" in text
     assert "# stdin: Secret storage/minio-root" in text
-    # only the existence check of the cluster ran for real
-    assert [c.line for c in r.executed()] == ["kind get clusters"]
+    # only reads ran for real: the cluster's existence and the local base image's ID
+    # (the backend build line carries it as a label)
+    assert [c.line for c in r.executed()] == [
+        "kind get clusters",
+        "docker image inspect --format {{.Id}} ducklake-infra/python:3.11-bookworm"]
 
 
 def test_plan_with_cluster_runs_reads_only(spec, progress, fake_layout):
