@@ -40,8 +40,9 @@ BOX_CONTROLS = {
     "be-secret": ["BE-CFG-001", "MINIO-IAM-001"],
     "dataplane": ["DP-ING-001", "DP-S3-001", "DP-CAT-001", "DP-TT-001", "DP-DUCK-001",
                   "DP-READ-001"],
-    "hygiene": ["SEC-CM-001", "SEC-ENV-001", "SEC-ANN-001", "SEC-LOG-001", "SEC-RPT-001",
-                "AUDIT-PRIV-001"],
+    # AUDIT-PRIV-001 (audit credentials) only applies under --readonly: not drawn here,
+    # so a provisioning run's hygiene box is not greyed by a control that cannot apply
+    "hygiene": ["SEC-CM-001", "SEC-ENV-001", "SEC-ANN-001", "SEC-LOG-001", "SEC-RPT-001"],
 }
 
 
