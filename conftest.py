@@ -55,6 +55,31 @@ def pytest_configure(config):
     kc = config.getoption("--kubeconfig")
     if kc and not Path(kc).expanduser().is_file():
         raise pytest.UsageError(f"--kubeconfig {kc}: no such file")
+    if config.getoption("--readonly") and \
+            config.args_source == pytest.Config.ArgsSource.ARGS:
+        outside = [a for a in config.args if not _in_suites(a.split("::")[0], config)]
+        if outside:
+            raise pytest.UsageError(f"--readonly runs the conformance suites only ({SUITES}); "
+                                    f"not an audit: {' '.join(outside)}")
+
+
+SUITES = ROOT / "suites"
+
+
+def _in_suites(path, config) -> bool:
+    p = (Path(config.invocation_params.dir) / path).resolve()
+    return p == SUITES or SUITES in p.parents
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Under --readonly nothing outside the conformance suites is collected (tests/ holds
+    docker builds, local services and bring-up tests: none of them is an audit)."""
+    if not config.getoption("--readonly"):
+        return None
+    p = Path(collection_path).resolve()
+    if p == SUITES or SUITES in p.parents or p in SUITES.parents:
+        return None
+    return True
 
 
 def pytest_sessionstart(session):
@@ -133,8 +158,9 @@ class Kubectl:
         self.prefix = prefix
 
     def __call__(self, *args: str, input: str | None = None, timeout: float = 120,
-                 check: bool = True):
-        return self.runner.run([*self.prefix, *args], input=input, timeout=timeout, check=check)
+                 check: bool = True, sensitive: bool = False):
+        return self.runner.run([*self.prefix, *args], input=input, timeout=timeout, check=check,
+                               sensitive=sensitive)
 
     def json(self, *args: str, timeout: float = 60) -> dict:
         return json.loads(self(*args, "-o", "json", timeout=timeout).stdout)

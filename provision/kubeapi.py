@@ -1,39 +1,71 @@
 """Kubernetes API access through the Python client, read-only when asked.
 
-``api_client(..., readonly=True)`` returns a client that refuses, before any
-byte leaves the process, every request that is not a read: only GET/HEAD
-(and POSTs of self access reviews, which change nothing) pass; exec, attach and
-port-forward are refused whatever the method. The subprocess runner enforces the
-same for kubectl and helm (provision/readonly.py).
+``api_client(..., readonly=True)`` returns a client on which every request, by
+every transport the client offers, passes :func:`provision.guard.check_request`
+before any byte leaves the process:
+
+* ``call_api`` (every generated API method; ``kubernetes.stream.stream()`` and
+  ``portforward()`` replace it on the instance with their websocket transport);
+* ``request`` and ``rest_client.request`` (the plain HTTP path);
+* ``rest_client.pool_manager`` (urllib3, for callers that reach below the client);
+* any of these replaced on the instance later: the replacement is wrapped too.
+
+Not covered, and not used by this project (a test holds that): calling
+``kubernetes.stream.ws_client`` functions directly with the client's configuration.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from provision.runner import ReadOnlyViolation
+from provision.guard import SELF_REVIEWS, check_request
 
-READ_METHODS = {"GET", "HEAD"}
-SELF_REVIEWS = ("selfsubjectaccessreviews", "selfsubjectrulesreviews", "selfsubjectreviews")
-_STREAMING = re.compile(r"/(exec|attach|portforward)(/|$|\?)")
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "*", "escalate",
                "bind", "impersonate"}
+_GUARDED = ("call_api", "request")
 
 
-def check_request(method: str, path: str) -> None:
-    """Raise :class:`ReadOnlyViolation` unless ``method path`` is a read."""
-    m = method.upper()
-    bare = path.split("?", 1)[0].rstrip("/")
-    if _STREAMING.search(bare + "/"):
-        raise ReadOnlyViolation(f"refused in read-only mode: {m} {bare} "
-                                "(exec, attach and port-forward can change a running pod)")
-    if m in READ_METHODS:
-        return
-    if m == "POST" and bare.rsplit("/", 1)[-1] in SELF_REVIEWS:
-        return
-    raise ReadOnlyViolation(f"refused in read-only mode: {m} {bare} (only reads are allowed)")
+def _path_of(url: str) -> str:
+    parts = urlsplit(str(url))
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _guard(fn):
+    """``fn(method, url, ...)`` that checks ``method url`` first."""
+    if getattr(fn, "_readonly_guarded", False):
+        return fn
+
+    def guarded(method, url, *args, **kwargs):
+        check_request(method, _path_of(url))
+        return fn(method, url, *args, **kwargs)
+    guarded._readonly_guarded = True
+    return guarded
+
+
+class _GuardedPool:
+    """A urllib3 pool manager whose request/urlopen check ``method url`` first."""
+
+    def __init__(self, inner):
+        object.__setattr__(self, "_inner", inner)
+
+    def request(self, method, url, *args, **kwargs):
+        check_request(method, _path_of(url))
+        return self._inner.request(method, url, *args, **kwargs)
+
+    def urlopen(self, method, url, *args, **kwargs):
+        check_request(method, _path_of(url))
+        return self._inner.urlopen(method, url, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def _guard_rest(rest):
+    rest.request = _guard(rest.request)
+    if not isinstance(rest.pool_manager, _GuardedPool):
+        rest.pool_manager = _GuardedPool(rest.pool_manager)
+    return rest
 
 
 def api_client(kubeconfig: str | Path | None, context: str | None, readonly: bool):
@@ -50,15 +82,17 @@ def api_client(kubeconfig: str | Path | None, context: str | None, readonly: boo
     class ReadOnlyApiClient(client.ApiClient):
         def __init__(self, *a, **kw):
             super().__init__(*a, **kw)
-            # The one gate every HTTP call of the generated client passes through
-            # (rest_client.request(method, url, ...)), whatever the client version.
-            inner = self.rest_client.request
+            for name in _GUARDED:   # instance attributes: found before the class's methods
+                if hasattr(self, name):
+                    setattr(self, name, getattr(self, name))
 
-            def guarded(method, url, *args, **kwargs):
-                check_request(method, urlsplit(url).path)
-                return inner(method, url, *args, **kwargs)
-
-            self.rest_client.request = guarded
+        def __setattr__(self, name, value):
+            # stream()/portforward() swap call_api for a websocket transport: still guarded
+            if name in _GUARDED and callable(value):
+                value = _guard(value)
+            elif name == "rest_client":
+                value = _guard_rest(value)
+            super().__setattr__(name, value)
 
     return ReadOnlyApiClient(cfg)
 

@@ -8,7 +8,9 @@ Every external command goes through :class:`Runner`:
 * one error type, :class:`CommandError`, carrying the command, exit code and
   the tail of stderr, with every registered secret redacted;
 * read-only mode: only read subcommands of kubectl and helm may run, and no
-  other tool at all (see :mod:`provision.readonly`).
+  other tool at all (see :mod:`provision.guard`);
+* log files are private (0600) and never hold the output of a ``sensitive``
+  command (Secret reads), whatever its exit code.
 
 Unit tests inject a fake (``FakeRunner`` in ``tests/``) to check command lines.
 """
@@ -25,9 +27,10 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from provision.errors import DucklakeInfraError
+# the guarantees live in provision.guard; re-exported for the runner's callers
+from provision.guard import REDACTED, ReadOnlyViolation, Redactor, check_command  # noqa: F401
 
 DEFAULT_TIMEOUT = 300.0
-REDACTED = "***"
 
 
 class CommandError(DucklakeInfraError):
@@ -50,10 +53,6 @@ class CommandError(DucklakeInfraError):
         super().__init__(msg)
 
 
-class ReadOnlyViolation(DucklakeInfraError):
-    """A command that could change something was refused in read-only mode."""
-
-
 @dataclass
 class Result:
     argv: list[str]
@@ -61,29 +60,6 @@ class Result:
     stdout: str
     stderr: str
     duration: float
-
-
-@dataclass
-class Redactor:
-    """Replaces every registered secret value with ``***``."""
-
-    secrets: set[str] = field(default_factory=set)
-    # values known to be public (names written in the stack spec): never redacted
-    public: set[str] = field(default_factory=set)
-
-    def add(self, *values: str | None) -> None:
-        for v in values:
-            if v and len(v) >= 4 and v not in self.public:
-                self.secrets.add(v)
-
-    def allow(self, *values: str) -> None:
-        self.public.update(values)
-        self.secrets.difference_update(values)
-
-    def __call__(self, text: str) -> str:
-        for s in sorted(self.secrets, key=len, reverse=True):
-            text = text.replace(s, REDACTED)
-        return text
 
 
 def tail(text: str, lines: int = 15) -> str:
@@ -111,29 +87,35 @@ class Runner:
     def _log(self, text: str) -> None:
         if not self.log_path:
             return
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._log_lock, open(self.log_path, "a", encoding="utf-8") as fh:
-            fh.write(self.redactor(text))
-            if not text.endswith("\n"):
-                fh.write("\n")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self._log_lock:
+            # private from the first byte: os.open creates it 0600 (umask cannot widen it)
+            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
+                fh.write(self.redactor(text))
+                if not text.endswith("\n"):
+                    fh.write("\n")
 
     def _shown(self, argv: Sequence[str]) -> list[str]:
         return [self.redactor(a) for a in argv]
 
     def check_allowed(self, argv: Sequence[str]) -> None:
         if self.readonly:
-            from provision.readonly import check_command
             check_command(argv)
 
     # -- the one entry point -------------------------------------------------
     def run(self, argv: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT,
             input: str | bytes | None = None, env: Mapping[str, str] | None = None,
             cwd: str | Path | None = None, check: bool = True,
-            mutating: bool | None = None, stream: bool = False) -> Result:
+            mutating: bool | None = None, stream: bool = False,
+            sensitive: bool = False) -> Result:
         """Run ``argv``; raise :class:`CommandError` on failure when ``check``.
 
         ``mutating`` marks commands that change state; with ``dry_run`` they are
-        only recorded (``plan``), and reads still run.
+        only recorded (``plan``), and reads still run. ``sensitive`` output (Secret
+        reads) is never logged nor put in an error, whatever the exit code: its
+        values are not known to the Redactor until the caller has parsed them.
         """
         argv = [str(a) for a in argv]
         self.check_allowed(argv)
@@ -167,12 +149,15 @@ class Runner:
         duration = time.monotonic() - start
         stdout = proc.stdout if text else proc.stdout.decode(errors="replace")
         stderr = proc.stderr if text else proc.stderr.decode(errors="replace")
-        if stream or proc.returncode != 0:
+        if sensitive:
+            self._log(f"# stdout not logged ({len(stdout)} characters): may hold Secret values")
+        elif stream or proc.returncode != 0:
             self._log(stdout)
         self._log(stderr)
         self._log(f"# exit {proc.returncode} in {duration:.1f}s")
         if check and proc.returncode != 0:
-            raise CommandError(self._shown(argv), proc.returncode, self.redactor(tail(stderr or stdout)),
+            shown_tail = stderr if sensitive else (stderr or stdout)
+            raise CommandError(self._shown(argv), proc.returncode, self.redactor(tail(shown_tail)),
                                log_path=self.log_path)
         return Result(argv, proc.returncode, stdout, stderr, duration)
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from provision.guard import redact_tree
+
 BUNDLE_NAME = "evidence.json"
 FORMAT = "ducklake-infra/evidence/v1"
 
@@ -107,16 +109,6 @@ def bundle_hash(bundle: Mapping[str, Any]) -> str:
         .hexdigest()
 
 
-def _redact_strings(x: Any, redact: Callable[[str], str]) -> Any:
-    if isinstance(x, str):
-        return redact(x)
-    if isinstance(x, Mapping):
-        return {redact(str(k)): _redact_strings(v, redact) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_redact_strings(v, redact) for v in x]
-    return x
-
-
 def build(rec: Recorder, *, readonly: bool, run_id: str, cluster_option: str | None = None,
           stack: str | None = None, controls: Mapping[str, str] | None = None,
           redact: Callable[[str], str] | None = None, now: str | None = None) -> dict:
@@ -139,7 +131,7 @@ def build(rec: Recorder, *, readonly: bool, run_id: str, cluster_option: str | N
         "controls": dict(sorted((controls or {}).items())),
     }
     if redact is not None:   # belt and braces: nothing here is a value, but never leak one
-        bundle = _redact_strings(bundle, redact)
+        bundle = redact_tree(bundle, redact)
     bundle["sha256"] = bundle_hash(bundle)
     return bundle
 

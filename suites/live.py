@@ -18,12 +18,12 @@ from provision.spec import StackSpec
 
 from suites.objects import Objects, containers, pod_spec
 
+# Secrets are read first, on their own (see gather); everything else in one call
 GATHER_KINDS = (("deployments", "Deployment"), ("statefulsets", "StatefulSet"),
                 ("replicasets", "ReplicaSet"), ("jobs", "Job"), ("pods", "Pod"),
                 ("services", "Service"), ("endpointslices", "EndpointSlice"),
                 ("persistentvolumeclaims", "PersistentVolumeClaim"),
-                ("configmaps", "ConfigMap"), ("secrets", "Secret"),
-                ("serviceaccounts", "ServiceAccount"))
+                ("configmaps", "ConfigMap"), ("serviceaccounts", "ServiceAccount"))
 
 
 def stack_namespaces(spec: StackSpec) -> list[str]:
@@ -35,7 +35,21 @@ def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool
     """Everything the pure checks read, from the live cluster."""
     items: list[dict] = []
     forbidden: dict[tuple[str, str], str] = {}
-    for ns in stack_namespaces(spec):
+    namespaces = stack_namespaces(spec)
+    # Secrets first, each namespace in a call of its own whose output is never logged
+    # (runner: sensitive), and their values registered with the Redactor before any
+    # other output can reach a log, an error or a report.
+    runner.redactor.allow(*spec.public_names())
+    for ns in namespaces:
+        res = kubectl("-n", ns, "get", "secrets", "-o", "json", timeout=120, check=False,
+                      sensitive=True)
+        if res.returncode == 0:
+            items.append(json.loads(res.stdout))
+        else:
+            _refused(res, runner, forbidden, "secrets", "Secret", ns)
+    from suites.checks import secret_values_of
+    runner.redactor.add(*secret_values_of(Objects(list(items)), spec))
+    for ns in namespaces:
         every = ",".join(r for r, _ in GATHER_KINDS)
         res = kubectl("-n", ns, "get", every, "-o", "json", timeout=120, check=False)
         if res.returncode == 0:
@@ -45,16 +59,9 @@ def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool
             res = kubectl("-n", ns, "get", resource, "-o", "json", timeout=120, check=False)
             if res.returncode == 0:
                 items.append(json.loads(res.stdout))
-            elif "forbidden" in res.stderr.lower():
-                # this read is refused: the checks that need it say so; the rest go on
-                forbidden[(kind, ns)] = f"needs list on {resource} in namespace {ns}"
-            elif "NotFound" not in res.stderr and "not found" not in res.stderr:
-                raise CommandError(res.argv, res.returncode, runner.redactor(res.stderr[-2000:]))
+            else:
+                _refused(res, runner, forbidden, resource, kind, ns)
     objs = Objects(items, forbidden=forbidden)
-    # Secret values must never reach a log, an error or a report
-    from suites.checks import secret_values_of
-    runner.redactor.allow(*spec.public_names())
-    runner.redactor.add(*secret_values_of(objs, spec))
     releases: list[dict] = []
     for ns in sorted({r.namespace for r in spec.releases.values()}):
         res = runner.run([*cluster.helm(), "list", "-n", ns, "-o", "json"], timeout=60,
@@ -86,6 +93,15 @@ def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool
     if with_logs:
         objs.logs = pod_logs(kubectl, objs, log_lines)
     return objs
+
+
+def _refused(res, runner: Runner, forbidden: dict, resource: str, kind: str, ns: str) -> None:
+    """A read that failed: forbidden is recorded (the checks that need it say so), a
+    missing kind is nothing, anything else is an error (stderr only, redacted)."""
+    if "forbidden" in res.stderr.lower():
+        forbidden[(kind, ns)] = f"needs list on {resource} in namespace {ns}"
+    elif "NotFound" not in res.stderr and "not found" not in res.stderr:
+        raise CommandError(res.argv, res.returncode, runner.redactor(res.stderr[-2000:]))
 
 
 def pod_logs(kubectl, objs: Objects, lines: int = 2000) -> dict[str, str]:

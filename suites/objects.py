@@ -14,13 +14,10 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from provision.guard import MIN_SECRET_LEN, secret_forms  # noqa: F401 (one definition)
+
 # Secret types that hold no credentials of the stack (and can be huge)
 _NON_CREDENTIAL_SECRET_TYPES = ("helm.sh/release.v1", "kubernetes.io/service-account-token")
-MIN_SECRET_LEN = 6  # shorter values would match by accident everywhere
-
-
-def _b64(value: str) -> str:
-    return base64.b64encode(value.encode()).decode()
 
 
 @dataclass
@@ -123,14 +120,6 @@ def decode_secret(secret: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def secret_forms(values: Iterable[str]) -> set[str]:
-    """Values and their base64 forms (how they appear in manifests and annotations)."""
-    out = set()
-    for v in values:
-        if v and len(v) >= MIN_SECRET_LEN:
-            out.add(v)
-            out.add(_b64(v))
-    return out
 
 
 # -- pod spec helpers ---------------------------------------------------------------------

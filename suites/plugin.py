@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from provision.runner import Redactor
+from provision.guard import Redactor, find_leaks
 from suites import registry as R
 from suites import report as rep
 from suites import svg
@@ -348,13 +348,34 @@ def pytest_sessionfinish(session, exitstatus):
         (rd / "stack.svg").write_text(_svg(config), encoding="utf-8")
         st.written.append(rd / "stack.svg")
     _write_evidence(config, st, results, rd)  # evidence bundle
-    # proof for SEC-RPT-001: nothing we wrote carries a registered secret
-    for p in st.written:
-        text = p.read_text(encoding="utf-8")
-        leaked = [s for s in st.redactor.secrets if s in text]
+
+
+@pytest.hookimpl(hookwrapper=True, specname="pytest_sessionfinish")
+def pytest_sessionfinish_leak_probe(session, exitstatus):
+    """Proof for SEC-RPT-001, after every report is written (ours, JUnit, HTML): no
+    registered secret in any of them, in any form (raw, base64, JSON- or HTML-escaped,
+    or inside decoded JSON). A leak is redacted in place and fails the run."""
+    yield
+    config = session.config
+    st = _state(config)
+    if not st.redactor.secrets or config.option.collectonly:
+        return
+    paths = list(st.written)
+    for opt in ("xmlpath", "htmlpath"):
+        if getattr(config.option, opt, None):
+            paths.append(Path(getattr(config.option, opt)))
+    for p in paths:
+        if not p.is_file():
+            continue
+        text = p.read_text(encoding="utf-8", errors="replace")
+        leaked = find_leaks(text, st.redactor.secrets)
         if leaked:
             p.write_text(st.redactor(text), encoding="utf-8")
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            tr = config.pluginmanager.get_plugin("terminalreporter")
+            if tr is not None:
+                tr.write_line(f"SEC-RPT-001: {len(leaked)} secret value(s) reached {p}; "
+                              "redacted there, and the run fails", red=True)
 
 
 def _spec_or_none(config):

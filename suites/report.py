@@ -12,6 +12,7 @@ from html import escape
 from pathlib import Path
 from typing import Callable, Iterable
 
+from provision.guard import redact_tree
 from suites.registry import (ERROR, FAIL, NOT_EVALUATED, NOT_RUN, PASS, WARN, Control, Registry,
                              TestRecord, worst)
 
@@ -90,7 +91,9 @@ def to_json(results: list[ControlResult], meta: dict, redact: Callable[[str], st
                        "diagnostics": t.diagnostics or None} for t in r.tests],
         } for r in results],
     }
-    return redact(json.dumps(doc, indent=2))
+    # redacted value by value before encoding: JSON escapes would hide a value from a
+    # redaction of the encoded text
+    return json.dumps(redact_tree(doc, redact), indent=2)
 
 
 def write_json(path: Path, results, meta, redact) -> Path:
@@ -132,10 +135,11 @@ def controls_html(results: list[ControlResult], redact: Callable[[str], str]) ->
     rows = []
     for r in results:
         c = r.control
-        ev = "<br>".join(escape(e) for e in r.evidence()) or "&mdash;"
+        # redacted before escaping: an escaped value would no longer match its secret
+        ev = "<br>".join(escape(redact(e)) for e in r.evidence()) or "&mdash;"
         rem = escape(c.remediation) if r.status in (FAIL, ERROR, WARN) else \
             f'<span style="color:#777">{escape(c.remediation)}</span>'
-        ex = f"<br><i>exempt: {escape(r.exempt_reason)}</i>" if r.exempt_reason else ""
+        ex = f"<br><i>exempt: {escape(redact(r.exempt_reason))}</i>" if r.exempt_reason else ""
         mut = " <small>(mutating)</small>" if c.mutating else ""
         rows.append(
             f'<tr id="control-{c.id}"><td><code>{c.id}</code></td><td>{escape(c.title)}{mut}</td>'

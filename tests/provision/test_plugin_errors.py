@@ -51,3 +51,25 @@ def test_conflicting_options_are_usage_errors(args, needle):
     res = run_pytest(*args)
     assert res.returncode == 4, res.stdout + res.stderr
     assert needle in res.stdout + res.stderr
+
+
+def _pytest_raw(*args):
+    env = {"PATH": L.layout().path_env(), "HOME": str(Path.home())}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("target", ["tests", "tests/cluster/test_bringup.py", ".", "suites/../tests"])
+def test_readonly_refuses_targets_outside_the_suites(target):
+    """Finding 6: under --readonly nothing outside the conformance suites may run."""
+    res = _pytest_raw(target, "--cluster=prod", "--readonly", "--collect-only")
+    assert res.returncode == 4, res.stdout + res.stderr
+    assert "--readonly runs the conformance suites only" in res.stdout + res.stderr
+
+
+def test_readonly_without_paths_collects_only_the_suites():
+    res = _pytest_raw("--cluster=prod", "--readonly", "--collect-only")
+    ids = [line for line in res.stdout.splitlines() if "::" in line]
+    assert ids and all(i.startswith("suites/") for i in ids), res.stdout[-2000:]
+    res_all = _pytest_raw("--cluster=prod", "--collect-only")  # control: tests/ exists
+    assert any(line.startswith("tests/") for line in res_all.stdout.splitlines())
