@@ -155,11 +155,14 @@ def pytest_runtest_makereport(item, call):
     st = _state(config)
     rec = st.records.get(item.nodeid)
     redact = st.redactor
-    # secrets never reach the terminal, JUnit or HTML through a failure text
-    if report.longrepr is not None and st.redactor.secrets:
-        text = str(report.longrepr)
-        if redact(text) != text:
-            report.longrepr = redact(text)
+    # secrets never reach the terminal, JUnit or HTML through a failure text or a
+    # test's captured output
+    if st.redactor.secrets:
+        if report.longrepr is not None:
+            text = str(report.longrepr)
+            if redact(text) != text:
+                report.longrepr = redact(text)
+        report.sections = [(title, redact(content)) for title, content in report.sections]
     if rec is None:
         return
     c = rec.control

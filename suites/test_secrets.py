@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from provision.guard import find_leaks
 from suites import checks
 from suites import report as rep
 from suites.live import gather
@@ -49,7 +50,8 @@ def test_reports_redact_secret_values(objs, spec, runner, control):
                "html": rep.controls_html(results, runner.redactor),
                "terminal": runner.redactor("\n".join(rep.terminal_lines(results)))}
     for where, text in outputs.items():
-        leaked = sum(1 for v in values if v in text)
-        assert not leaked, f"{leaked} Secret value(s) reach the {where} output"
+        leaked = find_leaks(text, values)   # raw, base64, JSON- and HTML-escaped, decoded
+        assert not leaked, f"{len(leaked)} Secret value(s) reach the {where} output"
     json.loads(outputs["results.json"])
-    evidence(f"{len(values)} secret forms registered; results.json, HTML and terminal output redact them")
+    evidence(f"{len(values)} secret forms registered; results.json, HTML and terminal output "
+             "redact them in every encoding")

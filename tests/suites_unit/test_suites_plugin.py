@@ -216,3 +216,85 @@ def test_exemptions_validation():
                                                   "clusters": ["prod"], "expires": "2000-01-01"}],
                                   "severity": {"PG-CFG-001": "low"}}, controls)
     assert not ex[0].applies("prod") and sev == {"PG-CFG-001": "low"}
+
+
+TRICKY_SECRETS = ['pa"ss\\w0rd-1', "a&b<c>d'e-2", "wört-ñ-密码-3"]
+
+
+@pytest.mark.parametrize("secret", TRICKY_SECRETS)
+def test_secrets_with_escapable_characters_are_redacted_before_encoding(pytester, secret):
+    """Finding 4: redaction after json.dumps / HTML escaping missed such values; the
+    probe searched raw text only. Every output, decoded, holds no form of the secret."""
+    from provision.guard import find_leaks
+    pytester.makeconftest(CONFTEST.replace('"hunter2-secret-value"', repr(secret)))
+    pytester.makepyfile(test_ctl=f'''
+import pytest
+from suites.registry import Result, verdict
+
+@pytest.mark.control("MINIO-SEC-002")
+def test_fail():
+    verdict(Result("FAIL", ["default pair " + {secret!r}]))
+''')
+    res = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--report-dir", "out",
+                                       "--junitxml", "out/junit.xml", "--html",
+                                       "out/report.html", "--self-contained-html")
+    assert res.ret == 1
+    for f in ("results.json", "junit.xml", "report.html"):
+        text = (pytester.path / "out" / f).read_text()
+        assert find_leaks(text, [secret]) == [], f
+    doc = json.loads((pytester.path / "out" / "results.json").read_text())
+    assert any("***" in e for c in doc["controls"] for e in c["evidence"])
+    assert find_leaks(res.stdout.str(), [secret]) == []
+
+
+def test_a_secret_in_captured_output_is_redacted_everywhere(pytester):
+    """A Secret value (here base64) in a failing test's captured stdout reaches neither
+    the terminal, nor JUnit (junit_logging=all), nor the HTML report."""
+    import base64
+    from provision.guard import find_leaks
+    secret = "captured-s3cret-value"
+    pytester.makeconftest(CONFTEST.replace('"hunter2-secret-value"', repr(secret)))
+    b64 = base64.b64encode(secret.encode()).decode()
+    pytester.makepyfile(test_ctl=f'''
+import pytest
+
+@pytest.mark.control("MINIO-SVC-001")
+def test_prints(request):
+    print("token", {b64!r})
+    assert False, "boom"
+''')
+    res = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--report-dir", "out",
+                                       "--junitxml", "out/junit.xml", "-o",
+                                       "junit_logging=all", "--html", "out/report.html",
+                                       "--self-contained-html")
+    assert res.ret == 1 and "Captured stdout call" in res.stdout.str()
+    assert find_leaks(res.stdout.str(), [secret]) == []
+    for f in ("junit.xml", "report.html"):
+        assert find_leaks((pytester.path / "out" / f).read_text(), [secret]) == [], f
+
+
+def test_the_leak_probe_fails_a_run_whose_report_holds_a_secret(pytester):
+    """The probe runs after every report is written: a value that reached the HTML by a
+    path nobody redacted (here a hook writing it into the summary, JSON-escaped) is
+    redacted in place and fails the run, which would otherwise pass."""
+    import json as _json
+    from provision.guard import find_leaks
+    secret = 'leaky"value-42'
+    pytester.makeconftest(CONFTEST.replace('"hunter2-secret-value"', repr(secret)) + f'''
+
+def pytest_html_results_summary(prefix, summary, postfix):
+    prefix.append({_json.dumps(secret)!r})
+''')
+    pytester.makepyfile(test_ctl='''
+import pytest
+from suites.registry import Result, verdict
+
+@pytest.mark.control("MINIO-SVC-001")
+def test_pass():
+    verdict(Result("PASS", ["fine"]))
+''')
+    res = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--report-dir", "out",
+                                       "--html", "out/report.html", "--self-contained-html")
+    assert res.ret == 1, res.stdout.str()
+    assert "secret value(s) reached" in res.stdout.str()
+    assert find_leaks((pytester.path / "out" / "report.html").read_text(), [secret]) == []
