@@ -65,11 +65,23 @@ def client(pg_server, minio_server, logs):
     handler = configure_logging("INFO", stream=logs)
     try:
         with TestClient(app) as c:
+            wait_ready(c)  # the catalog is initialised at start-up, in the background
             yield c
     finally:
         import logging
 
         logging.getLogger().removeHandler(handler)
+
+
+def wait_ready(c, timeout: float = 60.0) -> None:
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        r = c.get("/readyz")
+        if r.status_code == 200 or time.monotonic() > deadline:
+            assert r.status_code == 200, r.text
+            return
+        time.sleep(0.5)
 
 
 def upload(client, name: str, body: bytes, content_type: str = "text/csv"):
@@ -276,3 +288,48 @@ def test_logs_are_json_lines_without_secrets(client, logs):
     for secret in SECRETS:
         assert secret not in text
     assert any(json.loads(line)["msg"] == "ingested dataset" for line in lines)
+
+
+def _tables_in(pg_server, dbname: str) -> list[str]:
+    info = pg_server.conninfo().replace(f"dbname={pg_server.dbname}", f"dbname={dbname}")
+    with psycopg.connect(info) as con:
+        return [r[0] for r in con.execute(
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables "
+            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')").fetchall()]
+
+
+def _fresh_database(pg_server, name: str) -> None:
+    with psycopg.connect(pg_server.conninfo(), autocommit=True) as con:
+        con.execute(f"DROP DATABASE IF EXISTS {name}")
+        con.execute(f"CREATE DATABASE {name}")
+
+
+def test_reads_on_an_empty_catalog_create_nothing(pg_server, minio_server):
+    """Finding 5 of the read-only review: the audit's GETs (readiness, tables,
+    snapshots, rows) and a query must not create the catalog tables of an empty
+    catalog (they used the read-write attach, which does)."""
+    _fresh_database(pg_server, "empty_catalog")
+    before = lake_parquet_objects(minio_server)
+    env = backend_env(pg_server, minio_server, DUCKLAKE_PG_DB="empty_catalog",
+                      DUCKLAKE_INIT_CATALOG="false")
+    app = create_app(Settings.from_env(env), configure_logs=False)
+    with TestClient(app) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 503 and r.json()["checks"]["storage"] == "ok", r.text
+        for path in ("/tables", "/tables/t/rows", "/tables/t/snapshots", "/tables/t/rows?snapshot=1"):
+            assert c.get(path).status_code == 503, path
+        assert c.post("/query", json={"sql": "SELECT 1"}).status_code == 503
+    assert _tables_in(pg_server, "empty_catalog") == []
+    assert lake_parquet_objects(minio_server) == before
+
+
+def test_the_backend_initialises_an_empty_catalog_at_start_up(pg_server, minio_server):
+    """Control for the test above: the same probe does see catalog tables, created by
+    the backend's own start-up step."""
+    _fresh_database(pg_server, "init_catalog")
+    env = backend_env(pg_server, minio_server, DUCKLAKE_PG_DB="init_catalog")
+    app = create_app(Settings.from_env(env), configure_logs=False)
+    with TestClient(app) as c:
+        wait_ready(c)
+        assert c.get("/tables").json() == {"tables": []}
+    assert any(t.startswith("public.ducklake_") for t in _tables_in(pg_server, "init_catalog"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -52,6 +53,21 @@ def _upload_format(name: str, content_type: str | None) -> str:
     )
 
 
+def _initialize_until_done(lake: Lake, stop: threading.Event) -> None:
+    """Attach read-write once at start-up (creating the catalog tables of an empty
+    catalog), retrying while PostgreSQL is not reachable yet; /readyz stays 503 until then."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            lake.initialize_catalog()
+            return
+        except ApiError as exc:
+            log.warning("catalog not initialised yet, retrying", extra={"ctx_detail": exc.message,
+                                                                        "ctx_retry_s": delay})
+        stop.wait(delay)
+        delay = min(delay * 2, 10.0)
+
+
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
     settings = settings or Settings.from_env()
     redactor.add(*settings.secret_values())
@@ -71,7 +87,12 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
                 "ctx_lake_bucket": settings.lake_bucket,
             },
         )
+        stop = threading.Event()
+        if settings.init_catalog:
+            threading.Thread(target=_initialize_until_done, args=(lake, stop), daemon=True,
+                             name="catalog-init").start()
         yield
+        stop.set()
         await run_in_threadpool(lake.close)
 
     app = FastAPI(title="DuckLake backend", version=__version__, lifespan=lifespan)

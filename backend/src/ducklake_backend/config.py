@@ -93,6 +93,8 @@ class Settings:
     commit_retries: int = 3
     pg_connect_timeout_s: int = 5
     log_level: str = "INFO"
+    # create the catalog tables at start-up when the catalog is empty (reads never do)
+    init_catalog: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -117,6 +119,7 @@ class Settings:
             commit_retries=_int(env, "DUCKLAKE_COMMIT_RETRIES", 3),
             pg_connect_timeout_s=_int(env, "DUCKLAKE_PG_CONNECT_TIMEOUT_S", 5, minimum=1),
             log_level=_get(env, "DUCKLAKE_LOG_LEVEL", "INFO").upper(),
+            init_catalog=_bool(env, "DUCKLAKE_INIT_CATALOG", True),
         )
 
     def secret_values(self) -> list[str]:

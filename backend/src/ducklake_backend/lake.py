@@ -3,9 +3,11 @@
 Concurrency model
 -----------------
 * Two in-memory DuckDB database instances per process, created lazily:
-  the *writer* (DuckLake attached read-write) and the *reader* (the same
-  DuckLake attached ``READ_ONLY``, local and plain-HTTP file systems disabled)
-  used for user SQL from ``POST /query``.
+  the *writer* (DuckLake attached read-write: ingest, and the catalog's
+  initialisation at start-up) and the *reader* (the same DuckLake attached
+  ``READ_ONLY``, local and plain-HTTP file systems disabled) used by every read:
+  readiness, ``GET`` handlers and user SQL from ``POST /query``. A read never
+  writes, not even the catalog tables of an empty catalog.
 * Every request works on its own ``cursor()`` (a separate DuckDB connection to
   the shared database instance), so requests never share a connection.
 * Writes (ingest) are serialised inside the process by a lock; commit
@@ -267,19 +269,35 @@ class Lake:
             raise
         return con
 
-    def _databases(self) -> tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]:
+    def _writer_db(self) -> duckdb.DuckDBPyConnection:
+        """The read-write attach: ingest and catalog initialisation only."""
         with self._init_lock:
-            try:
-                if self._writer is None:
-                    # The writer first: it initialises the catalog schema on a fresh database.
+            if self._writer is None:
+                try:
+                    # initialises the catalog schema on a fresh database
                     self._writer = self._open(read_only=False)
-                    log.info("attached DuckLake catalog (read-write)")
-                if self._reader is None:
+                except duckdb.Error as exc:
+                    raise Unavailable(f"cannot attach the DuckLake catalog: {redact(str(exc))}") from None
+                log.info("attached DuckLake catalog (read-write)")
+            return self._writer
+
+    def _reader_db(self) -> duckdb.DuckDBPyConnection:
+        """The READ_ONLY attach: every GET and every query. It never creates or changes
+        anything, not even the catalog tables of an empty catalog (it then fails)."""
+        with self._init_lock:
+            if self._reader is None:
+                try:
                     self._reader = self._open(read_only=True)
-                    log.info("attached DuckLake catalog (read-only, for queries)")
-            except duckdb.Error as exc:
-                raise Unavailable(f"cannot attach the DuckLake catalog: {redact(str(exc))}") from None
-            return self._writer, self._reader
+                except duckdb.Error as exc:
+                    raise Unavailable(f"cannot attach the DuckLake catalog read-only (not initialised "
+                                      f"yet?): {redact(str(exc))}") from None
+                log.info("attached DuckLake catalog (read-only)")
+            return self._reader
+
+    def initialize_catalog(self) -> None:
+        """Create the catalog tables if the catalog is empty (the read-write attach does):
+        the backend's own start-up step, never a side effect of a read."""
+        self._writer_db()
 
     def reset(self) -> None:
         """Forget the attached databases (e.g. after Postgres restarted); in-flight
@@ -288,9 +306,8 @@ class Lake:
             self._writer = None
             self._reader = None
 
-    def _cursor(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        writer, reader = self._databases()
-        cur = (reader if read_only else writer).cursor()
+    def _cursor(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        cur = (self._reader_db() if read_only else self._writer_db()).cursor()
         cur.execute(f"USE {CATALOG}.{SCHEMA}")
         return cur
 
@@ -308,7 +325,7 @@ class Lake:
 
     def check_catalog(self) -> None:
         try:
-            cur = self._cursor()
+            cur = self._cursor(read_only=True)
             try:
                 cur.execute(f"SELECT count(*) FROM {CATALOG}.snapshots()").fetchone()
             finally:
@@ -380,7 +397,7 @@ class Lake:
         target = f"{CATALOG}.{SCHEMA}.{quote_identifier(table)}"
 
         def once() -> dict[str, Any]:
-            cur = self._cursor()
+            cur = self._cursor(read_only=False)
             try:
                 exists = self._table_exists(cur, table)
                 if mode == "create" and exists:
@@ -419,7 +436,7 @@ class Lake:
         return result
 
     def list_tables(self) -> list[dict[str, Any]]:
-        cur = self._cursor()
+        cur = self._cursor(read_only=True)
         try:
             names = [
                 r[0]
@@ -441,7 +458,7 @@ class Lake:
     def rows(self, table: str, limit: int, snapshot: int | None) -> dict[str, Any]:
         validate_identifier(table)
         limit = max(1, min(int(limit), self.settings.query_row_limit))
-        cur = self._cursor()
+        cur = self._cursor(read_only=True)
         try:
             at = ""
             if snapshot is not None:
@@ -468,7 +485,7 @@ class Lake:
 
     def snapshots(self, table: str) -> dict[str, Any]:
         validate_identifier(table)
-        cur = self._cursor()
+        cur = self._cursor(read_only=True)
         try:
             ids = {
                 str(r[0])
