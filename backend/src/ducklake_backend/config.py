@@ -95,6 +95,8 @@ class Settings:
     log_level: str = "INFO"
     # create the catalog tables at start-up when the catalog is empty (reads never do)
     init_catalog: bool = True
+    # private dir (0700) for the PostgreSQL password file; memory-backed in the Deployment
+    runtime_dir: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -120,23 +122,30 @@ class Settings:
             pg_connect_timeout_s=_int(env, "DUCKLAKE_PG_CONNECT_TIMEOUT_S", 5, minimum=1),
             log_level=_get(env, "DUCKLAKE_LOG_LEVEL", "INFO").upper(),
             init_catalog=_bool(env, "DUCKLAKE_INIT_CATALOG", True),
+            runtime_dir=env.get("DUCKLAKE_RUNTIME_DIR", "").strip(),
         )
 
     def secret_values(self) -> list[str]:
         """Values that must never appear in logs or error responses."""
         return [v for v in (self.pg_password, self.s3_secret_key, self.s3_access_key) if v]
 
-    def pg_conninfo(self) -> str:
-        """libpq key/value string (contains the password: never log it)."""
+    def pg_conninfo(self, passfile: str) -> str:
+        """libpq key/value string without the password: libpq reads it from ``passfile``
+        (see :meth:`pgpass_line`), so no string DuckDB can show holds a credential."""
         parts = {
             "dbname": self.pg_db,
             "host": self.pg_host,
             "port": str(self.pg_port),
             "user": self.pg_user,
-            "password": self.pg_password,
+            "passfile": passfile,
             "connect_timeout": str(self.pg_connect_timeout_s),
         }
         return " ".join(f"{k}={_libpq_quote(v)}" for k, v in parts.items())
+
+    def pgpass_line(self) -> str:
+        """The password file line for this host, port, database and user (secret)."""
+        fields = (self.pg_host, str(self.pg_port), self.pg_db, self.pg_user, self.pg_password)
+        return ":".join(f.replace("\\", "\\\\").replace(":", "\\:") for f in fields) + "\n"
 
 
 def _libpq_quote(value: str) -> str:

@@ -38,8 +38,8 @@ from . import extensions
 from .config import Settings
 from .errors import ApiError, BadRequest, Conflict, NotFound, QueryTimeout, Unavailable
 from .logs import redact, redactor
+from .sqlallow import check_query, parse
 from .sqlsafety import (
-    ensure_read_only_select,
     quote_identifier,
     sql_literal,
     validate_dataset_name,
@@ -203,6 +203,21 @@ def client_error_from_duckdb(exc: duckdb.Error) -> ApiError:
 # --------------------------------------------------------------------------- the service
 
 
+def write_passfile(settings: Settings) -> str:
+    """Write the PostgreSQL password to a private file (dir 0700, file 0600) and return its
+    path: the ATTACH string names the file, never the password, so nothing DuckDB can
+    show (attached databases, errors, settings) holds it."""
+    base = settings.runtime_dir or os.path.join(tempfile.gettempdir(), "ducklake-backend-run")
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    os.chmod(base, 0o700)
+    path = os.path.join(base, f"pgpass-{os.getpid()}")
+    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(settings.pgpass_line())
+    os.replace(path + ".tmp", path)
+    return path
+
+
 class Lake:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -210,6 +225,7 @@ class Lake:
         self._write_lock = threading.Lock()
         self._writer: duckdb.DuckDBPyConnection | None = None
         self._reader: duckdb.DuckDBPyConnection | None = None
+        self._passfile = write_passfile(settings)
         self.s3 = self._make_s3(timeout=60.0, retries=2)
         self.s3_probe = self._make_s3(timeout=5.0, retries=0)
 
@@ -247,7 +263,8 @@ class Lake:
             options.append("READ_ONLY")
         elif s.data_inlining_row_limit is not None:
             options.append(f"DATA_INLINING_ROW_LIMIT {int(s.data_inlining_row_limit)}")
-        return f"ATTACH {sql_literal('ducklake:postgres:' + s.pg_conninfo())} AS {CATALOG} ({', '.join(options)})"
+        conninfo = s.pg_conninfo(passfile=self._passfile)  # no password: see write_passfile
+        return f"ATTACH {sql_literal('ducklake:postgres:' + conninfo)} AS {CATALOG} ({', '.join(options)})"
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         config = extensions.connection_config()
@@ -522,9 +539,13 @@ class Lake:
             cur.close()
 
     def query(self, sql: str) -> dict[str, Any]:
-        statement = ensure_read_only_select(sql)
+        parse(sql)  # refuse what is not one SELECT before touching the catalog
         cur = self._cursor(read_only=True)
         try:
+            tables = [r[0] for r in cur.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?",
+                [CATALOG, SCHEMA]).fetchall()]
+            statement = check_query(sql, tables)
             result = fetch_limited(cur, statement, None, self.settings.query_row_limit, self.settings.query_timeout_s)
             # System functions (duckdb_secrets(), ...) must not hand out credentials.
             result.rows = [[_hide_secrets(v) for v in row] for row in result.rows]

@@ -1,16 +1,13 @@
-"""Pure helpers: identifier and dataset-name validation, the read-only SQL guard."""
+"""Pure helpers: identifier and dataset-name validation (the query allowlist: sqlallow.py)."""
 
 from __future__ import annotations
 
 import re
 
-import duckdb
-
 from .errors import BadRequest
 
 __all__ = [
     "BadRequest",
-    "ensure_read_only_select",
     "quote_identifier",
     "sql_literal",
     "validate_dataset_name",
@@ -52,25 +49,3 @@ def validate_dataset_name(name: str) -> str:
             "starting with a letter or digit, without '..'"
         )
     return name
-
-
-def ensure_read_only_select(sql: str) -> str:
-    """Return the single SELECT statement in ``sql`` or raise :class:`BadRequest`.
-
-    The statement type comes from DuckDB's own parser
-    (:func:`duckdb.extract_statements`): anything but exactly one SELECT
-    (INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, COPY, ATTACH, SET, CALL,
-    PRAGMA, EXPLAIN, several statements...) is refused.
-    """
-    if not isinstance(sql, str) or not sql.strip():
-        raise BadRequest("sql must be a non-empty string")
-    try:
-        statements = duckdb.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise BadRequest(f"invalid SQL: {exc}") from None
-    if len(statements) != 1:
-        raise BadRequest(f"exactly one statement is allowed, got {len(statements)}")
-    stmt = statements[0]
-    if stmt.type != duckdb.StatementType.SELECT:
-        raise BadRequest(f"only read-only SELECT queries are allowed, got {stmt.type.name}")
-    return stmt.query
