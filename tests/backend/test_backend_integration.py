@@ -376,3 +376,46 @@ def test_time_travel_and_snapshot_listing_stay_possible(client):
     v = snaps.json()["rows"][0][0]
     r = client.post("/query", json={"sql": f"SELECT count(*) FROM tt AT (VERSION => {v})"})
     assert r.status_code == 200 and r.json()["rows"] == [[3]], r.text
+
+
+def test_duckdb_memory_is_bounded_by_the_container_not_the_host(pg_server, minio_server):
+    env = backend_env(pg_server, minio_server, DUCKLAKE_MEMORY_LIMIT_BYTES=str(1024**3))
+    app = create_app(Settings.from_env(env), configure_logs=False)
+    with TestClient(app) as c:
+        wait_ready(c)
+        lake = c.app.state.lake
+        for db in (lake._reader_db(), lake._writer_db()):
+            limit = db.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+            assert limit.endswith(("MiB", "MB")) and float(limit[:-3].strip()) < 400, limit
+            temp = db.execute("SELECT current_setting('max_temp_directory_size')").fetchone()[0]
+            assert temp.startswith(("512", "536")), temp
+
+
+def test_parallel_slow_queries_get_429_and_leave_health_fast(pg_server, minio_server):
+    """Issue 10, resource exhaustion: 50 slow queries in parallel. At most the configured
+    number run (the rest get 429 with Retry-After at once, the running ones stop at the
+    timeout with 408), and /healthz answers in under a second throughout."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = backend_env(pg_server, minio_server, DUCKLAKE_QUERY_CONCURRENCY="4",
+                      DUCKLAKE_QUERY_TIMEOUT_S="4")
+    app = create_app(Settings.from_env(env), configure_logs=False)
+    slow = {"sql": "SELECT count(*) FROM range(100000000000) a"}
+    with TestClient(app) as c:
+        wait_ready(c)
+        with ThreadPoolExecutor(50) as pool:
+            futures = [pool.submit(c.post, "/query", json=slow) for _ in range(50)]
+            time.sleep(0.5)
+            health = []
+            for _ in range(6):
+                t0 = time.monotonic()
+                assert c.get("/healthz").status_code == 200
+                health.append(time.monotonic() - t0)
+                time.sleep(0.4)
+            results = [f.result(timeout=60) for f in futures]
+    codes = sorted(r.status_code for r in results)
+    assert set(codes) <= {408, 429}, codes
+    assert codes.count(429) >= 40 and 1 <= codes.count(408) <= 4, codes
+    assert all(r.headers.get("retry-after") for r in results if r.status_code == 429)
+    assert max(health) < 1.0, health

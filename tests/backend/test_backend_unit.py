@@ -394,3 +394,35 @@ def test_extensions_install_and_load_offline(tmp_path, monkeypatch):
         "SELECT name, value FROM duckdb_settings() WHERE name IN ('autoinstall_known_extensions', 'autoload_known_extensions')"
     ).fetchall())
     assert settings == {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
+
+
+# ----------------------------------------------------------------- resource bounds
+
+
+def test_container_memory_limit_from_cgroup_v2_and_v1(tmp_path):
+    from ducklake_backend.config import container_memory_limit, duckdb_memory_limit
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "memory.max").write_text("1073741824\n")
+    assert container_memory_limit(str(v2)) == 1024**3
+    (v2 / "memory.max").write_text("max\n")
+    assert container_memory_limit(str(v2)) is None
+    v1 = tmp_path / "v1" / "memory"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1: unlimited
+    assert container_memory_limit(str(tmp_path / "v1")) is None
+    (v1 / "memory.limit_in_bytes").write_text("536870912\n")
+    assert container_memory_limit(str(tmp_path / "v1")) == 512 * 1024**2
+    s = Settings.from_env(BASE_ENV)
+    assert duckdb_memory_limit(s, str(tmp_path / "v1")) == int(512 * 1024**2 * 0.35)
+    s2 = Settings.from_env(dict(BASE_ENV, DUCKLAKE_MEMORY_LIMIT_BYTES=str(2 * 1024**3)))
+    assert duckdb_memory_limit(s2, str(tmp_path / "none")) == int(2 * 1024**3 * 0.35)
+
+
+def test_fetch_limited_caps_response_bytes():
+    from ducklake_backend.errors import PayloadTooLarge
+    con = duckdb.connect()
+    r = fetch_limited(con, "SELECT repeat('x', 1000) AS s FROM range(100)", None, 1000, 10, max_bytes=10_000)
+    assert 5 <= len(r.rows) < 10 and r.truncated is True
+    with pytest.raises(PayloadTooLarge):
+        fetch_limited(con, "SELECT repeat('x', 100000) AS s", None, 10, 10, max_bytes=10_000)

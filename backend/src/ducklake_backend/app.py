@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -16,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from . import __version__
 from .config import Settings
-from .errors import ApiError, BadRequest, PayloadTooLarge, UnsupportedMediaType
+from .errors import ApiError, BadRequest, PayloadTooLarge, TooManyRequests, UnsupportedMediaType
 from .lake import CSV, PARQUET, Lake, body_is_parquet
 from .logs import configure_logging, redact, redactor
 from .sqlsafety import validate_dataset_name, validate_identifier
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         yield
         stop.set()
         await run_in_threadpool(lake.close)
+        app.state.health_pool.shutdown(wait=False)
 
     app = FastAPI(title="DuckLake backend", version=__version__, lifespan=lifespan)
     app.state.lake = lake
@@ -103,7 +106,10 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         level = logging.ERROR if exc.status_code >= 500 else logging.INFO
         log.log(level, "request failed", extra={"ctx_path": request.url.path, "ctx_status": exc.status_code, "ctx_detail": exc.message})
-        return _error(exc.status_code, exc.code, exc.message)
+        response = _error(exc.status_code, exc.code, exc.message)
+        if exc.status_code == 429:
+            response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -115,21 +121,30 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         log.error("unhandled error", exc_info=exc, extra={"ctx_path": request.url.path})
         return _error(500, "internal_error", f"internal error: {type(exc).__name__}")
 
+    # Health answers on the event loop, never behind the worker threads that queries and
+    # ingests occupy; readiness checks run on threads of their own, with a deadline.
+    health_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="readyz")
+    app.state.health_pool = health_pool
+
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         """Liveness: the process is up and serving."""
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"])
-    def readyz() -> JSONResponse:
+    async def readyz() -> JSONResponse:
         """Readiness: a real catalog query (Postgres via DuckLake) and bucket access (S3)."""
+        loop = asyncio.get_running_loop()
         checks: dict[str, str] = {}
         for name, check in (("catalog", lake.check_catalog), ("storage", lake.check_storage)):
             try:
-                check()
+                await asyncio.wait_for(loop.run_in_executor(health_pool, check),
+                                       timeout=settings.pg_connect_timeout_s + 1)
                 checks[name] = "ok"
             except ApiError as exc:
                 checks[name] = redact(exc.message)
+            except asyncio.TimeoutError:
+                checks[name] = "check timed out"
         ready = all(v == "ok" for v in checks.values())
         if not ready:
             log.warning("not ready", extra={"ctx_checks": checks})
@@ -194,9 +209,18 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         validate_identifier(table)
         return lake.snapshots(table)
 
+    query_slots = threading.BoundedSemaphore(settings.query_concurrency)
+
     @app.post("/query", tags=["query"])
     def query(body: QueryRequest) -> dict[str, Any]:
-        """Run one read-only SELECT (row limit and timeout apply); writes and DDL are refused."""
-        return lake.query(body.sql)
+        """Run one read-only SELECT over the lake's tables (allowlisted functions; row,
+        byte, time and concurrency limits apply); anything else is refused with a 400."""
+        if not query_slots.acquire(blocking=False):
+            raise TooManyRequests(f"{settings.query_concurrency} queries are already running; "
+                                  "retry shortly")
+        try:
+            return lake.query(body.sql)
+        finally:
+            query_slots.release()
 
     return app

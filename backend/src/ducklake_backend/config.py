@@ -97,6 +97,12 @@ class Settings:
     init_catalog: bool = True
     # private dir (0700) for the PostgreSQL password file; memory-backed in the Deployment
     runtime_dir: str = ""
+    # resource bounds: memory for DuckDB (default: from the container's cgroup limit),
+    # spill space, concurrent queries (429 beyond), bytes of one query response
+    memory_limit_bytes: int | None = None
+    max_temp_bytes: int = 512 * 1024 * 1024
+    query_concurrency: int = 4
+    query_max_response_bytes: int = 8 * 1024 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -123,6 +129,11 @@ class Settings:
             log_level=_get(env, "DUCKLAKE_LOG_LEVEL", "INFO").upper(),
             init_catalog=_bool(env, "DUCKLAKE_INIT_CATALOG", True),
             runtime_dir=env.get("DUCKLAKE_RUNTIME_DIR", "").strip(),
+            memory_limit_bytes=_int(env, "DUCKLAKE_MEMORY_LIMIT_BYTES", None, minimum=64 * 1024 * 1024),
+            max_temp_bytes=_int(env, "DUCKLAKE_MAX_TEMP_BYTES", 512 * 1024 * 1024, minimum=0),
+            query_concurrency=_int(env, "DUCKLAKE_QUERY_CONCURRENCY", 4, minimum=1),
+            query_max_response_bytes=_int(env, "DUCKLAKE_QUERY_MAX_RESPONSE_BYTES", 8 * 1024 * 1024,
+                                          minimum=1024),
         )
 
     def secret_values(self) -> list[str]:
@@ -153,3 +164,28 @@ def _libpq_quote(value: str) -> str:
         return value
     escaped = value.replace("\\", "\\\\").replace("'", "\\'")
     return f"'{escaped}'"
+
+
+# the two DuckDB databases (writer, reader) each get this share of the container's memory;
+# the rest is Python, FastAPI and response buffers
+DUCKDB_SHARE = 0.35
+
+
+def container_memory_limit(root: str = "/sys/fs/cgroup") -> int | None:
+    """The container's memory limit in bytes from its cgroup (v2, then v1); None if unlimited."""
+    for path in (f"{root}/memory.max", f"{root}/memory/memory.limit_in_bytes"):
+        try:
+            raw = open(path, encoding="ascii").read().strip()
+        except OSError:
+            continue
+        if raw == "max" or not raw.isdigit():
+            return None
+        value = int(raw)
+        return value if value < 2**60 else None   # v1 "unlimited" is a huge number
+    return None
+
+
+def duckdb_memory_limit(settings: Settings, cgroup_root: str = "/sys/fs/cgroup") -> int | None:
+    """Bytes each DuckDB database may use: the configured total or the cgroup limit, shared."""
+    total = settings.memory_limit_bytes or container_memory_limit(cgroup_root)
+    return int(total * DUCKDB_SHARE) if total else None

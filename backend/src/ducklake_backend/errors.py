@@ -37,6 +37,11 @@ class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
 
+class TooManyRequests(ApiError):
+    status_code = 429
+    code = "too_many_requests"
+
+
 class UnsupportedMediaType(ApiError):
     status_code = 415
     code = "unsupported_media_type"

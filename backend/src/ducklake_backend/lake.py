@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import json
 
 import logging
 import os
@@ -35,8 +36,8 @@ from minio import Minio
 from minio.error import S3Error
 
 from . import extensions
-from .config import Settings
-from .errors import ApiError, BadRequest, Conflict, NotFound, QueryTimeout, Unavailable
+from .config import Settings, duckdb_memory_limit
+from .errors import ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge, QueryTimeout, Unavailable
 from .logs import redact, redactor
 from .sqlallow import check_query, parse
 from .sqlsafety import (
@@ -143,8 +144,10 @@ def fetch_limited(
     params: list[Any] | None,
     limit: int,
     timeout_s: float | None,
+    max_bytes: int | None = None,
 ) -> QueryResult:
-    """Run a SELECT on ``cur`` with at most ``limit`` rows and a timeout (interrupt)."""
+    """Run a SELECT on ``cur`` with at most ``limit`` rows, at most ``max_bytes`` of JSON
+    rows (truncated there; a first row alone over it is a 413) and a timeout (interrupt)."""
     timed_out = threading.Event()
 
     def _interrupt() -> None:
@@ -173,7 +176,18 @@ def fetch_limited(
     if timed_out.is_set():
         raise QueryTimeout(f"query exceeded the time limit of {timeout_s:g}s and was cancelled")
     truncated = len(raw) > limit
-    rows = [[to_jsonable(v) for v in row] for row in raw[:limit]]
+    rows, size = [], 0
+    for row in raw[:limit]:
+        out = [to_jsonable(v) for v in row]
+        if max_bytes is not None:
+            size += len(json.dumps(out, default=str)) + 1
+            if size > max_bytes:
+                if not rows:
+                    raise PayloadTooLarge(f"one row of the result exceeds the response limit of "
+                                          f"{max_bytes} bytes")
+                truncated = True
+                break
+        rows.append(out)
     return QueryResult(columns, rows, truncated)
 
 
@@ -271,6 +285,11 @@ class Lake:
         # Spill files go to the (writable) temp dir, not ./.tmp: the root file
         # system is read-only in the Deployment.
         config["temp_directory"] = os.path.join(tempfile.gettempdir(), "ducklake-backend-spill")
+        # bounded by the container, not the host (DuckDB's default is 80% of the host)
+        mem = duckdb_memory_limit(self.settings)
+        if mem:
+            config["memory_limit"] = f"{max(mem // (1024 * 1024), 64)}MiB"
+        config["max_temp_directory_size"] = f"{self.settings.max_temp_bytes // (1024 * 1024)}MiB"
         con = duckdb.connect(":memory:", config=config)
         try:
             extensions.install_and_load(con)
@@ -489,7 +508,8 @@ class Lake:
                 raise NotFound(f"table {table!r} does not exist")
             sql = f"SELECT * FROM {CATALOG}.{SCHEMA}.{quote_identifier(table)}{at}"
             try:
-                result = fetch_limited(cur, sql, None, limit, self.settings.query_timeout_s)
+                result = fetch_limited(cur, sql, None, limit, self.settings.query_timeout_s,
+                                       self.settings.query_max_response_bytes)
             except duckdb.CatalogException:
                 raise NotFound(f"table {table!r} does not exist at snapshot {snapshot}") from None
             out = {"table": table, "snapshot_id": snapshot if snapshot is not None else self._current_snapshot(cur)}
@@ -546,7 +566,8 @@ class Lake:
                 "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?",
                 [CATALOG, SCHEMA]).fetchall()]
             statement = check_query(sql, tables)
-            result = fetch_limited(cur, statement, None, self.settings.query_row_limit, self.settings.query_timeout_s)
+            result = fetch_limited(cur, statement, None, self.settings.query_row_limit,
+                                   self.settings.query_timeout_s, self.settings.query_max_response_bytes)
             # System functions (duckdb_secrets(), ...) must not hand out credentials.
             result.rows = [[_hide_secrets(v) for v in row] for row in result.rows]
             return result.as_dict()
