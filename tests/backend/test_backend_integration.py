@@ -419,3 +419,36 @@ def test_parallel_slow_queries_get_429_and_leave_health_fast(pg_server, minio_se
     assert codes.count(429) >= 40 and 1 <= codes.count(408) <= 4, codes
     assert all(r.headers.get("retry-after") for r in results if r.status_code == 429)
     assert max(health) < 1.0, health
+
+
+def test_ragged_csv_is_a_400_not_an_empty_table(client):
+    """Issue 10: the sniffer took a later 'consistent' region of a ragged file and made
+    data values column names, ingesting an empty table."""
+    body = b"id,name,amount\n1,a,2.5\n2,b\n3,c,4.5,extra\n"
+    assert upload(client, "ragged.csv", body).status_code == 201
+    r = client.post("/tables/ragged/ingest", json={"dataset": "ragged.csv", "mode": "create"})
+    assert r.status_code == 400, r.text
+    assert "ragged" not in [t["name"] for t in client.get("/tables").json()["tables"]]
+
+
+def test_each_ingest_reports_the_snapshot_it_committed(pg_server, minio_server, client):
+    """Two replicas appending at once: each response names its own commit's snapshot
+    (it was read after commit as the catalog's current one, so two could report the same)."""
+    from concurrent.futures import ThreadPoolExecutor
+    assert upload(client, "snap.csv", to_csv(make_rows(0, 5))).status_code == 201
+    assert client.post("/tables/snaps/ingest", json={"dataset": "snap.csv", "mode": "create"}).status_code == 200
+    env = backend_env(pg_server, minio_server)
+    other = create_app(Settings.from_env(env), configure_logs=False)
+    with TestClient(other) as c2:
+        wait_ready(c2)
+
+        def append(c):
+            r = c.post("/tables/snaps/ingest", json={"dataset": "snap.csv", "mode": "append"})
+            assert r.status_code == 200, r.text
+            return r.json()["snapshot_id"]
+        with ThreadPoolExecutor(4) as pool:
+            ids = list(pool.map(append, [client, c2] * 4))
+    assert len(set(ids)) == len(ids), ids
+    for sid in ids:  # each id is a snapshot that changed this table
+        r = client.get("/tables/snaps/rows", params={"snapshot": sid, "limit": 1})
+        assert r.status_code == 200, r.text

@@ -411,7 +411,10 @@ class Lake:
         ctype = (stat.content_type or "").split(";")[0].strip().lower()
         if ctype == PARQUET or (ctype != CSV and name.lower().endswith(".parquet")):
             return f"read_parquet({uri})"
-        return f"read_csv({uri}, header = true)"
+        # RFC 4180, strictly: an explicit dialect, so the sniffer cannot pick a later
+        # "consistent" region of a ragged file (it took data values for column names)
+        return (f"read_csv({uri}, header = true, delim = ',', quote = '\"', escape = '\"', "
+                "skip = 0, strict_mode = true, null_padding = false)")
 
     # ---- tables
 
@@ -454,7 +457,9 @@ class Lake:
                     except duckdb.Error:
                         pass
                     raise
-                snapshot = self._current_snapshot(cur)
+                # the snapshot this connection committed (another replica may have
+                # committed since: the catalog's current snapshot is not ours)
+                snapshot = int(cur.execute(f"SELECT id FROM {CATALOG}.last_committed_snapshot()").fetchone()[0])
                 if mode == "create" or not inserted:
                     rows = int(cur.execute(f"SELECT count(*) FROM {target} AT (VERSION => {snapshot})").fetchone()[0])
                 else:
