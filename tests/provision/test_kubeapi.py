@@ -47,10 +47,7 @@ def server():
     srv.shutdown()
 
 
-@pytest.fixture
-def ro_api(server, tmp_path):
-    from provision.kubeapi import api_client
-    srv, _ = server
+def _kubeconfig(tmp_path, srv):
     kc = tmp_path / "kubeconfig"
     kc.write_text(f"""apiVersion: v1
 kind: Config
@@ -59,7 +56,13 @@ clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:{srv.server_address[1
 users: [{{name: u, user: {{token: t0k3n-value}}}}]
 contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
 """)
-    return api_client(kc, "c", readonly=True)
+    return kc
+
+
+@pytest.fixture
+def ro_api(server, tmp_path):
+    from provision.kubeapi import api_client
+    return api_client(_kubeconfig(tmp_path, server[0]), "c", readonly=True)
 
 
 def _core(api):
@@ -153,15 +156,7 @@ def test_without_readonly_the_same_client_writes(server, tmp_path):
     """Control: the refusals above come from the guard, not from the harness."""
     from provision.kubeapi import api_client
     srv, seen = server
-    kc = tmp_path / "kubeconfig"
-    kc.write_text(f"""apiVersion: v1
-kind: Config
-current-context: c
-clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:{srv.server_address[1]}"}}}}]
-users: [{{name: u, user: {{token: t}}}}]
-contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
-""")
-    api = api_client(kc, "c", readonly=False)
+    api = api_client(_kubeconfig(tmp_path, srv), "c", readonly=False)
     api.call_api("DELETE", api.configuration.host + "/api/v1/namespaces/storage")
     assert seen and seen[0][0] == "DELETE"
 
