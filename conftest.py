@@ -153,9 +153,10 @@ def cluster(pytestconfig, runner, bundle_layout):
 class Kubectl:
     """kubectl through the shared runner, with the cluster's explicit context."""
 
-    def __init__(self, runner: Runner, prefix: list[str]):
+    def __init__(self, runner: Runner, prefix: list[str], cluster=None):
         self.runner = runner
         self.prefix = prefix
+        self.cluster = cluster   # for reads through the read-only API client
 
     def __call__(self, *args: str, input: str | None = None, timeout: float = 120,
                  check: bool = True, sensitive: bool = False):
@@ -172,4 +173,4 @@ class Kubectl:
 
 @pytest.fixture(scope="session")
 def kubectl(cluster, runner) -> Kubectl:
-    return Kubectl(runner, cluster.kubectl())
+    return Kubectl(runner, cluster.kubectl(), cluster)

@@ -36,11 +36,10 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
-from urllib.parse import unquote
+from urllib.parse import quote, quote_plus, unquote
 
 from provision.errors import DucklakeInfraError
 
@@ -97,8 +96,8 @@ def _refuse(what: str) -> ReadOnlyViolation:
 
 def check_command(argv: Sequence[str]) -> None:
     """Raise :class:`ReadOnlyViolation` unless ``argv`` is an allowed read."""
-    tool = os.path.basename(argv[0]) if argv else ""
-    if tool not in _TOOLS:
+    tool = argv[0] if argv else ""
+    if tool not in _TOOLS:   # bare names, found on the runner's PATH: no other program
         raise _refuse(tool or "(empty command)")
     global_flags, verbs = _TOOLS[tool]
     verb: tuple[str, ...] = ()      # the subcommand so far
@@ -133,6 +132,18 @@ def check_command(argv: Sequence[str]) -> None:
         raise _refuse(f"{tool} {' '.join(verb) or '(no subcommand)'}")
 
 
+# variables that change what kubectl or helm do beyond their flags (impersonation, other
+# servers, default flags from a kuberc file): never passed to a read-only command
+READONLY_ENV_DROP = ("HELM_KUBE", "HELM_PLUGINS", "HELM_POST_RENDERER", "KUBECTL_")
+
+
+def readonly_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a read-only command: the variables above dropped, kuberc disabled."""
+    out = {k: v for k, v in env.items() if not k.startswith(READONLY_ENV_DROP)}
+    out["KUBERC"] = "off"
+    return out
+
+
 # ---- API requests ----------------------------------------------------------------------------
 READ_METHODS = {"GET", "HEAD"}
 SELF_REVIEW_PATHS = {
@@ -145,16 +156,21 @@ _STREAMING = {"exec", "attach", "portforward", "port-forward"}
 
 
 def normalise_path(path: str) -> str:
-    """The path as the API server routes it: query dropped, percent-decoding applied
-    until stable, lower-cased, empty and '.' segments dropped."""
+    """The path as the API server routes it: query and fragment dropped from the raw
+    string, then percent-decoding applied until stable, lower-cased, empty and '.'
+    segments dropped. (Never split again after decoding: an encoded '?' must not hide
+    the rest of the path; check_request refuses such characters instead.)"""
     p = path.split("?", 1)[0].split("#", 1)[0]
     for _ in range(5):
         q = unquote(p)
         if q == p:
             break
         p = q
-    p = p.split("?", 1)[0].lower()
+    p = p.lower()
     return "/" + "/".join(s for s in p.split("/") if s not in ("", "."))
+
+
+_ODD = set("?#%;\\\x00")
 
 
 def check_request(method: str, path: str) -> None:
@@ -162,8 +178,9 @@ def check_request(method: str, path: str) -> None:
     m = (method or "").upper()
     norm = normalise_path(path)
     segments = norm.split("/")
-    if ".." in segments:
-        raise ReadOnlyViolation(f"refused in read-only mode: {m} {path} (relative path)")
+    if ".." in segments or _ODD & set(norm) or any(ord(c) < 32 for c in norm):
+        raise ReadOnlyViolation(f"refused in read-only mode: {m} {path} (relative path or "
+                                "characters no Kubernetes name holds)")
     if _STREAMING & set(segments):
         raise ReadOnlyViolation(f"refused in read-only mode: {m} {path} "
                                 "(exec, attach and port-forward can change a running pod)")
@@ -183,19 +200,47 @@ REDACTED = "***"
 MIN_SECRET_LEN = 6  # shorter values would match by accident everywhere
 
 
+def _b64_forms(data: bytes) -> set[str]:
+    """base64 of ``data``: padded, unpadded, URL-safe, with a trailing newline, and the
+    stable core at each of the three byte alignments (``data`` inside a longer stream)."""
+    std = base64.b64encode(data).decode()
+    out = {std, std.rstrip("="), base64.urlsafe_b64encode(data).decode().rstrip("="),
+           base64.b64encode(data + b"\n").decode()[:-4]}
+    for k in (1, 2):
+        core = base64.b64encode(b"\0" * k + data).decode()[4:-4]
+        if len(core) >= 8:
+            out |= {core, core.replace("+", "-").replace("/", "_")}
+    return {f for f in out if len(f) >= MIN_SECRET_LEN}
+
+
+def _escapes(v: str) -> set[str]:
+    """HTML/XML escapes of ``v``: html.escape, markupsafe-style numeric ones, XML
+    attribute whitespace."""
+    numeric = v.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") \
+        .replace('"', "&#34;").replace("'", "&#39;")
+    xml_attr = html.escape(v, quote=False).replace('"', "&quot;").replace("\n", "&#10;") \
+        .replace("\r", "&#13;").replace("\t", "&#09;")
+    return {html.escape(v), html.escape(v, quote=False), numeric, xml_attr,
+            xml_attr.replace("&#09;", "&#9;"),
+            numeric.replace("&#34;", "&quot;"), html.escape(v).replace("&#x27;", "&apos;")}
+
+
 def secret_forms(values: Iterable[str]) -> set[str]:
-    """Each value and the forms it takes once encoded: base64 (Secret data, annotations),
-    JSON string escapes (ASCII and not), HTML/XML escapes."""
+    """Each value and the forms it takes once encoded: base64 (Secret data, annotations;
+    see _b64_forms), hex, percent-encoding, JSON string escapes (ASCII, UTF-8, Go's
+    \\u0026-style), and HTML/XML escapes of each of these."""
     out: set[str] = set()
     for v in values:
         if not v or len(v) < MIN_SECRET_LEN:
             continue
-        out |= {v, base64.b64encode(v.encode()).decode(),
-                json.dumps(v)[1:-1], json.dumps(v, ensure_ascii=False)[1:-1],
-                html.escape(v), html.escape(v, quote=False),
-                v.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-                 .replace('"', "&quot;").replace("'", "&apos;")}
-    return out
+        j = json.dumps(v)[1:-1]
+        go = j.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+        texts = {v, j, json.dumps(v, ensure_ascii=False)[1:-1], go,
+                 quote(v, safe=""), quote_plus(v)}
+        for t in texts:
+            out |= {t} | _escapes(t)
+        out |= _b64_forms(v.encode()) | {v.encode().hex()}
+    return {f for f in out if len(f) >= MIN_SECRET_LEN}
 
 
 @dataclass
@@ -258,10 +303,17 @@ def _strings(obj: Any) -> Iterable[str]:
 _JSON_BLOB = re.compile(r"""data-jsonblob="([^"]*)\"""")
 
 
+_UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def _unicode_unescape(text: str) -> str:
+    return _UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+
+
 def find_leaks(text: str, secrets: Iterable[str]) -> list[str]:
     """The secrets (by position in ``secrets``: '#3') found in ``text`` in any form:
     raw or encoded, after HTML/XML unescaping, or in a decoded JSON string."""
-    views = [text, html.unescape(text)]
+    views = [text, html.unescape(text), unquote(text), _unicode_unescape(text)]
     for candidate in (text, *(html.unescape(b) for b in _JSON_BLOB.findall(text))):
         try:
             views += list(_strings(json.loads(candidate)))

@@ -7,11 +7,13 @@ before any byte leaves the process:
 * ``call_api`` (every generated API method; ``kubernetes.stream.stream()`` and
   ``portforward()`` replace it on the instance with their websocket transport);
 * ``request`` and ``rest_client.request`` (the plain HTTP path);
-* ``rest_client.pool_manager`` (urllib3, for callers that reach below the client);
+* ``rest_client.pool_manager`` and every urllib3 pool it makes (for callers that
+  reach below the client), with redirects never followed;
 * any of these replaced on the instance later: the replacement is wrapped too.
 
 Not covered, and not used by this project (a test holds that): calling
-``kubernetes.stream.ws_client`` functions directly with the client's configuration.
+``kubernetes.stream.ws_client`` functions directly with the client's configuration,
+or building a new client from it.
 """
 
 from __future__ import annotations
@@ -43,28 +45,40 @@ def _guard(fn):
     return guarded
 
 
-class _GuardedPool:
-    """A urllib3 pool manager whose request/urlopen check ``method url`` first."""
+def _guarded_pool_class(base):
+    """A urllib3 connection pool class whose every request is checked, redirects off."""
+    class Guarded(base):
+        def urlopen(self, method, url, *args, **kwargs):
+            check_request(method, _path_of(url))
+            kwargs["redirect"] = False
+            return super().urlopen(method, url, *args, **kwargs)
+    Guarded.__name__ = f"ReadOnly{base.__name__}"
+    return Guarded
 
-    def __init__(self, inner):
-        object.__setattr__(self, "_inner", inner)
 
-    def request(self, method, url, *args, **kwargs):
+def _guard_pool_manager(pm) -> None:
+    """Every way into urllib3 (request, request_encode_*, urlopen, connection_from_*)
+    ends in a pool's urlopen: guard the pool manager's and the pools' own. Redirects are
+    never followed: a service behind the API server's proxy could otherwise send the
+    client, and its credentials, elsewhere."""
+    if getattr(pm, "_readonly_guarded", False):
+        return
+    inner = pm.urlopen
+
+    def urlopen(method, url, *args, **kwargs):
         check_request(method, _path_of(url))
-        return self._inner.request(method, url, *args, **kwargs)
-
-    def urlopen(self, method, url, *args, **kwargs):
-        check_request(method, _path_of(url))
-        return self._inner.urlopen(method, url, *args, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
+        kwargs["redirect"] = False
+        return inner(method, url, *args, **kwargs)
+    pm.urlopen = urlopen
+    pm.pool_classes_by_scheme = {k: _guarded_pool_class(v)
+                                 for k, v in pm.pool_classes_by_scheme.items()}
+    pm.clear()
+    pm._readonly_guarded = True
 
 
 def _guard_rest(rest):
     rest.request = _guard(rest.request)
-    if not isinstance(rest.pool_manager, _GuardedPool):
-        rest.pool_manager = _GuardedPool(rest.pool_manager)
+    _guard_pool_manager(rest.pool_manager)
     return rest
 
 
@@ -95,6 +109,18 @@ def api_client(kubeconfig: str | Path | None, context: str | None, readonly: boo
             super().__setattr__(name, value)
 
     return ReadOnlyApiClient(cfg)
+
+
+_CLIENTS: dict = {}
+
+
+def read_only_client(cluster):
+    """One read-only client per cluster (kubeconfig, context), made on first use."""
+    kc = Path(cluster.kubeconfig).expanduser() if cluster.kubeconfig else None
+    key = (str(kc or ""), cluster.context, kc.stat().st_mtime if kc and kc.exists() else 0)
+    if key not in _CLIENTS:
+        _CLIENTS[key] = api_client(cluster.kubeconfig, cluster.context, readonly=True)
+    return _CLIENTS[key]
 
 
 def write_rules(api, namespace: str) -> list[str]:

@@ -28,7 +28,8 @@ from typing import Iterable, Mapping, Sequence
 
 from provision.errors import DucklakeInfraError
 # the guarantees live in provision.guard; re-exported for the runner's callers
-from provision.guard import REDACTED, ReadOnlyViolation, Redactor, check_command  # noqa: F401
+from provision.guard import (REDACTED, ReadOnlyViolation, Redactor, check_command,  # noqa: F401
+                             readonly_env)
 
 DEFAULT_TIMEOUT = 300.0
 
@@ -97,6 +98,10 @@ class Runner:
                 if not text.endswith("\n"):
                     fh.write("\n")
 
+    def _env(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        full = {**self.base_env, **(env or {})}
+        return readonly_env(full) if self.readonly else full
+
     def _shown(self, argv: Sequence[str]) -> list[str]:
         return [self.redactor(a) for a in argv]
 
@@ -125,9 +130,7 @@ class Runner:
                 self.planned_inputs[len(self.planned)] = input
             self.planned.append(argv)
             return Result(argv, 0, "", "", 0.0)
-        full_env = dict(self.base_env)
-        if env:
-            full_env.update(env)
+        full_env = self._env(env)
         self._log(f"$ {shown}" + (f"   (cwd={cwd})" if cwd else ""))
         start = time.monotonic()
         text = not isinstance(input, bytes)
@@ -169,9 +172,7 @@ class Runner:
         if self.dry_run:
             self.planned.append(argv)
             return Result(argv, 0, "", "", 0.0)
-        full_env = dict(self.base_env)
-        if env:
-            full_env.update(env)
+        full_env = self._env(env)
         self._log(f"$ {self.redactor(' '.join(argv))}" + (f"   (cwd={cwd})" if cwd else ""))
         start = time.monotonic()
         lines: list[str] = []

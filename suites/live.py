@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from provision.runner import CommandError, Runner
+from provision.runner import CommandError, ReadOnlyViolation, Runner
 from provision.spec import StackSpec
 
 from suites.objects import Objects, containers, pod_spec
@@ -124,11 +124,29 @@ def proxy_path(ns: str, service: str, port: int | str, path: str) -> str:
 def service_get(kubectl, ns: str, service: str, port: int | str, path: str,
                 timeout: float = 60) -> tuple[bool, str]:
     """GET through the API server's service proxy (a read: allowed under --readonly).
-    Returns (ok, body or error text)."""
-    res = kubectl("get", "--raw", proxy_path(ns, service, port, path), timeout=timeout, check=False)
-    if res.returncode == 0:
-        return True, res.stdout
-    return False, (res.stdout + res.stderr).strip()
+    Returns (ok, body or error text).
+
+    Through the read-only API client, not ``kubectl get --raw``: kubectl follows
+    redirects, with its credentials, wherever the proxied service points them; the
+    client follows none (a 3xx is an error here)."""
+    from provision.kubeapi import read_only_client
+    api = read_only_client(kubectl.cluster)
+    method, url, headers, _, _ = api.param_serialize(
+        method="GET", resource_path=proxy_path(ns, service, port, path),
+        header_params={"Accept": "*/*"}, auth_settings=["BearerToken"])
+    try:
+        resp = api.call_api(method, url, header_params=headers, _request_timeout=timeout)
+        resp.read()
+    except ReadOnlyViolation:
+        raise
+    except Exception as exc:  # transport errors: the check reports them
+        return False, f"{type(exc).__name__}: {exc}"
+    body = (resp.data or b"").decode("utf-8", errors="replace")
+    if 200 <= resp.status < 300:
+        return True, body
+    if 300 <= resp.status < 400:
+        return False, f"HTTP {resp.status}: redirect not followed ({resp.getheader('Location')})"
+    return False, f"HTTP {resp.status}: {body}"
 
 
 class PortForward:

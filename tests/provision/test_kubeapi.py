@@ -116,6 +116,14 @@ ATTACKS = {
         "DELETE", _host(api) + "/api/v1/namespaces/storage"),
     "pool_manager urlopen": lambda api: api.rest_client.pool_manager.urlopen(
         "PATCH", _host(api) + "/api/v1/namespaces/storage"),
+    "pool_manager request_encode_body": lambda api: api.rest_client.pool_manager
+        .request_encode_body("DELETE", _host(api) + "/api/v1/namespaces/storage"),
+    "pool_manager request_encode_url": lambda api: api.rest_client.pool_manager
+        .request_encode_url("PUT", _host(api) + "/api/v1/namespaces/storage"),
+    "connection pool urlopen": lambda api: api.rest_client.pool_manager
+        .connection_from_url(_host(api)).urlopen("PATCH", "/api/v1/namespaces/storage"),
+    "encoded ? hides a node proxy": lambda api: api.call_api(
+        "GET", _host(api) + "/api/v1/nodes/n%3F/../n/proxy/pods"),
 }
 
 
@@ -177,3 +185,38 @@ def test_no_module_reaches_below_the_guarded_client():
             if any(n.startswith(("kubernetes.stream", "websocket", "urllib3")) for n in names):
                 offenders.append(f"{py.relative_to(ROOT)}: {names}")
     assert offenders == []
+
+
+class _Redirector(http.server.BaseHTTPRequestHandler):
+    target = ""
+
+    def do_GET(self):
+        self.send_response(307)
+        self.send_header("Location", self.target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+def test_redirects_are_never_followed(server, tmp_path):
+    """Review finding 1: a service behind the API server's proxy answered 307 to another
+    host's node proxy; kubectl followed it with the bearer token. The read-only client
+    does not follow redirects: the redirect is the answer, the target sees nothing."""
+    from provision.kubeapi import api_client
+    target_srv, seen = server
+    _Redirector.target = (f"http://127.0.0.1:{target_srv.server_address[1]}"
+                          "/api/v1/nodes/n/proxy/configz")
+    red = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirector)
+    threading.Thread(target=red.serve_forever, daemon=True).start()
+    try:
+        api = api_client(_kubeconfig(tmp_path, red), "c", readonly=True)
+        method, url, headers, _, _ = api.param_serialize(
+            method="GET", resource_path="/api/v1/namespaces/x/services/s:80/proxy/go",
+            auth_settings=["BearerToken"])
+        resp = api.call_api(method, url, header_params=headers)
+        assert resp.status == 307
+    finally:
+        red.shutdown()
+    assert seen == []
