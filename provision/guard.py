@@ -27,6 +27,11 @@ No Secret value in any output (logs, errors, reports, in any encoding):
 * The runner writes logs with mode 0600 and never logs the output of a command
   marked ``sensitive`` (Secret reads), whatever its exit code.
 
+Not covered (documented, not enforceable here): a kubeconfig's ``exec`` credential
+plugin runs, as it does for every kubectl call (EKS, GKE); KUBECONFIG is honoured when
+no --kubeconfig is given. Read-only commands get no HELM_KUBE*/KUBECTL_* variables and
+no kuberc file (:func:`readonly_env`).
+
 The proof is external: ``tests/cluster/test_readonly_proof.py`` reads the API
 server's audit log. Tests: ``tests/provision/test_guard.py`` mirrors this module.
 """
