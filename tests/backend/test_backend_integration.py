@@ -452,3 +452,36 @@ def test_each_ingest_reports_the_snapshot_it_committed(pg_server, minio_server, 
     for sid in ids:  # each id is a snapshot that changed this table
         r = client.get("/tables/snaps/rows", params={"snapshot": sid, "limit": 1})
         assert r.status_code == 200, r.text
+
+
+def test_table_names_are_case_insensitive_with_409_on_conflict(client):
+    """Issue 10: names collided case-insensitively in DuckDB but were looked up
+    case-sensitively (a 404 for a table that exists, a 404 for a create that collides)."""
+    assert upload(client, "ci.csv", to_csv(make_rows(0, 4))).status_code == 201
+    assert client.post("/tables/CaseT/ingest", json={"dataset": "ci.csv"}).status_code == 200
+    r = client.post("/tables/caset/ingest", json={"dataset": "ci.csv", "mode": "create"})
+    assert r.status_code == 409 and "CaseT" in r.text, r.text
+    assert client.post("/tables/CASET/ingest", json={"dataset": "ci.csv", "mode": "append"}).status_code == 200
+    r = client.get("/tables/caset/rows", params={"limit": 100})
+    assert r.status_code == 200 and r.json()["row_count"] == 8, r.text
+    snaps = client.get("/tables/CASET/snapshots")
+    assert snaps.status_code == 200 and len(snaps.json()["snapshots"]) == 2, snaps.text
+
+
+def test_non_finite_dates_round_trip_exactly(client, tmp_path):
+    """Issue 10: 'infinity' dates and timestamps came back as 9999-12-31 / 0001-01-01."""
+    path = tmp_path / "inf.parquet"
+    con = duckdb.connect()
+    con.execute(f"""COPY (SELECT * FROM (VALUES
+        (1, 'infinity'::DATE, '-infinity'::TIMESTAMP),
+        (2, '2024-05-01'::DATE, '2024-05-01 12:00:00'::TIMESTAMP),
+        (3, '9999-12-31'::DATE, '0001-01-01 00:00:00'::TIMESTAMP)) v(id, d, ts))
+        TO '{path}' (FORMAT parquet)""")
+    r = upload(client, "inf.parquet", path.read_bytes(), "application/vnd.apache.parquet")
+    assert r.status_code == 201, r.text
+    assert client.post("/tables/inf/ingest", json={"dataset": "inf.parquet"}).status_code == 200
+    rows = client.get("/tables/inf/rows").json()["rows"]
+    assert sorted(rows) == [[1, "infinity", "-infinity"], [2, "2024-05-01", "2024-05-01T12:00:00"],
+                            [3, "9999-12-31", "0001-01-01T00:00:00"]], rows
+    q = client.post("/query", json={"sql": "SELECT d, d AS d2 FROM inf WHERE id = 1"})
+    assert q.json()["rows"] == [["infinity", "infinity"]], q.text

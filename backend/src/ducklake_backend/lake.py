@@ -165,7 +165,17 @@ def fetch_limited(
             raise BadRequest("the statement returns no rows")
         rel = rel.limit(int(limit) + 1)
         columns = [{"name": n, "type": str(t)} for n, t in zip(rel.columns, rel.types)]
+        # Python has no infinite dates: DuckDB hands out 9999-12-31 / 0001-01-01 for
+        # +-infinity. Fetch an isinf() flag per temporal column (by position: names may
+        # repeat) and answer "infinity" / "-infinity", as DuckDB and PostgreSQL write them.
+        temporal = [i for i, c in enumerate(columns) if c["type"].startswith(_TEMPORAL)]
+        if temporal:
+            n = len(columns)
+            rel = rel.project(", ".join(f"#{i + 1}" for i in range(n)) +
+                              "".join(f", isinf(#{i + 1})" for i in temporal))
         raw = rel.fetchall()
+        if temporal:
+            raw = [_non_finite(row, n, temporal) for row in raw]
     except duckdb.InterruptException:
         if timed_out.is_set():
             raise QueryTimeout(f"query exceeded the time limit of {timeout_s:g}s and was cancelled") from None
@@ -189,6 +199,17 @@ def fetch_limited(
                 break
         rows.append(out)
     return QueryResult(columns, rows, truncated)
+
+
+_TEMPORAL = ("DATE", "TIMESTAMP")
+
+
+def _non_finite(row: tuple, n: int, temporal: list[int]) -> tuple:
+    values = list(row[:n])
+    for flag, i in zip(row[n:], temporal):
+        if flag and values[i] is not None:
+            values[i] = "infinity" if values[i].year > 5000 else "-infinity"
+    return tuple(values)
 
 
 def client_error_from_duckdb(exc: duckdb.Error) -> ApiError:
@@ -418,12 +439,14 @@ class Lake:
 
     # ---- tables
 
-    def _table_exists(self, cur: duckdb.DuckDBPyConnection, table: str) -> bool:
+    def _table_name(self, cur: duckdb.DuckDBPyConnection, table: str) -> str | None:
+        """The lake's own spelling of ``table`` (names are case-insensitive, as in DuckDB)."""
         row = cur.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? "
+            "AND lower(table_name) = lower(?) ORDER BY table_name LIMIT 1",
             [CATALOG, SCHEMA, table],
         ).fetchone()
-        return bool(row and row[0])
+        return row[0] if row else None
 
     def _current_snapshot(self, cur: duckdb.DuckDBPyConnection) -> int:
         return int(cur.execute(f"SELECT id FROM {CATALOG}.current_snapshot()").fetchone()[0])
@@ -438,10 +461,11 @@ class Lake:
         def once() -> dict[str, Any]:
             cur = self._cursor(read_only=False)
             try:
-                exists = self._table_exists(cur, table)
-                if mode == "create" and exists:
-                    raise Conflict(f"table {table!r} already exists; use mode 'append'")
-                if mode == "append" and not exists:
+                existing = self._table_name(cur, table)
+                if mode == "create" and existing:
+                    raise Conflict(f"table {existing!r} already exists (table names are "
+                                   "case-insensitive); use mode 'append'")
+                if mode == "append" and not existing:
                     raise NotFound(f"table {table!r} does not exist; use mode 'create'")
                 cur.begin()
                 try:
@@ -509,7 +533,7 @@ class Lake:
                 if not known:
                     raise NotFound(f"snapshot {snapshot} does not exist")
                 at = f" AT (VERSION => {int(snapshot)})"
-            elif not self._table_exists(cur, table):
+            elif not self._table_name(cur, table):
                 raise NotFound(f"table {table!r} does not exist")
             sql = f"SELECT * FROM {CATALOG}.{SCHEMA}.{quote_identifier(table)}{at}"
             try:
@@ -532,19 +556,21 @@ class Lake:
             ids = {
                 str(r[0])
                 for r in cur.execute(
-                    f"SELECT table_id FROM __ducklake_metadata_{CATALOG}.ducklake_table WHERE table_name = ?", [table]
+                    f"SELECT table_id FROM __ducklake_metadata_{CATALOG}.ducklake_table "
+                    "WHERE lower(table_name) = lower(?)", [table]
                 ).fetchall()
             }
             if not ids:
                 raise NotFound(f"table {table!r} does not exist")
-            names = {f"{SCHEMA}.{table}", f"{SCHEMA}.{quote_identifier(table)}", table}
+            names = {n.lower() for n in (f"{SCHEMA}.{table}", f"{SCHEMA}.{quote_identifier(table)}", table)}
             out = []
             for snapshot_id, snapshot_time, schema_version, changes in cur.execute(
                 f"SELECT snapshot_id, snapshot_time, schema_version, changes FROM {CATALOG}.snapshots() ORDER BY snapshot_id"
             ).fetchall():
                 changes = changes or {}
                 touched = any(
-                    (v in names) if "created" in k or "dropped" in k else (v in ids or v in names)
+                    (str(v).lower() in names) if "created" in k or "dropped" in k
+                    else (str(v) in ids or str(v).lower() in names)
                     for k, values in changes.items()
                     for v in (values or [])
                 )
