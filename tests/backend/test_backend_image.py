@@ -89,8 +89,11 @@ def test_service_starts_and_serves(backend_image):
         "DUCKLAKE_S3_ACCESS_KEY": "img-access-key", "DUCKLAKE_S3_SECRET_KEY": "img-S3-Secret-8812",
         "DUCKLAKE_PG_CONNECT_TIMEOUT_S": "2",
     }
-    # As in k8s/deployment.yaml: read-only root file system, writable /tmp.
-    args = ["/usr/bin/docker", "run", "-d", "--name", name, "--network", "none", "--read-only", "--tmpfs", "/tmp"]
+    # As in k8s/deployment.yaml: read-only root file system, writable /tmp, and a
+    # memory-backed runtime dir whose mount point belongs to root.
+    env["DUCKLAKE_RUNTIME_DIR"] = "/run/ducklake"
+    args = ["/usr/bin/docker", "run", "-d", "--name", name, "--network", "none", "--read-only", "--tmpfs", "/tmp",
+            "--tmpfs", "/run/ducklake:mode=1777"]
     for k, v in env.items():
         args += ["-e", f"{k}={v}"]
     subprocess.run(args + [backend_image], check=True, capture_output=True, timeout=60)

@@ -284,7 +284,9 @@ def test_conninfo_names_the_passfile_never_the_password(tmp_path):
     path = write_passfile(s)
     info = s.pg_conninfo(passfile=path)
     assert "password" not in info and f"passfile={path}" in info
-    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o700
+    import os as _os
+    (tmp_path / "run").mkdir(exist_ok=True)
+    assert (tmp_path / "run" / f"ducklake-pg-{_os.getuid()}").stat().st_mode & 0o777 == 0o700
     import os
     assert os.stat(path).st_mode & 0o777 == 0o600
     assert open(path).read() == "pg.storage.svc:5432:ducklake:ducklake:a b'c\\:d\\\\e\n"

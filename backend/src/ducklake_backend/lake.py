@@ -242,7 +242,9 @@ def write_passfile(settings: Settings) -> str:
     """Write the PostgreSQL password to a private file (dir 0700, file 0600) and return its
     path: the ATTACH string names the file, never the password, so nothing DuckDB can
     show (attached databases, errors, settings) holds it."""
-    base = settings.runtime_dir or os.path.join(tempfile.gettempdir(), "ducklake-backend-run")
+    # a directory of our own inside the runtime dir (a volume's mount point belongs to
+    # root: its mode is not ours to set)
+    base = os.path.join(settings.runtime_dir or tempfile.gettempdir(), f"ducklake-pg-{os.getuid()}")
     os.makedirs(base, mode=0o700, exist_ok=True)
     os.chmod(base, 0o700)
     path = os.path.join(base, f"pgpass-{os.getpid()}")
