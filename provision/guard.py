@@ -86,7 +86,8 @@ HELM_VERBS: dict[tuple[str, ...], dict[str, int]] = {
     ("get", "metadata"): {**_OUTPUT, "--revision": 1},
     ("version",): {"--short": 0},
     # client-side rendering only (no --validate, no --dry-run=server, no post-renderer)
-    ("template",): {"-f": 1, "--values": 1, "--set": 1, "--set-string": 1, "--version": 1,
+    ("template",): {"-f": 1, "--values": 1, "--set": 1, "--set-string": 1, "--set-json": 1,
+                    "--version": 1,
                     "--repo": 1, "--include-crds": 0, "-s": 1, "--show-only": 1,
                     "--kube-version": 1, "--api-versions": 1},
 }

@@ -135,10 +135,18 @@ spec:
     command: ["python3", "-c"]
     args:
     - |
-      import socket, urllib.request
+      import socket, time, urllib.request
       print("dns", socket.gethostbyname("web.{ns}.svc.cluster.local"))
       print("dns", socket.gethostbyname("kubernetes.default.svc.cluster.local"))
-      print("body", urllib.request.urlopen("http://web.{ns}.svc.cluster.local/", timeout=10).read().decode().strip())
+      # kube-proxy programs a new Service's rules shortly after its endpoint is ready
+      for attempt in range(30):
+          try:
+              body = urllib.request.urlopen("http://web.{ns}.svc.cluster.local/", timeout=10).read()
+              break
+          except OSError as exc:
+              print("retry", attempt, exc)
+              time.sleep(1)
+      print("body", body.decode().strip())
 """, namespace=ns)
     wait_until(lambda: pod_phase(kubectl, ns, "probe") in ("Succeeded", "Failed"), 180,
                "probe pod to finish")

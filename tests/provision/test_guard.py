@@ -321,3 +321,19 @@ def test_public_names_are_never_redacted():
     red2.add("ducklake")
     red2.allow("ducklake")  # allowing later also un-registers it
     assert red2("ducklake") == "ducklake"
+
+
+def test_the_projects_own_helm_template_commands_are_allowed():
+    """The negative suite renders the charts with the same overrides `up` installs
+    (--set-json among them) under --readonly: every such argv must pass."""
+    from provision import spec as specmod
+    from provision import stack
+    spec = specmod.load()
+    opts = stack.Options()
+    refs = stack.image_refs(spec, opts)
+    for rel in spec.releases.values():
+        chart_args, _ = stack.chart_source(spec, rel, opts)
+        argv = ["helm", "template", rel.name, *chart_args, "--namespace", rel.namespace,
+                *[a for f in rel.values for a in ("-f", str(f))],
+                *stack.release_overrides(spec, rel, refs)]
+        check_command(argv)
