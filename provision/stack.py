@@ -216,11 +216,12 @@ def backend_config(spec: StackSpec) -> dict[str, str]:
 
 def backend_secret_env(spec: StackSpec) -> dict[str, tuple[str, str]]:
     """Env var -> (Secret name, key) for the backend's credentials."""
-    pg, s3 = spec.backend.postgres_secret, spec.backend.s3_secret
+    pg, s3, tok = spec.backend.postgres_secret, spec.backend.s3_secret, spec.backend.token_secret
     return {"DUCKLAKE_PG_USER": (pg.name, pg.keys[0]),
             "DUCKLAKE_PG_PASSWORD": (pg.name, pg.keys[1]),
             "DUCKLAKE_S3_ACCESS_KEY": (s3.name, s3.keys[0]),
-            "DUCKLAKE_S3_SECRET_KEY": (s3.name, s3.keys[1])}
+            "DUCKLAKE_S3_SECRET_KEY": (s3.name, s3.keys[1]),
+            "DUCKLAKE_API_TOKEN": (tok.name, tok.keys[0])}
 
 
 def backend_objects(spec: StackSpec, image: str) -> list[dict]:
@@ -362,6 +363,8 @@ def ensure_secrets(ctx: _Ctx) -> str:
            set())
     ensure(s3, {s3.keys[0]: user.access_key, s3.keys[1]: user_data.get(user.secret.keys[0], "")},
            set())
+    tok = s.backend.token_secret
+    ensure(tok, {tok.keys[0]: kube.random_password(40)}, {tok.keys[0]})
     return f"created {', '.join(created)}" if created else "all present (reused)"
 
 

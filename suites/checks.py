@@ -786,7 +786,8 @@ def check_backend_service(objs: Objects, spec: StackSpec) -> Result:
 EXPECTED_CONFIG = ("DUCKLAKE_PG_HOST", "DUCKLAKE_PG_PORT", "DUCKLAKE_PG_DB", "DUCKLAKE_S3_ENDPOINT",
                    "DUCKLAKE_RAW_BUCKET", "DUCKLAKE_LAKE_BUCKET")
 CREDENTIAL_ENV = {"DUCKLAKE_PG_USER": ("postgres", 0), "DUCKLAKE_PG_PASSWORD": ("postgres", 1),
-                  "DUCKLAKE_S3_ACCESS_KEY": ("s3", 0), "DUCKLAKE_S3_SECRET_KEY": ("s3", 1)}
+                  "DUCKLAKE_S3_ACCESS_KEY": ("s3", 0), "DUCKLAKE_S3_SECRET_KEY": ("s3", 1),
+                  "DUCKLAKE_API_TOKEN": ("token", 0)}
 
 
 def expected_backend_config(spec: StackSpec) -> dict[str, str]:
@@ -821,7 +822,7 @@ def check_backend_config(objs: Objects, spec: StackSpec) -> Result:
                 problems.append(f"ConfigMap {b.configmap}: {k} is {data.get(k)!r}, expected {want!r}")
         if not problems:
             good.append(f"ConfigMap {b.configmap} matches the stack spec ({', '.join(EXPECTED_CONFIG)})")
-    secrets = {"postgres": b.postgres_secret, "s3": b.s3_secret}
+    secrets = {"postgres": b.postgres_secret, "s3": b.s3_secret, "token": b.token_secret}
     for var, (which, idx) in CREDENTIAL_ENV.items():
         s = secrets[which]
         e = _env_value(c, var)
@@ -843,6 +844,26 @@ def check_backend_config(objs: Objects, spec: StackSpec) -> Result:
             problems.append(f"Secret {s.namespace}/{s.name} lacks or has empty keys of {list(s.keys)}")
     problems += _literal_credential_env(pod_spec(_backend_deployment(objs, spec)))
     return result(problems, good)
+
+
+def judge_backend_auth(anonymous: int | None, authorised: int | None) -> Result:
+    """BE-AUTH-001 from two probes of GET /tables through the service: without the token
+    (must be 401) and with it (must be 200, so the 401 is the token's doing)."""
+    problems, good = [], []
+    if anonymous == 401:
+        good.append("GET /tables without the API token: 401")
+    else:
+        problems.append(f"GET /tables without the API token answered {anonymous}, not 401: "
+                        "anyone who reaches the Service can read and query the lake")
+    if authorised == 200:
+        good.append("GET /tables with the API token: 200")
+    else:
+        problems.append(f"GET /tables with the API token answered {authorised}, not 200")
+    res = result(problems, good)
+    res.control = "BE-AUTH-001"
+    if res.status != PASS:
+        res.remediation = registry()["BE-AUTH-001"].remediation
+    return res
 
 
 @check("BE-SEC-001")

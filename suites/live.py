@@ -121,10 +121,23 @@ def proxy_path(ns: str, service: str, port: int | str, path: str) -> str:
     return f"/api/v1/namespaces/{ns}/services/{service}:{port}/proxy/{path.lstrip('/')}"
 
 
+def backend_token(objs: Objects, spec: StackSpec) -> str:
+    """The backend's API token, from its Secret (read with the others, so the Redactor
+    already knows it); a CheckError ("could not evaluate") when it cannot be read."""
+    from suites.registry import CheckError
+    t = spec.backend.token_secret
+    data = objs.secret_data(t.name, t.namespace)
+    if not data or not data.get(t.keys[0]):
+        raise CheckError(f"could not evaluate: the backend's API token (Secret "
+                         f"{t.namespace}/{t.name} key {t.keys[0]}) is not readable")
+    return data[t.keys[0]]
+
+
 def service_get(kubectl, ns: str, service: str, port: int | str, path: str,
-                timeout: float = 60) -> tuple[bool, str]:
+                timeout: float = 60, token: str | None = None) -> tuple[bool, str]:
     """GET through the API server's service proxy (a read: allowed under --readonly).
-    Returns (ok, body or error text).
+    Returns (ok, body or error text). ``token``: the backend's API token, sent as
+    X-DuckLake-Token (the API server consumes Authorization).
 
     Through the read-only API client, not ``kubectl get --raw``: kubectl follows
     redirects, with its credentials, wherever the proxied service points them; the
@@ -133,7 +146,8 @@ def service_get(kubectl, ns: str, service: str, port: int | str, path: str,
     api = read_only_client(kubectl.cluster)
     method, url, headers, _, _ = api.param_serialize(
         method="GET", resource_path=proxy_path(ns, service, port, path),
-        header_params={"Accept": "*/*"}, auth_settings=["BearerToken"])
+        header_params={"Accept": "*/*", **({"X-DuckLake-Token": token} if token else {})},
+        auth_settings=["BearerToken"])
     try:
         resp = api.call_api(method, url, header_params=headers, _request_timeout=timeout)
         resp.read()

@@ -35,7 +35,7 @@ BOX_CONTROLS = {
     "pg-secret": ["PG-SEC-001"],
     "be-deploy": ["BE-DEP-001", "BE-RES-001", "BE-PRB-001", "BE-SEC-001", "BE-RDY-001",
                   "DRIFT-IMG-003", "DRIFT-REPL-003", "DRIFT-RES-003"],
-    "be-svc": ["BE-SVC-001", "DRIFT-SVC-003"],
+    "be-svc": ["BE-SVC-001", "BE-AUTH-001", "DRIFT-SVC-003"],
     "be-cm": ["BE-CFG-001", "SEC-CM-001"],
     "be-secret": ["BE-CFG-001", "MINIO-IAM-001"],
     "dataplane": ["DP-ING-001", "DP-S3-001", "DP-CAT-001", "DP-TT-001", "DP-DUCK-001",

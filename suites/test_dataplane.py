@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from suites.live import PortForward, service_get
+from suites.live import PortForward, backend_token, service_get
 from suites.registry import CheckError, evidence
 
 pytestmark = [pytest.mark.cluster, pytest.mark.mutating]
@@ -38,6 +38,7 @@ class Run:
     catalog_snapshots: set = field(default_factory=set)
     steps: list = field(default_factory=list)
     error: str = ""
+    token: str = ""
 
 
 def _secret(objs, s, ns):
@@ -82,7 +83,9 @@ def lake_run(objs, spec, runner, cluster, kubectl):
         conn = es.enter_context(psycopg.connect(host="127.0.0.1", port=pgpf.local_port,
                                                 dbname=pg.catalog.database, user=pg_user,
                                                 password=pg_pw, connect_timeout=10, autocommit=True))
-        http = es.enter_context(httpx.Client(base_url=f"http://127.0.0.1:{bepf.local_port}", timeout=120))
+        run.token = backend_token(objs, spec)
+        http = es.enter_context(httpx.Client(base_url=f"http://127.0.0.1:{bepf.local_port}", timeout=120,
+                                             headers={"Authorization": f"Bearer {run.token}"}))
         run.lake_before = _lake_objects(mc, spec.lake_bucket)
         snap_table = _snapshot_table(conn)
         run.catalog_before = conn.execute(f"SELECT coalesce(max(snapshot_id), -1) FROM {snap_table}").fetchone()[0]
@@ -99,7 +102,7 @@ def lake_run(objs, spec, runner, cluster, kubectl):
             assert r.json()["rows_ingested"] == ROWS, r.json()
             run.steps.append(f"ingested {ROWS} rows into {run.table} (snapshot {run.snap1})")
             ok, body = service_get(kubectl, b.namespace, b.service.name, b.service.ports[0],
-                                   f"/tables/{run.table}/rows?limit={ROWS}")
+                                   f"/tables/{run.table}/rows?limit={ROWS}", token=run.token)
             assert ok, f"GET rows through the service proxy: {body[-500:]}"
             run.read_back = json.loads(body)["rows"]
             r = http.post(f"/tables/{run.table}/ingest", json={"dataset": f"{run.table}-2.csv", "mode": "append"})
@@ -159,12 +162,14 @@ def test_time_travel_returns_previous_snapshot(lake_run, spec, kubectl):
     _need(lake_run)
     b = spec.backend
     ok, body = service_get(kubectl, b.namespace, b.service.name, b.service.ports[0],
-                           f"/tables/{lake_run.table}/rows?limit={ROWS}&snapshot={lake_run.snap1}")
+                           f"/tables/{lake_run.table}/rows?limit={ROWS}&snapshot={lake_run.snap1}",
+                           token=lake_run.token)
     assert ok, f"GET rows?snapshot={lake_run.snap1}: {body[-500:]}"
     rows = json.loads(body)["rows"]
     assert _sorted(rows) == _sorted(lake_run.rows1), \
         f"snapshot {lake_run.snap1} returned {len(rows)} rows, not the first dataset"
-    ok, body = service_get(kubectl, b.namespace, b.service.name, b.service.ports[0], "/tables")
+    ok, body = service_get(kubectl, b.namespace, b.service.name, b.service.ports[0], "/tables",
+                           token=lake_run.token)
     assert ok, body[-500:]
     counts = {t["name"]: t["row_count"] for t in json.loads(body)["tables"]}
     assert counts.get(lake_run.table) == 2 * ROWS, f"current row count {counts.get(lake_run.table)}"

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 
-from suites.live import service_get
+from suites.live import backend_token, service_get
 from suites.registry import CheckError, Result, verdict
 
 pytestmark = [pytest.mark.cluster]
@@ -21,7 +21,8 @@ pytestmark = [pytest.mark.cluster]
 def test_backend_serves_catalog_reads(objs, spec, kubectl):
     b = spec.backend
     port = b.service.ports[0]
-    ok, body = service_get(kubectl, b.namespace, b.service.name, port, "/tables")
+    token = backend_token(objs, spec)
+    ok, body = service_get(kubectl, b.namespace, b.service.name, port, "/tables", token=token)
     if not ok:
         raise CheckError(f"GET /tables through the service proxy failed: {body[-300:]}")
     tables = json.loads(body)
@@ -31,7 +32,7 @@ def test_backend_serves_catalog_reads(objs, spec, kubectl):
     for t in rows[:5]:
         name = t["name"] if isinstance(t, dict) else str(t)
         ok, snaps = service_get(kubectl, b.namespace, b.service.name, port,
-                                f"/tables/{quote(name)}/snapshots")
+                                f"/tables/{quote(name)}/snapshots", token=token)
         if not ok:
             problems.append(f"GET /tables/{name}/snapshots failed: {snaps[-200:]}")
             continue

@@ -10,6 +10,8 @@ PG_PASSWORD = "pg-Test-Pw-7f3a9c"  # unique strings: the tests grep logs for the
 PG_DB = "ducklake"
 S3_ACCESS_KEY = "ducklake-test-access"
 S3_SECRET_KEY = "s3-Test-Secret-91be2d"
+API_TOKEN = "api-Test-Token-4c1d7e0b9a"
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 RAW_BUCKET = "raw"
 LAKE_BUCKET = "lake"
 BACKEND_IMAGE = os.environ.get("DUCKLAKE_BACKEND_TEST_IMAGE", "ducklake-infra/backend:test")
@@ -33,6 +35,7 @@ def backend_env(pg, s3, **overrides: str) -> dict[str, str]:
         "DUCKLAKE_S3_ENDPOINT": s3.endpoint,
         "DUCKLAKE_S3_ACCESS_KEY": s3.access_key,
         "DUCKLAKE_S3_SECRET_KEY": s3.secret_key,
+        "DUCKLAKE_API_TOKEN": API_TOKEN,
         "DUCKLAKE_S3_REGION": "us-east-1",
         "DUCKLAKE_S3_USE_SSL": "false",
         "DUCKLAKE_RAW_BUCKET": RAW_BUCKET,

@@ -87,7 +87,7 @@ def test_service_starts_and_serves(backend_image):
         "DUCKLAKE_PG_HOST": "127.0.0.1", "DUCKLAKE_PG_PORT": "1", "DUCKLAKE_PG_USER": "u",
         "DUCKLAKE_PG_PASSWORD": "img-Pg-Secret-5521", "DUCKLAKE_S3_ENDPOINT": "127.0.0.1:2",
         "DUCKLAKE_S3_ACCESS_KEY": "img-access-key", "DUCKLAKE_S3_SECRET_KEY": "img-S3-Secret-8812",
-        "DUCKLAKE_PG_CONNECT_TIMEOUT_S": "2",
+        "DUCKLAKE_PG_CONNECT_TIMEOUT_S": "2", "DUCKLAKE_API_TOKEN": "img-Api-Token-77123456",
     }
     # As in k8s/deployment.yaml: read-only root file system, writable /tmp, and a
     # memory-backed runtime dir whose mount point belongs to root.
@@ -113,13 +113,15 @@ def test_service_starts_and_serves(backend_image):
         ready = host.run(probe.format("/readyz"))
         assert ready.stdout.startswith("503"), ready.stdout
         assert "catalog" in ready.stdout and "img-Pg-Secret-5521" not in ready.stdout
+        assert "127.0.0.1" not in ready.stdout  # readiness names no host
         logs = subprocess.run(["/usr/bin/docker", "logs", name], capture_output=True, text=True, timeout=60)
         out = logs.stdout
         lines = [line for line in out.splitlines() if line.strip()]
         assert lines, logs.stderr
         for line in lines:
             json.loads(line)
-        for secret in ("img-Pg-Secret-5521", "img-S3-Secret-8812", "img-access-key"):
+        for secret in ("img-Pg-Secret-5521", "img-S3-Secret-8812", "img-access-key",
+                       "img-Api-Token-77123456"):
             assert secret not in out + logs.stderr
     finally:
         subprocess.run(["/usr/bin/docker", "rm", "-f", name], capture_output=True, timeout=60)
@@ -129,7 +131,7 @@ def test_container_against_real_services(backend_image, pg_server, minio_server)
     """The image, on the host network, against the real PostgreSQL and MinIO processes (loopback only)."""
     import httpx
 
-    from backend_testlib import backend_env, free_port
+    from backend_testlib import AUTH, backend_env, free_port
 
     port = free_port()
     name = f"ducklake-backend-e2e-{port}"
@@ -154,12 +156,16 @@ def test_container_against_real_services(backend_image, pg_server, minio_server)
             time.sleep(1)
         assert ready is not None and ready.status_code == 200, ready.text if ready else "no answer"
         body = b"k,v\n" + b"".join(f"{i},v{i}\n".encode() for i in range(20))
-        r = httpx.post(f"{base}/datasets/e2e.csv", content=body, headers={"content-type": "text/csv"}, timeout=30)
+        assert httpx.get(f"{base}/tables", timeout=10).status_code == 401  # no token, no data
+        r = httpx.post(f"{base}/datasets/e2e.csv", content=body, headers={"content-type": "text/csv", **AUTH},
+                       timeout=30)
         assert r.status_code == 201, r.text
-        r = httpx.post(f"{base}/tables/e2e_image/ingest", json={"dataset": "e2e.csv", "mode": "create"}, timeout=60)
+        r = httpx.post(f"{base}/tables/e2e_image/ingest", json={"dataset": "e2e.csv", "mode": "create"},
+                       headers=AUTH, timeout=60)
         assert r.status_code == 200, r.text
         assert r.json()["rows_ingested"] == 20
-        r = httpx.post(f"{base}/query", json={"sql": "SELECT sum(k) AS s FROM e2e_image"}, timeout=30)
+        r = httpx.post(f"{base}/query", json={"sql": "SELECT sum(k) AS s FROM e2e_image"}, headers=AUTH,
+                       timeout=30)
         assert r.json()["rows"] == [[190]]
         objects = [o.object_name for o in minio_server.client().list_objects("lake", prefix="main/e2e_image/", recursive=True)]
         assert any(o.endswith(".parquet") for o in objects), objects

@@ -17,11 +17,12 @@ from ducklake_backend.app import create_app
 from ducklake_backend.config import Settings
 from ducklake_backend.logs import configure_logging
 
-from backend_testlib import LAKE_BUCKET, PG_PASSWORD, RAW_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, backend_env
+from backend_testlib import (API_TOKEN, AUTH, LAKE_BUCKET, PG_PASSWORD, RAW_BUCKET, S3_ACCESS_KEY,
+                             S3_SECRET_KEY, backend_env)
 
 pytestmark = pytest.mark.integration
 
-SECRETS = (PG_PASSWORD, S3_SECRET_KEY, S3_ACCESS_KEY)
+SECRETS = (PG_PASSWORD, S3_SECRET_KEY, S3_ACCESS_KEY, API_TOKEN)
 
 
 def make_rows(start: int, count: int) -> list[list]:
@@ -64,7 +65,7 @@ def client(pg_server, minio_server, logs):
     app = create_app(settings, configure_logs=False)
     handler = configure_logging("INFO", stream=logs)
     try:
-        with TestClient(app) as c:
+        with TestClient(app, headers=AUTH) as c:
             wait_ready(c)  # the catalog is initialised at start-up, in the background
             yield c
     finally:
@@ -242,7 +243,7 @@ def test_concurrent_appends(client, pg_server, minio_server):
         with lock:
             results.append(r.status_code)
 
-    with TestClient(other) as second:
+    with TestClient(other, headers=AUTH) as second:
         threads = [threading.Thread(target=worker, args=(c,)) for c in (client, second) * 3]
         for t in threads:
             t.start()
@@ -260,14 +261,14 @@ def test_readyz_reports_catalog_failure_without_leaking_secrets(pg_server, minio
         dead_port = s.getsockname()[1]
     env = backend_env(pg_server, minio_server, DUCKLAKE_PG_PORT=str(dead_port), DUCKLAKE_PG_CONNECT_TIMEOUT_S="2")
     app = create_app(Settings.from_env(env), configure_logs=False)
-    with TestClient(app) as c:
+    with TestClient(app, headers=AUTH) as c:
         assert c.get("/healthz").status_code == 200
         r = c.get("/readyz")
         assert r.status_code == 503
         body = r.json()
         assert body["checks"]["storage"] == "ok"
-        assert "catalog" in body["checks"] and body["checks"]["catalog"] != "ok"
-        assert str(dead_port) in body["checks"]["catalog"]
+        assert body["checks"]["catalog"] == "failed"
+        assert str(dead_port) not in r.text and "127.0.0.1" not in r.text  # no names
         assert c.get("/tables").status_code == 503
         for secret in SECRETS:
             assert secret not in r.text
@@ -309,7 +310,7 @@ def test_reads_on_an_empty_catalog_create_nothing(pg_server, minio_server):
     env = backend_env(pg_server, minio_server, DUCKLAKE_PG_DB="empty_catalog",
                       DUCKLAKE_INIT_CATALOG="false")
     app = create_app(Settings.from_env(env), configure_logs=False)
-    with TestClient(app) as c:
+    with TestClient(app, headers=AUTH) as c:
         r = c.get("/readyz")
         assert r.status_code == 503 and r.json()["checks"]["storage"] == "ok", r.text
         for path in ("/tables", "/tables/t/rows", "/tables/t/snapshots", "/tables/t/rows?snapshot=1"):
@@ -325,7 +326,7 @@ def test_the_backend_initialises_an_empty_catalog_at_start_up(pg_server, minio_s
     _fresh_database(pg_server, "init_catalog")
     env = backend_env(pg_server, minio_server, DUCKLAKE_PG_DB="init_catalog")
     app = create_app(Settings.from_env(env), configure_logs=False)
-    with TestClient(app) as c:
+    with TestClient(app, headers=AUTH) as c:
         wait_ready(c)
         assert c.get("/tables").json() == {"tables": []}
     assert any(t.startswith("public.ducklake_") for t in _tables_in(pg_server, "init_catalog"))
@@ -381,7 +382,7 @@ def test_time_travel_and_snapshot_listing_stay_possible(client):
 def test_duckdb_memory_is_bounded_by_the_container_not_the_host(pg_server, minio_server):
     env = backend_env(pg_server, minio_server, DUCKLAKE_MEMORY_LIMIT_BYTES=str(1024**3))
     app = create_app(Settings.from_env(env), configure_logs=False)
-    with TestClient(app) as c:
+    with TestClient(app, headers=AUTH) as c:
         wait_ready(c)
         lake = c.app.state.lake
         for db in (lake._reader_db(), lake._writer_db()):
@@ -402,7 +403,7 @@ def test_parallel_slow_queries_get_429_and_leave_health_fast(pg_server, minio_se
                       DUCKLAKE_QUERY_TIMEOUT_S="4")
     app = create_app(Settings.from_env(env), configure_logs=False)
     slow = {"sql": "SELECT count(*) FROM range(100000000000) a"}
-    with TestClient(app) as c:
+    with TestClient(app, headers=AUTH) as c:
         wait_ready(c)
         with ThreadPoolExecutor(50) as pool:
             futures = [pool.submit(c.post, "/query", json=slow) for _ in range(50)]
@@ -439,7 +440,7 @@ def test_each_ingest_reports_the_snapshot_it_committed(pg_server, minio_server, 
     assert client.post("/tables/snaps/ingest", json={"dataset": "snap.csv", "mode": "create"}).status_code == 200
     env = backend_env(pg_server, minio_server)
     other = create_app(Settings.from_env(env), configure_logs=False)
-    with TestClient(other) as c2:
+    with TestClient(other, headers=AUTH) as c2:
         wait_ready(c2)
 
         def append(c):
@@ -485,3 +486,30 @@ def test_non_finite_dates_round_trip_exactly(client, tmp_path):
                             [3, "9999-12-31", "0001-01-01T00:00:00"]], rows
     q = client.post("/query", json={"sql": "SELECT d, d AS d2 FROM inf WHERE id = 1"})
     assert q.json()["rows"] == [["infinity", "infinity"]], q.text
+
+
+UNAUTHENTICATED = [("GET", "/tables"), ("GET", "/tables/x/rows"), ("GET", "/tables/x/snapshots"),
+                   ("POST", "/query"), ("POST", "/tables/x/ingest"), ("POST", "/datasets/x.csv"),
+                   ("GET", "/openapi.json"), ("GET", "/docs")]
+
+
+@pytest.mark.parametrize("headers", [
+    {}, {"Authorization": "Bearer wrong-token-0000000000"}, {"Authorization": f"Basic {API_TOKEN}"},
+    {"Authorization": f"Bearer {API_TOKEN}x"}, {"Authorization": "Bearer "},
+    {"X-DuckLake-Token": API_TOKEN[:-1]}, {"Authorization": API_TOKEN},
+], ids=["none", "wrong", "basic", "longer", "empty", "prefix", "no-scheme"])
+def test_every_endpoint_but_health_needs_the_token(client, headers):
+    """Issue 10: the query endpoint answered anyone in the cluster."""
+    anon = TestClient(client.app)  # no `with`: the shared app's lifespan stays as it is
+    for method, path in UNAUTHENTICATED:
+        r = anon.request(method, path, headers=headers, json={"sql": "SELECT 1"})
+        assert r.status_code == 401, (method, path, r.status_code)
+        assert r.headers.get("www-authenticate") == "Bearer"
+    assert anon.get("/healthz", headers=headers).status_code == 200
+    assert anon.get("/readyz", headers=headers).status_code == 200
+
+
+def test_the_token_works_in_either_header(client):
+    anon = TestClient(client.app)
+    assert anon.get("/tables", headers={"X-DuckLake-Token": API_TOKEN}).status_code == 200
+    assert anon.get("/tables", headers={"authorization": f"bearer {API_TOKEN}"}).status_code == 200

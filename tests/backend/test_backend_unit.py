@@ -28,6 +28,7 @@ BASE_ENV = {
     "DUCKLAKE_S3_ENDPOINT": "minio.storage.svc:9000",
     "DUCKLAKE_S3_ACCESS_KEY": "minio-access",
     "DUCKLAKE_S3_SECRET_KEY": "minio-s3cret-key",
+    "DUCKLAKE_API_TOKEN": "api-t0ken-0123456789",
 }
 
 

@@ -20,6 +20,7 @@ ROOT_PW = "r00t-Pa55word-very-long-xyz"
 CATALOG_PW = "catalog-pw-0123456789"
 SUPER_PW = "super-pw-0123456789"
 BACKEND_SK = "backend-secret-key-0123456789"
+API_TOKEN = "api-token-0123456789abcdef"
 
 
 def b64(s: str) -> str:
@@ -132,6 +133,7 @@ def build(spec: specmod.StackSpec) -> Objects:
     items.append(secret(b.postgres_secret.name, bns, {"username": pg.catalog.owner, "password": CATALOG_PW}))
     items.append(secret(b.s3_secret.name, bns, {"access-key": m.backend_user.access_key,
                                                  "secret-key": BACKEND_SK}))
+    items.append(secret(b.token_secret.name, bns, {b.token_secret.keys[0]: API_TOKEN}))
     releases = [
         {"name": r.name, "namespace": r.namespace, "chart": f"{r.chart.name}-{r.chart.version}",
          "status": "deployed", "revision": "1", "app_version": "x"} for r in spec.releases.values()]

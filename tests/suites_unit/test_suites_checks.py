@@ -223,3 +223,25 @@ def test_secret_in_logs(good, spec):
 def test_no_logs_is_error(good, spec):
     good.logs = {}
     assert checks.run("SEC-LOG-001", good, spec).status == ERROR
+
+
+@pytest.mark.parametrize("anonymous,authorised,status", [
+    (401, 200, PASS),
+    (200, 200, FAIL),      # a backend without authentication (the weakened copy)
+    (None, 200, FAIL),     # no answer is no proof
+    (401, 401, FAIL),      # refuses everyone: the 401 is not the token's doing
+    (403, 200, FAIL),
+])
+def test_backend_auth_probe(anonymous, authorised, status):
+    res = checks.judge_backend_auth(anonymous, authorised)
+    assert res.status == status and res.control == "BE-AUTH-001"
+    if status == FAIL:
+        assert res.remediation == registry()["BE-AUTH-001"].remediation
+
+
+def test_backend_without_its_token_env_fails_config(good, spec, find):
+    dep = find(good, "Deployment", spec.backend.deployment)
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    c["env"] = [e for e in c["env"] if e["name"] != "DUCKLAKE_API_TOKEN"]
+    res = checks.check_backend_config(good, spec)
+    assert res.status == FAIL and any("DUCKLAKE_API_TOKEN is not set" in e for e in res.evidence)

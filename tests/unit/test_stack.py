@@ -100,7 +100,7 @@ def test_up_generates_secrets_only_on_stdin_and_redacts_them(spec, progress, fak
                for lst in applied for o in lst["items"] if o["kind"] == "Secret"}
     assert set(secrets) == {"storage/minio-root", "storage/minio-backend-user",
                             "storage/ducklake-catalog", "ducklake/ducklake-postgres",
-                            "ducklake/ducklake-s3"}
+                            "ducklake/ducklake-s3", "ducklake/ducklake-backend-token"}
     root = secrets["storage/minio-root"]
     assert root["rootPassword"] != "minioadmin" and len(root["rootPassword"]) >= 32
     assert root["rootUser"] != "minioadmin"
@@ -137,6 +137,7 @@ def existing_runner(spec, fake_layout) -> FakeRunner:
     secret("ducklake-catalog", "storage", {"username": "ducklake", "password": "c" * 32})
     secret("ducklake-postgres", "ducklake", {"username": "ducklake", "password": "c" * 32})
     secret("ducklake-s3", "ducklake", {"access-key": "ducklake-backend", "secret-key": "s" * 40})
+    secret("ducklake-backend-token", "ducklake", {"token": "t" * 40})
     opts = _opts(fake_layout)
     refs = stack.image_refs(spec, opts)
     for rel in spec.releases.values():

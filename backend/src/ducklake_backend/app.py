@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import tempfile
 import threading
@@ -55,6 +56,37 @@ def _upload_format(name: str, content_type: str | None) -> str:
     )
 
 
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})   # the kubelet's probes: no token
+
+
+def token_ok(headers: dict[str, str], token: str) -> bool:
+    """``Authorization: Bearer <token>``, or ``X-DuckLake-Token: <token>`` for callers
+    behind the Kubernetes API server's service proxy (it consumes Authorization)."""
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    given = value.strip() if scheme.lower() == "bearer" else headers.get("x-ducklake-token", "")
+    return bool(token) and hmac.compare_digest(given.encode(), token.encode())
+
+
+class TokenAuth:
+    """Every request but the health probes needs the API token (401 otherwise)."""
+
+    def __init__(self, app, token: str) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            if not token_ok(headers, self.token):
+                response = JSONResponse(
+                    status_code=401, headers={"WWW-Authenticate": "Bearer"},
+                    content={"error": "unauthorized", "detail": "a valid API token is required "
+                             "(Authorization: Bearer <token>, or X-DuckLake-Token)"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _initialize_until_done(lake: Lake, stop: threading.Event) -> None:
     """Attach read-write once at start-up (creating the catalog tables of an empty
     catalog), retrying while PostgreSQL is not reachable yet; /readyz stays 503 until then."""
@@ -99,6 +131,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         app.state.health_pool.shutdown(wait=False)
 
     app = FastAPI(title="DuckLake backend", version=__version__, lifespan=lifespan)
+    app.add_middleware(TokenAuth, token=settings.api_token)
     app.state.lake = lake
     app.state.settings = settings
 
@@ -136,18 +169,23 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         """Readiness: a real catalog query (Postgres via DuckLake) and bucket access (S3)."""
         loop = asyncio.get_running_loop()
         checks: dict[str, str] = {}
+        reasons: dict[str, str] = {}
         for name, check in (("catalog", lake.check_catalog), ("storage", lake.check_storage)):
+            # unauthenticated: says which check failed, never a host, user or database
+            # name (the reason goes to the log)
             try:
                 await asyncio.wait_for(loop.run_in_executor(health_pool, check),
                                        timeout=settings.pg_connect_timeout_s + 1)
                 checks[name] = "ok"
             except ApiError as exc:
-                checks[name] = redact(exc.message)
+                checks[name] = "failed"
+                reasons[name] = redact(exc.message)
             except asyncio.TimeoutError:
-                checks[name] = "check timed out"
+                checks[name] = "failed"
+                reasons[name] = "check timed out"
         ready = all(v == "ok" for v in checks.values())
         if not ready:
-            log.warning("not ready", extra={"ctx_checks": checks})
+            log.warning("not ready", extra={"ctx_checks": reasons})
         return JSONResponse(status_code=200 if ready else 503, content={"status": "ready" if ready else "not ready", "checks": checks})
 
     @app.post("/datasets/{name}", status_code=201, tags=["datasets"])

@@ -62,6 +62,13 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be a boolean (true/false), got {raw!r}")
 
 
+def _token(env: Mapping[str, str], name: str) -> str:
+    value = _get(env, name).strip()
+    if len(value) < 16:
+        raise ConfigError(f"{name} must be at least 16 characters")
+    return value
+
+
 def _endpoint(env: Mapping[str, str], name: str) -> str:
     value = _get(env, name).strip()
     if "://" in value or "/" in value:
@@ -82,6 +89,7 @@ class Settings:
     s3_endpoint: str
     s3_access_key: str = field(repr=False)
     s3_secret_key: str = field(repr=False)
+    api_token: str = field(default="", repr=False)   # required by from_env
     s3_region: str = "us-east-1"
     s3_use_ssl: bool = False
     raw_bucket: str = "raw"
@@ -116,6 +124,7 @@ class Settings:
             s3_endpoint=_endpoint(env, "DUCKLAKE_S3_ENDPOINT"),
             s3_access_key=_get(env, "DUCKLAKE_S3_ACCESS_KEY"),
             s3_secret_key=_get(env, "DUCKLAKE_S3_SECRET_KEY"),
+            api_token=_token(env, "DUCKLAKE_API_TOKEN"),
             s3_region=_get(env, "DUCKLAKE_S3_REGION", "us-east-1"),
             s3_use_ssl=_bool(env, "DUCKLAKE_S3_USE_SSL", False),
             raw_bucket=_get(env, "DUCKLAKE_RAW_BUCKET", "raw"),
@@ -138,7 +147,8 @@ class Settings:
 
     def secret_values(self) -> list[str]:
         """Values that must never appear in logs or error responses."""
-        return [v for v in (self.pg_password, self.s3_secret_key, self.s3_access_key) if v]
+        return [v for v in (self.pg_password, self.s3_secret_key, self.s3_access_key,
+                            self.api_token) if v]
 
     def pg_conninfo(self, passfile: str) -> str:
         """libpq key/value string without the password: libpq reads it from ``passfile``
