@@ -76,6 +76,16 @@ def backend_image_tag(spec: StackSpec) -> str:
     return content_hash(spec.backend.image.hash_paths, spec.root)[:12]
 
 
+def minio_query_policy(spec: StackSpec) -> dict:
+    """The query user's policy: list and read the lake bucket, nothing else."""
+    lake = spec.lake_bucket
+    return {"name": spec.minio.query_user.policy, "statements": [
+        {"effect": "Allow", "resources": [f"arn:aws:s3:::{lake}"],
+         "actions": ["s3:GetBucketLocation", "s3:ListBucket"]},
+        {"effect": "Allow", "resources": [f"arn:aws:s3:::{lake}/*"], "actions": ["s3:GetObject"]},
+    ]}
+
+
 def minio_backend_policy(spec: StackSpec) -> dict:
     """The backend user's policy, in the chart's ``policies[]`` form: raw + lake only."""
     buckets = [spec.raw_bucket, spec.lake_bucket]
@@ -103,8 +113,9 @@ def minio_overrides(spec: StackSpec, refs: Mapping[str, str]) -> list[str]:
     user = m.backend_user
     buckets = [{"name": b, "policy": "none", "purge": False} for b in (spec.raw_bucket,
                                                                         spec.lake_bucket)]
-    users = [{"accessKey": user.access_key, "existingSecret": user.secret.name,
-              "existingSecretKey": user.secret.keys[0], "policy": user.policy}]
+    users = [{"accessKey": u.access_key, "existingSecret": u.secret.name,
+              "existingSecretKey": u.secret.keys[0], "policy": u.policy}
+             for u in (user, m.query_user)]
     return [
         "--set-string", f"fullnameOverride={m.fullname}",
         "--set-string", f"existingSecret={m.root_secret.name}",
@@ -115,7 +126,7 @@ def minio_overrides(spec: StackSpec, refs: Mapping[str, str]) -> list[str]:
         "--set", f"minioConsolePort={m.console_port}",
         "--set", f"consoleService.port={m.console_port}",
         "--set-json", f"buckets={json.dumps(buckets, separators=(',', ':'))}",
-        "--set-json", f"policies={json.dumps([minio_backend_policy(spec)], separators=(',', ':'))}",
+        "--set-json", f"policies={json.dumps([minio_backend_policy(spec), minio_query_policy(spec)], separators=(',', ':'))}",
         "--set-json", f"users={json.dumps(users, separators=(',', ':'))}",
         *(["--set-json", f"imagePullSecrets={json.dumps([{'name': spec.image_pull_secret}])}"]
           if spec.image_pull_secret else []),
@@ -136,6 +147,10 @@ def postgres_overrides(spec: StackSpec, refs: Mapping[str, str]) -> list[str]:
         "--set-string", f"catalog.owner={cat.owner}",
         "--set-string", f"catalog.existingSecret={cat.secret.name}",
         "--set-string", f"catalog.passwordKey={cat.secret.keys[-1]}",
+        "--set-string", f"catalog.reader.role={cat.reader.role}",
+        "--set-string", f"catalog.reader.statementTimeout={cat.reader.statement_timeout}",
+        "--set-string", f"catalog.reader.existingSecret={cat.reader.secret.name}",
+        "--set-string", f"catalog.reader.passwordKey={cat.reader.secret.keys[1]}",
         "--set", f"service.port={p.port}",
         "--set-string", f"persistence.size={pvc.size}",
         "--set-string", f"persistence.storageClass={pvc.storage_class}",
@@ -217,11 +232,16 @@ def backend_config(spec: StackSpec) -> dict[str, str]:
 def backend_secret_env(spec: StackSpec) -> dict[str, tuple[str, str]]:
     """Env var -> (Secret name, key) for the backend's credentials."""
     pg, s3, tok = spec.backend.postgres_secret, spec.backend.s3_secret, spec.backend.token_secret
+    qpg, qs3 = spec.backend.query_postgres_secret, spec.backend.query_s3_secret
     return {"DUCKLAKE_PG_USER": (pg.name, pg.keys[0]),
             "DUCKLAKE_PG_PASSWORD": (pg.name, pg.keys[1]),
             "DUCKLAKE_S3_ACCESS_KEY": (s3.name, s3.keys[0]),
             "DUCKLAKE_S3_SECRET_KEY": (s3.name, s3.keys[1]),
-            "DUCKLAKE_API_TOKEN": (tok.name, tok.keys[0])}
+            "DUCKLAKE_API_TOKEN": (tok.name, tok.keys[0]),
+            "DUCKLAKE_QUERY_PG_USER": (qpg.name, qpg.keys[0]),
+            "DUCKLAKE_QUERY_PG_PASSWORD": (qpg.name, qpg.keys[1]),
+            "DUCKLAKE_QUERY_S3_ACCESS_KEY": (qs3.name, qs3.keys[0]),
+            "DUCKLAKE_QUERY_S3_SECRET_KEY": (qs3.name, qs3.keys[1])}
 
 
 def backend_objects(spec: StackSpec, image: str) -> list[dict]:
@@ -365,6 +385,17 @@ def ensure_secrets(ctx: _Ctx) -> str:
            set())
     tok = s.backend.token_secret
     ensure(tok, {tok.keys[0]: kube.random_password(40)}, {tok.keys[0]})
+    # the query path's read-only identities (a MinIO user, a PostgreSQL role) and copies
+    quser = s.minio.query_user
+    quser_data = ensure(quser.secret, {quser.secret.keys[0]: kube.random_password(40)},
+                        {quser.secret.keys[0]})
+    rd = s.postgresql.catalog.reader
+    rd_data = ensure(rd.secret, {rd.secret.keys[0]: rd.role,
+                                 rd.secret.keys[1]: kube.random_password(32)}, {rd.secret.keys[1]})
+    qpg, qs3 = s.backend.query_postgres_secret, s.backend.query_s3_secret
+    ensure(qpg, {qpg.keys[0]: rd.role, qpg.keys[1]: rd_data.get(rd.secret.keys[1], "")}, set())
+    ensure(qs3, {qs3.keys[0]: quser.access_key,
+                 qs3.keys[1]: quser_data.get(quser.secret.keys[0], "")}, set())
     return f"created {', '.join(created)}" if created else "all present (reused)"
 
 

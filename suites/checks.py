@@ -787,7 +787,11 @@ EXPECTED_CONFIG = ("DUCKLAKE_PG_HOST", "DUCKLAKE_PG_PORT", "DUCKLAKE_PG_DB", "DU
                    "DUCKLAKE_RAW_BUCKET", "DUCKLAKE_LAKE_BUCKET")
 CREDENTIAL_ENV = {"DUCKLAKE_PG_USER": ("postgres", 0), "DUCKLAKE_PG_PASSWORD": ("postgres", 1),
                   "DUCKLAKE_S3_ACCESS_KEY": ("s3", 0), "DUCKLAKE_S3_SECRET_KEY": ("s3", 1),
-                  "DUCKLAKE_API_TOKEN": ("token", 0)}
+                  "DUCKLAKE_API_TOKEN": ("token", 0),
+                  "DUCKLAKE_QUERY_PG_USER": ("query_postgres", 0),
+                  "DUCKLAKE_QUERY_PG_PASSWORD": ("query_postgres", 1),
+                  "DUCKLAKE_QUERY_S3_ACCESS_KEY": ("query_s3", 0),
+                  "DUCKLAKE_QUERY_S3_SECRET_KEY": ("query_s3", 1)}
 
 
 def expected_backend_config(spec: StackSpec) -> dict[str, str]:
@@ -822,7 +826,8 @@ def check_backend_config(objs: Objects, spec: StackSpec) -> Result:
                 problems.append(f"ConfigMap {b.configmap}: {k} is {data.get(k)!r}, expected {want!r}")
         if not problems:
             good.append(f"ConfigMap {b.configmap} matches the stack spec ({', '.join(EXPECTED_CONFIG)})")
-    secrets = {"postgres": b.postgres_secret, "s3": b.s3_secret, "token": b.token_secret}
+    secrets = {"postgres": b.postgres_secret, "s3": b.s3_secret, "token": b.token_secret,
+               "query_postgres": b.query_postgres_secret, "query_s3": b.query_s3_secret}
     for var, (which, idx) in CREDENTIAL_ENV.items():
         s = secrets[which]
         e = _env_value(c, var)

@@ -21,6 +21,8 @@ CATALOG_PW = "catalog-pw-0123456789"
 SUPER_PW = "super-pw-0123456789"
 BACKEND_SK = "backend-secret-key-0123456789"
 API_TOKEN = "api-token-0123456789abcdef"
+READER_PW = "reader-pw-0123456789"
+QUERY_SK = "query-secret-key-0123456789"
 
 
 def b64(s: str) -> str:
@@ -134,6 +136,12 @@ def build(spec: specmod.StackSpec) -> Objects:
     items.append(secret(b.s3_secret.name, bns, {"access-key": m.backend_user.access_key,
                                                  "secret-key": BACKEND_SK}))
     items.append(secret(b.token_secret.name, bns, {b.token_secret.keys[0]: API_TOKEN}))
+    rd, qu = pg.catalog.reader, m.query_user
+    items.append(secret(rd.secret.name, sns, {"username": rd.role, "password": READER_PW}))
+    items.append(secret(qu.secret.name, sns, {qu.secret.keys[0]: QUERY_SK}))
+    items.append(secret(b.query_postgres_secret.name, bns, {"username": rd.role, "password": READER_PW}))
+    items.append(secret(b.query_s3_secret.name, bns, {"access-key": qu.access_key,
+                                                       "secret-key": QUERY_SK}))
     releases = [
         {"name": r.name, "namespace": r.namespace, "chart": f"{r.chart.name}-{r.chart.version}",
          "status": "deployed", "revision": "1", "app_version": "x"} for r in spec.releases.values()]

@@ -76,11 +76,21 @@ def test_up_on_fresh_kind_runs_every_phase(spec, progress, fake_layout):
     assert "--wait" in m.argv and m.argv[m.argv.index("--timeout") + 1] == "600s"
     users = json.loads(next(a for a in m.argv if a.startswith("users="))[6:])
     assert users == [{"accessKey": "ducklake-backend", "existingSecret": "minio-backend-user",
-                      "existingSecretKey": "secretKey", "policy": "ducklake-backend-rw"}]
+                      "existingSecretKey": "secretKey", "policy": "ducklake-backend-rw"},
+                     {"accessKey": "ducklake-query", "existingSecret": "minio-query-user",
+                      "existingSecretKey": "secretKey", "policy": "ducklake-query-ro"}]
+    policies = json.loads(next(a for a in m.argv if a.startswith("policies="))[9:])
+    ro = next(pol for pol in policies if pol["name"] == "ducklake-query-ro")
+    assert {a for st in ro["statements"] for a in st["actions"]} == {
+        "s3:GetBucketLocation", "s3:ListBucket", "s3:GetObject"}       # reads only
+    assert {r for st in ro["statements"] for r in st["resources"]} == {
+        "arn:aws:s3:::lake", "arn:aws:s3:::lake/*"}                     # the lake only
     p = by_name["postgresql"]
     assert str(spec.root / "charts/postgresql") in p.argv
     assert "catalog.existingSecret=ducklake-catalog" in p.argv
     assert "catalog.database=ducklake_catalog" in p.argv
+    assert "catalog.reader.role=ducklake_reader" in p.argv
+    assert "catalog.reader.existingSecret=ducklake-catalog-reader" in p.argv
 
     rollout = r.executed(r"rollout status deployment/ducklake-backend -n ducklake")
     assert len(rollout) == 1
@@ -100,7 +110,9 @@ def test_up_generates_secrets_only_on_stdin_and_redacts_them(spec, progress, fak
                for lst in applied for o in lst["items"] if o["kind"] == "Secret"}
     assert set(secrets) == {"storage/minio-root", "storage/minio-backend-user",
                             "storage/ducklake-catalog", "ducklake/ducklake-postgres",
-                            "ducklake/ducklake-s3", "ducklake/ducklake-backend-token"}
+                            "ducklake/ducklake-s3", "ducklake/ducklake-backend-token",
+                            "storage/minio-query-user", "storage/ducklake-catalog-reader",
+                            "ducklake/ducklake-query-postgres", "ducklake/ducklake-query-s3"}
     root = secrets["storage/minio-root"]
     assert root["rootPassword"] != "minioadmin" and len(root["rootPassword"]) >= 32
     assert root["rootUser"] != "minioadmin"
@@ -138,6 +150,10 @@ def existing_runner(spec, fake_layout) -> FakeRunner:
     secret("ducklake-postgres", "ducklake", {"username": "ducklake", "password": "c" * 32})
     secret("ducklake-s3", "ducklake", {"access-key": "ducklake-backend", "secret-key": "s" * 40})
     secret("ducklake-backend-token", "ducklake", {"token": "t" * 40})
+    secret("minio-query-user", "storage", {"secretKey": "q" * 40})
+    secret("ducklake-catalog-reader", "storage", {"username": "ducklake_reader", "password": "r" * 32})
+    secret("ducklake-query-postgres", "ducklake", {"username": "ducklake_reader", "password": "r" * 32})
+    secret("ducklake-query-s3", "ducklake", {"access-key": "ducklake-query", "secret-key": "q" * 40})
     opts = _opts(fake_layout)
     refs = stack.image_refs(spec, opts)
     for rel in spec.releases.values():

@@ -90,6 +90,12 @@ class Settings:
     s3_access_key: str = field(repr=False)
     s3_secret_key: str = field(repr=False)
     api_token: str = field(default="", repr=False)   # required by from_env
+    # the query path's read-only identities (a SELECT-only role, a list+get S3 user);
+    # unset: the query path uses the read-write ones (local development)
+    query_pg_user: str = ""
+    query_pg_password: str = field(default="", repr=False)
+    query_s3_access_key: str = field(default="", repr=False)
+    query_s3_secret_key: str = field(default="", repr=False)
     s3_region: str = "us-east-1"
     s3_use_ssl: bool = False
     raw_bucket: str = "raw"
@@ -115,6 +121,10 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
+        for a, b in (("DUCKLAKE_QUERY_PG_USER", "DUCKLAKE_QUERY_PG_PASSWORD"),
+                     ("DUCKLAKE_QUERY_S3_ACCESS_KEY", "DUCKLAKE_QUERY_S3_SECRET_KEY")):
+            if bool(env.get(a, "").strip()) != bool(env.get(b, "")):
+                raise ConfigError(f"{a} and {b} are set together or not at all")
         return cls(
             pg_host=_get(env, "DUCKLAKE_PG_HOST"),
             pg_port=_int(env, "DUCKLAKE_PG_PORT", 5432, minimum=1),
@@ -125,6 +135,10 @@ class Settings:
             s3_access_key=_get(env, "DUCKLAKE_S3_ACCESS_KEY"),
             s3_secret_key=_get(env, "DUCKLAKE_S3_SECRET_KEY"),
             api_token=_token(env, "DUCKLAKE_API_TOKEN"),
+            query_pg_user=env.get("DUCKLAKE_QUERY_PG_USER", "").strip(),
+            query_pg_password=env.get("DUCKLAKE_QUERY_PG_PASSWORD", ""),
+            query_s3_access_key=env.get("DUCKLAKE_QUERY_S3_ACCESS_KEY", "").strip(),
+            query_s3_secret_key=env.get("DUCKLAKE_QUERY_S3_SECRET_KEY", ""),
             s3_region=_get(env, "DUCKLAKE_S3_REGION", "us-east-1"),
             s3_use_ssl=_bool(env, "DUCKLAKE_S3_USE_SSL", False),
             raw_bucket=_get(env, "DUCKLAKE_RAW_BUCKET", "raw"),
@@ -148,25 +162,39 @@ class Settings:
     def secret_values(self) -> list[str]:
         """Values that must never appear in logs or error responses."""
         return [v for v in (self.pg_password, self.s3_secret_key, self.s3_access_key,
-                            self.api_token) if v]
+                            self.api_token, self.query_pg_password, self.query_s3_secret_key,
+                            self.query_s3_access_key) if v]
 
-    def pg_conninfo(self, passfile: str) -> str:
+    def reader_pg(self) -> tuple[str, str]:
+        """(user, password) of the query path's PostgreSQL identity."""
+        return (self.query_pg_user, self.query_pg_password) if self.query_pg_user \
+            else (self.pg_user, self.pg_password)
+
+    def reader_s3(self) -> tuple[str, str]:
+        """(access key, secret key) of the query path's S3 identity."""
+        return (self.query_s3_access_key, self.query_s3_secret_key) if self.query_s3_access_key \
+            else (self.s3_access_key, self.s3_secret_key)
+
+    def pg_conninfo(self, passfile: str, user: str | None = None) -> str:
         """libpq key/value string without the password: libpq reads it from ``passfile``
-        (see :meth:`pgpass_line`), so no string DuckDB can show holds a credential."""
+        (see :meth:`pgpass`), so no string DuckDB can show holds a credential."""
         parts = {
             "dbname": self.pg_db,
             "host": self.pg_host,
             "port": str(self.pg_port),
-            "user": self.pg_user,
+            "user": user or self.pg_user,
             "passfile": passfile,
             "connect_timeout": str(self.pg_connect_timeout_s),
         }
         return " ".join(f"{k}={_libpq_quote(v)}" for k, v in parts.items())
 
-    def pgpass_line(self) -> str:
-        """The password file line for this host, port, database and user (secret)."""
-        fields = (self.pg_host, str(self.pg_port), self.pg_db, self.pg_user, self.pg_password)
-        return ":".join(f.replace("\\", "\\\\").replace(":", "\\:") for f in fields) + "\n"
+    def pgpass(self) -> str:
+        """The password file: a line per identity for this host, port and database (secret)."""
+        out = []
+        for user, password in {(self.pg_user, self.pg_password), self.reader_pg()}:
+            fields = (self.pg_host, str(self.pg_port), self.pg_db, user, password)
+            out.append(":".join(f.replace("\\", "\\\\").replace(":", "\\:") for f in fields))
+        return "\n".join(sorted(out)) + "\n"
 
 
 def _libpq_quote(value: str) -> str:

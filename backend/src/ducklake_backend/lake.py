@@ -250,7 +250,7 @@ def write_passfile(settings: Settings) -> str:
     path = os.path.join(base, f"pgpass-{os.getpid()}")
     fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(settings.pgpass_line())
+        fh.write(settings.pgpass())
     os.replace(path + ".tmp", path)
     return path
 
@@ -284,11 +284,12 @@ class Lake:
             http_client=http,
         )
 
-    def _secret_sql(self) -> str:
+    def _secret_sql(self, read_only: bool) -> str:
         s = self.settings
+        key_id, secret = s.reader_s3() if read_only else (s.s3_access_key, s.s3_secret_key)
         return (
             "CREATE OR REPLACE SECRET lake_s3 (TYPE s3, "
-            f"KEY_ID {sql_literal(s.s3_access_key)}, SECRET {sql_literal(s.s3_secret_key)}, "
+            f"KEY_ID {sql_literal(key_id)}, SECRET {sql_literal(secret)}, "
             f"ENDPOINT {sql_literal(s.s3_endpoint)}, URL_STYLE 'path', "
             f"USE_SSL {'true' if s.s3_use_ssl else 'false'}, REGION {sql_literal(s.s3_region)})"
         )
@@ -300,7 +301,8 @@ class Lake:
             options.append("READ_ONLY")
         elif s.data_inlining_row_limit is not None:
             options.append(f"DATA_INLINING_ROW_LIMIT {int(s.data_inlining_row_limit)}")
-        conninfo = s.pg_conninfo(passfile=self._passfile)  # no password: see write_passfile
+        user = s.reader_pg()[0] if read_only else s.pg_user
+        conninfo = s.pg_conninfo(passfile=self._passfile, user=user)  # no password: write_passfile
         return f"ATTACH {sql_literal('ducklake:postgres:' + conninfo)} AS {CATALOG} ({', '.join(options)})"
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -316,7 +318,7 @@ class Lake:
         con = duckdb.connect(":memory:", config=config)
         try:
             extensions.install_and_load(con)
-            con.execute(self._secret_sql())
+            con.execute(self._secret_sql(read_only))
             con.execute(self._attach_sql(read_only))
             if read_only:
                 # User SQL may read the lake, never the container's files or
