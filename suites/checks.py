@@ -851,6 +851,54 @@ def check_backend_config(objs: Objects, spec: StackSpec) -> Result:
     return result(problems, good)
 
 
+QUERY_S3_ACTIONS = {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"}
+
+
+@check("BE-QRY-001")
+def check_query_identities(objs: Objects, spec: StackSpec) -> Result:
+    """The query path's identities are their own and read-only by configuration."""
+    m, b, cat = spec.minio, spec.backend, spec.postgresql.catalog
+    problems, good = [], []
+    qs3 = objs.secret_data(b.query_s3_secret.name, b.namespace)
+    qpg = objs.secret_data(b.query_postgres_secret.name, b.namespace)
+    rw_s3 = objs.secret_data(b.s3_secret.name, b.namespace)
+    for name, data in ((b.query_s3_secret.name, qs3), (b.query_postgres_secret.name, qpg)):
+        if not data:
+            raise CheckInputMissing(f"Secret {b.namespace}/{name} does not exist or is empty")
+    qkey, qpg_user = qs3.get(b.query_s3_secret.keys[0]), qpg.get(b.query_postgres_secret.keys[0])
+    if qkey != m.query_user.access_key:
+        problems.append(f"the query S3 identity is {qkey!r}, not the query user "
+                        f"{m.query_user.access_key!r}")
+    if rw_s3 and qkey == rw_s3.get(b.s3_secret.keys[0]):
+        problems.append("the query path uses the read-write S3 user")
+    if qpg_user in (cat.owner, "postgres"):
+        problems.append(f"the query path logs in to the catalog as {qpg_user!r}, a role that can write")
+    elif qpg_user != cat.reader.role:
+        problems.append(f"the query path logs in as {qpg_user!r}, not {cat.reader.role!r}")
+    else:
+        good.append(f"query identities: S3 user {qkey}, catalog role {qpg_user}")
+    values = objs.helm_values.get(m.release)
+    if values is None:
+        raise CheckInputMissing(f"Helm values of release {m.release} were not read")
+    users = {u.get("accessKey"): u.get("policy") for u in values.get("users") or []}
+    policies = {p.get("name"): p for p in values.get("policies") or []}
+    pol = policies.get(users.get(m.query_user.access_key))
+    if pol is None:
+        problems.append(f"MinIO user {m.query_user.access_key} has no policy from the release's "
+                        "values")
+    else:
+        lake = {f"arn:aws:s3:::{spec.lake_bucket}", f"arn:aws:s3:::{spec.lake_bucket}/*"}
+        for st in pol.get("statements") or []:
+            extra = set(st.get("actions") or []) - QUERY_S3_ACTIONS
+            wide = set(st.get("resources") or []) - lake
+            if st.get("effect", "Allow") == "Allow" and (extra or wide):
+                problems.append(f"policy {pol.get('name')} allows {sorted(extra) or ''} "
+                                f"{sorted(wide) or ''} beyond list+get on the lake bucket".strip())
+        if not problems:
+            good.append(f"policy {pol.get('name')}: {sorted(QUERY_S3_ACTIONS)} on the lake bucket only")
+    return result(problems, good)
+
+
 def judge_backend_auth(anonymous: int | None, authorised: int | None) -> Result:
     """BE-AUTH-001 from two probes of GET /tables through the service: without the token
     (must be 401) and with it (must be 200, so the 401 is the token's doing)."""

@@ -37,7 +37,7 @@ BOX_CONTROLS = {
                   "DRIFT-IMG-003", "DRIFT-REPL-003", "DRIFT-RES-003"],
     "be-svc": ["BE-SVC-001", "BE-AUTH-001", "DRIFT-SVC-003"],
     "be-cm": ["BE-CFG-001", "SEC-CM-001"],
-    "be-secret": ["BE-CFG-001", "MINIO-IAM-001"],
+    "be-secret": ["BE-CFG-001", "MINIO-IAM-001", "BE-QRY-001", "BE-QRY-002"],
     "dataplane": ["DP-ING-001", "DP-S3-001", "DP-CAT-001", "DP-TT-001", "DP-DUCK-001",
                   "DP-READ-001"],
     # AUDIT-PRIV-001 (audit credentials) only applies under --readonly: not drawn here,

@@ -71,3 +71,55 @@ def test_backend_requires_its_token(objs, spec, kubectl):
     token = backend_token(objs, spec)
     authed = service_get(kubectl, svc.namespace, svc.name, svc.ports[0], "/tables", token=token)
     verdict(checks.judge_backend_auth(_status(*anon), _status(*authed)))
+
+
+@pytest.mark.control("BE-QRY-001")
+def test_query_path_has_read_only_identities(objs, spec):
+    verdict(checks.check_query_identities(objs, spec))
+
+
+@pytest.mark.control("BE-QRY-002")
+def test_query_identities_cannot_write(objs, spec, runner, cluster):
+    """Try, with the query path's own credentials, to write an object to the lake bucket
+    and a row to the catalog: both must be refused (nothing is written when they are)."""
+    import io
+    import uuid
+
+    import psycopg
+    from minio.error import S3Error
+
+    from suites.live import PortForward
+    from suites.test_minio import minio_client, s3_service
+    b, m, pg = spec.backend, spec.minio, spec.postgresql
+    qs3 = objs.secret_data(b.query_s3_secret.name, b.namespace) or {}
+    qpg = objs.secret_data(b.query_postgres_secret.name, b.namespace) or {}
+    akey, skey = (qs3.get(k) for k in b.query_s3_secret.keys)
+    user, pw = (qpg.get(k) for k in b.query_postgres_secret.keys)
+    if not (akey and skey and user and pw):
+        raise CheckError("the query identities' Secrets are not readable")
+    with PortForward(runner, cluster, m.namespace, f"svc/{s3_service(spec).name}", m.api_port) as pf:
+        mc = minio_client(pf.local_port, akey, skey, spec)
+        key = f"conformance/query-probe-{uuid.uuid4().hex[:8]}"
+        try:
+            mc.put_object(spec.lake_bucket, key, io.BytesIO(b"x"), 1)
+        except S3Error as exc:
+            assert exc.code == "AccessDenied", f"put_object failed with {exc.code}, not AccessDenied"
+            evidence(f"query S3 user may not write s3://{spec.lake_bucket}/ (AccessDenied)")
+        else:
+            mc.remove_object(spec.lake_bucket, key)
+            raise AssertionError(f"the query S3 user {akey} could write to the lake bucket")
+    svc = pg.services[0]
+    with PortForward(runner, cluster, pg.namespace, f"svc/{svc.name}", pg.port) as pf:
+        info = (f"host=127.0.0.1 port={pf.local_port} dbname={pg.catalog.database} user={user} "
+                f"password={pw} connect_timeout=10")
+        with psycopg.connect(info, autocommit=True) as con:
+            for sql in ("CREATE TABLE conformance_probe (a int)",
+                        "UPDATE ducklake_snapshot SET snapshot_id = snapshot_id WHERE false"):
+                try:
+                    con.execute(sql)
+                except psycopg.Error as exc:
+                    msg = str(exc).splitlines()[0]
+                    assert "permission denied" in msg or "read-only" in msg, msg
+                    evidence(f"catalog role {user}: {sql.split()[0]} refused ({msg})")
+                else:
+                    raise AssertionError(f"catalog role {user} could run: {sql}")

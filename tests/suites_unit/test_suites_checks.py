@@ -245,3 +245,41 @@ def test_backend_without_its_token_env_fails_config(good, spec, find):
     c["env"] = [e for e in c["env"] if e["name"] != "DUCKLAKE_API_TOKEN"]
     res = checks.check_backend_config(good, spec)
     assert res.status == FAIL and any("DUCKLAKE_API_TOKEN is not set" in e for e in res.evidence)
+
+
+def _set_secret(objs, name, ns, data):
+    for o in objs.items:
+        if o["kind"] == "Secret" and o["metadata"]["name"] == name and o["metadata"]["namespace"] == ns:
+            o["data"] = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+
+
+def test_query_path_with_the_read_write_s3_user_fails(good, spec):
+    b = spec.backend
+    _set_secret(good, b.query_s3_secret.name, b.namespace,
+                {"access-key": spec.minio.backend_user.access_key, "secret-key": "x" * 30})
+    res = checks.check_query_identities(good, spec)
+    assert res.status == FAIL and any("read-write S3 user" in e for e in res.evidence)
+
+
+def test_query_path_as_the_catalog_owner_fails(good, spec):
+    b = spec.backend
+    _set_secret(good, b.query_postgres_secret.name, b.namespace,
+                {"username": spec.postgresql.catalog.owner, "password": "x" * 30})
+    res = checks.check_query_identities(good, spec)
+    assert res.status == FAIL and any("can write" in e for e in res.evidence)
+
+
+def test_query_user_policy_that_writes_fails(good, spec):
+    pol = next(p for p in good.helm_values[spec.minio.release]["policies"]
+               if p["name"] == spec.minio.query_user.policy)
+    pol["statements"][1]["actions"].append("s3:PutObject")
+    res = checks.check_query_identities(good, spec)
+    assert res.status == FAIL and any("s3:PutObject" in e for e in res.evidence)
+
+
+def test_query_user_policy_on_the_raw_bucket_fails(good, spec):
+    pol = next(p for p in good.helm_values[spec.minio.release]["policies"]
+               if p["name"] == spec.minio.query_user.policy)
+    pol["statements"][1]["resources"].append(f"arn:aws:s3:::{spec.raw_bucket}/*")
+    res = checks.check_query_identities(good, spec)
+    assert res.status == FAIL
