@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -30,8 +30,40 @@ _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
 
 class IngestRequest(BaseModel):
-    dataset: str = Field(description="name of a dataset uploaded with POST /datasets/{name}")
+    dataset: str = Field(description="name of a dataset uploaded with POST /datasets/{name}",
+                         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
     mode: Literal["create", "append"] = Field(default="create")
+
+
+# The path parameters' rules, in the OpenAPI document too (sqlsafety checks the same)
+_RESERVED = {"pattern": "^([dD][uU][cC][kK][lL][aA][kK][eE]_|__)"}
+TableName = Path(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", json_schema_extra={"not": _RESERVED},
+                 description="a plain identifier; the ducklake_ prefix is reserved")
+DatasetName = Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+                   description="an object name in the raw bucket")
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="machine-readable code, e.g. bad_request")
+    detail: str = Field(description="what went wrong (never a credential)")
+
+
+class ReadyBody(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, str] = Field(description="check name -> ok | failed")
+
+
+_WHY = {400: "invalid input, or SQL outside the allowlist (the detail names it)",
+        401: "no valid API token", 404: "no such table, dataset or snapshot",
+        408: "the query ran past its time limit", 409: "the table exists, or commits conflicted",
+        413: "the upload, or one row of a result, is too large",
+        415: "unsupported content type", 429: "too many queries running; retry",
+        503: "PostgreSQL or MinIO is unreachable"}
+
+
+def _responses(*codes: int) -> dict[int, dict]:
+    """OpenAPI entries for the error codes an endpoint returns (all as ErrorBody)."""
+    return {c: {"model": ErrorBody, "description": _WHY[c]} for c in (401, *codes)}
 
 
 class QueryRequest(BaseModel):
@@ -164,7 +196,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         """Liveness: the process is up and serving."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], response_model=ReadyBody,
+             responses={503: {"model": ReadyBody, "description": "a check failed"}})
     async def readyz() -> JSONResponse:
         """Readiness: a real catalog query (Postgres via DuckLake) and bucket access (S3)."""
         loop = asyncio.get_running_loop()
@@ -188,8 +221,14 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             log.warning("not ready", extra={"ctx_checks": reasons})
         return JSONResponse(status_code=200 if ready else 503, content={"status": "ready" if ready else "not ready", "checks": checks})
 
-    @app.post("/datasets/{name}", status_code=201, tags=["datasets"])
-    async def upload_dataset(name: str, request: Request) -> dict[str, Any]:
+    @app.post("/datasets/{name}", status_code=201, tags=["datasets"],
+              responses=_responses(400, 413, 415, 503),
+              openapi_extra={"requestBody": {"required": True, "description": (
+                  "the dataset's bytes: text/csv (RFC 4180, a header line); Parquet as "
+                  "application/vnd.apache.parquet (or application/octet-stream with a .parquet "
+                  "name) is accepted too"),
+                  "content": {"text/csv": {"schema": {"type": "string", "minLength": 1}}}}})
+    async def upload_dataset(request: Request, name: str = DatasetName) -> dict[str, Any]:
         """Upload a CSV or Parquet body to ``s3://<raw bucket>/<name>``."""
         validate_dataset_name(name)
         fmt = _upload_format(name, request.headers.get("content-type"))
@@ -221,35 +260,35 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         log.info("dataset uploaded", extra={"ctx_dataset": name, "ctx_bytes": size, "ctx_format": result["format"]})
         return result
 
-    @app.post("/tables/{table}/ingest", tags=["tables"])
-    def ingest(table: str, body: IngestRequest) -> dict[str, Any]:
+    @app.post("/tables/{table}/ingest", tags=["tables"], responses=_responses(400, 404, 409, 503))
+    def ingest(body: IngestRequest, table: str = TableName) -> dict[str, Any]:
         """Ingest a raw dataset into a DuckLake table (create or append), one snapshot per call."""
         validate_identifier(table)
         return lake.ingest(table, body.dataset, body.mode)
 
-    @app.get("/tables", tags=["tables"])
+    @app.get("/tables", tags=["tables"], responses=_responses(503))
     def tables() -> dict[str, Any]:
         """Tables of the lake with their row counts."""
         return {"tables": lake.list_tables()}
 
-    @app.get("/tables/{table}/rows", tags=["tables"])
+    @app.get("/tables/{table}/rows", tags=["tables"], responses=_responses(400, 404, 408, 413, 503))
     def rows(
-        table: str,
+        table: str = TableName,
         limit: int = Query(100, ge=1, description="capped by DUCKLAKE_QUERY_ROW_LIMIT"),
         snapshot: int | None = Query(None, ge=0, description="time travel: read the table AT (VERSION => snapshot)"),
     ) -> dict[str, Any]:
         validate_identifier(table)
         return lake.rows(table, limit, snapshot)
 
-    @app.get("/tables/{table}/snapshots", tags=["tables"])
-    def snapshots(table: str) -> dict[str, Any]:
+    @app.get("/tables/{table}/snapshots", tags=["tables"], responses=_responses(400, 404, 503))
+    def snapshots(table: str = TableName) -> dict[str, Any]:
         """DuckLake snapshots that created or changed the table."""
         validate_identifier(table)
         return lake.snapshots(table)
 
     query_slots = threading.BoundedSemaphore(settings.query_concurrency)
 
-    @app.post("/query", tags=["query"])
+    @app.post("/query", tags=["query"], responses=_responses(400, 404, 408, 413, 429, 503))
     def query(body: QueryRequest) -> dict[str, Any]:
         """Run one read-only SELECT over the lake's tables (allowlisted functions; row,
         byte, time and concurrency limits apply); anything else is refused with a 400."""
@@ -261,4 +300,23 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         finally:
             query_slots.release()
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document, less its default 422 (invalid input is a 400 here) and
+        with the bearer token declared on every endpoint but the probes."""
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+            doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            doc.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"}}
+            for path, ops in doc.get("paths", {}).items():
+                for op in ops.values():
+                    op.get("responses", {}).pop("422", None)
+                    if path not in OPEN_PATHS:
+                        op["security"] = [{"bearer": []}]
+            for name in ("HTTPValidationError", "ValidationError"):
+                doc["components"].get("schemas", {}).pop(name, None)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi
     return app

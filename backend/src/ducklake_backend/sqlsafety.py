@@ -43,9 +43,10 @@ def sql_literal(value: str) -> str:
 
 def validate_dataset_name(name: str) -> str:
     """An object key in the raw bucket: letters, digits, '_', '-', '.'; no path separators."""
-    if not isinstance(name, str) or not _DATASET.fullmatch(name) or ".." in name:
+    # no '/' can appear, so '..' is no path segment: an ordinary object name
+    if not isinstance(name, str) or not _DATASET.fullmatch(name):
         raise BadRequest(
             f"invalid dataset name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
-            "starting with a letter or digit, without '..'"
+            "starting with a letter or digit"
         )
     return name
