@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 import yaml
 
 from provision import images as I
-from provision import kube
+from provision import kube, netpol
 from provision.bundle import layout as L
 from provision.cluster import KindCluster
 from provision.errors import DucklakeInfraError
@@ -642,6 +642,10 @@ def up(cluster, spec: StackSpec, runner: Runner, progress: Progress,
         info["note"] = ensure_namespaces(ctx)
     with progress.step("secrets") as info:
         info["note"] = ensure_secrets(ctx)
+    with progress.step("network policies") as info:
+        pols = netpol.network_policies(spec)
+        ctx.apply(pols)
+        info["note"] = f"{len(pols)} applied"
     if opts.registry is not None or spec.image_pull_secret:
         with progress.step("image pull secret") as info:
             info["note"] = ensure_pull_secret(ctx)
@@ -763,6 +767,11 @@ def down(cluster, spec: StackSpec, runner: Runner, progress: Progress, *,
                     "--ignore-not-found", "--wait=true", f"deployment/{b.deployment}",
                     f"service/{b.service.name}", f"configmap/{b.configmap}"],
                    timeout=180, mutating=True)
+    with progress.step("delete network policies"):
+        label = ",".join(f"{k}={v}" for k, v in netpol.MANAGED.items())
+        for ns in sorted(set(spec.namespaces.values())):
+            runner.run([*cluster.kubectl(), "delete", "networkpolicies", "--namespace", ns,
+                        "-l", label, "--ignore-not-found"], timeout=120, mutating=True)
     with progress.step("helm uninstall"):
         for rel in spec.releases.values():
             runner.run([*cluster.helm(), "uninstall", rel.name, "--namespace", rel.namespace,

@@ -16,7 +16,7 @@ from provision.spec import PvcSpec, ReleaseSpec, ServiceSpec, StackSpec
 
 from suites.objects import Objects, containers, decode_secret, name_of, pod_spec, secret_forms, \
     WORKLOAD_KINDS
-from suites.registry import ERROR, FAIL, PASS, CheckError, Result, registry, result
+from suites.registry import ERROR, FAIL, PASS, WARN, CheckError, Result, registry, result
 
 CHECKS: dict[str, Callable[[Objects, StackSpec], Result]] = {}
 
@@ -849,6 +849,78 @@ def check_backend_config(objs: Objects, spec: StackSpec) -> Result:
             problems.append(f"Secret {s.namespace}/{s.name} lacks or has empty keys of {list(s.keys)}")
     problems += _literal_credential_env(pod_spec(_backend_deployment(objs, spec)))
     return result(problems, good)
+
+
+def _policy_shape(p: Mapping) -> dict:
+    spec = p.get("spec") or {}
+    return {k: spec.get(k) or ([] if k != "podSelector" else {}) for k in
+            ("podSelector", "policyTypes", "ingress", "egress")}
+
+
+@check("NET-POL-001")
+def check_network_policies(objs: Objects, spec: StackSpec) -> Result:
+    """Every policy of provision/netpol.py exists as rendered (an edited or missing one
+    opens a path)."""
+    from provision import netpol
+    problems, good = [], []
+    for want in netpol.network_policies(spec):
+        md = want["metadata"]
+        have = objs.get("NetworkPolicy", md["name"], md["namespace"])
+        if have is None:
+            problems.append(f"NetworkPolicy {md['namespace']}/{md['name']} does not exist")
+        elif _policy_shape(have) != _policy_shape(want):
+            problems.append(f"NetworkPolicy {md['namespace']}/{md['name']} differs from the one "
+                            "rendered from stack.yaml")
+        else:
+            good.append(f"NetworkPolicy {md['namespace']}/{md['name']}")
+    return result(problems, good)
+
+
+# DaemonSet names/images of network plugins, and whether they enforce NetworkPolicy
+CNI_ENFORCING = ("calico-node", "cilium", "antrea-agent", "kube-router", "weave-net",
+                 "kube-network-policies", "canal", "kindnet")
+CNI_NOT_ENFORCING = ("ducklake-cni", "flannel", "kube-flannel")
+
+
+def judge_network_plugin(daemonsets: list[dict]) -> Result:
+    """NET-CNI-001 from kube-system's DaemonSets (names and images)."""
+    def words(ds):
+        c = [x.get("image", "") for x in containers(pod_spec(ds))]
+        return [ds["metadata"]["name"], *c]
+    found_yes = sorted({k for ds in daemonsets for k in CNI_ENFORCING
+                        if any(k in w for w in words(ds))})
+    found_no = sorted({k for ds in daemonsets for k in CNI_NOT_ENFORCING
+                       if any(k in w for w in words(ds))})
+    if found_yes:
+        res = Result(PASS, [f"network plugin {', '.join(found_yes)}: enforces NetworkPolicy"])
+    elif found_no:
+        res = Result(FAIL, [f"network plugin {', '.join(found_no)} does not enforce "
+                            "NetworkPolicy: the stack's policies are decoration"])
+    else:
+        names = sorted(ds["metadata"]["name"] for ds in daemonsets)
+        res = Result(WARN, [f"no known network plugin among kube-system DaemonSets {names}: "
+                            "enforcement unknown (NET-ENF-001 probes it)"])
+    res.control = "NET-CNI-001"
+    if res.status != PASS:
+        res.remediation = registry()["NET-CNI-001"].remediation
+    return res
+
+
+def judge_enforcement(reached: dict[str, bool], control_reached: bool) -> Result:
+    """NET-ENF-001 from a probe pod outside the allowed set: ``reached`` maps each closed
+    target to whether it connected; ``control_reached``: an open target answered (so the
+    probe itself works)."""
+    problems = [f"a pod outside the allowed set connected to {t}" for t, ok in sorted(reached.items()) if ok]
+    good = [f"{t}: refused" for t, ok in sorted(reached.items()) if not ok]
+    if not control_reached:
+        res = Result(ERROR, ["could not evaluate: the probe could not reach the open backend "
+                             "Service either (the probe itself does not work)"])
+    else:
+        res = result(problems, good + ["the probe reached the backend Service (open)"])
+    res.control = "NET-ENF-001"
+    if res.status != PASS:
+        res.remediation = registry()["NET-ENF-001"].remediation
+    return res
 
 
 QUERY_S3_ACTIONS = {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"}

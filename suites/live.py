@@ -23,7 +23,8 @@ GATHER_KINDS = (("deployments", "Deployment"), ("statefulsets", "StatefulSet"),
                 ("replicasets", "ReplicaSet"), ("jobs", "Job"), ("pods", "Pod"),
                 ("services", "Service"), ("endpointslices", "EndpointSlice"),
                 ("persistentvolumeclaims", "PersistentVolumeClaim"),
-                ("configmaps", "ConfigMap"), ("serviceaccounts", "ServiceAccount"))
+                ("configmaps", "ConfigMap"), ("serviceaccounts", "ServiceAccount"),
+                ("networkpolicies", "NetworkPolicy"))
 
 
 def stack_namespaces(spec: StackSpec) -> list[str]:

@@ -156,3 +156,23 @@ def test_postgres_chart_details(postgres_objects, spec):
     tests = [o for o in postgres_objects if o["kind"] == "Pod"
              and o["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
     assert len(tests) == 1
+
+
+def test_network_policies_select_the_charts_pods(minio_objects, postgres_objects, spec):
+    """provision/netpol.py names the charts' pod labels: they must be the labels the
+    charts really render, or a policy would select nothing (and isolate nothing)."""
+    from provision import netpol
+
+    def pod_labels(objs, kind):
+        return [o["spec"]["template"]["metadata"]["labels"] for o in objs if o["kind"] == kind]
+
+    def covers(labels, selector):
+        return all(labels.get(k) == v for k, v in selector.items())
+    assert any(covers(lb, netpol.minio_pod_labels(spec)) for lb in pod_labels(minio_objects, "Deployment"))
+    job = {"app": netpol.MINIO_JOB_APP, "release": spec.minio.release}
+    assert any(covers(lb, job) for lb in pod_labels(minio_objects, "Job"))
+    assert any(covers(lb, netpol.postgres_pod_labels(spec))
+               for lb in pod_labels(postgres_objects, "StatefulSet"))
+    pols = {p["metadata"]["name"]: p for p in netpol.network_policies(spec)}
+    assert {"ducklake-default-deny-ingress", "ducklake-postgresql-from-backend",
+            "ducklake-minio-from-backend", "ducklake-backend-egress"} <= set(pols)

@@ -27,6 +27,12 @@ def test_k8s_manifests_validate_strictly(spec):
         kubernetes_validate.validate(obj, K8S_SCHEMA_VERSION, strict=True)
 
 
+def test_network_policies_validate_strictly(spec):
+    from provision import netpol
+    for obj in netpol.network_policies(spec):
+        kubernetes_validate.validate(obj, K8S_SCHEMA_VERSION, strict=True)
+
+
 def test_applied_backend_objects_validate_strictly(spec):
     for obj in stack.backend_objects(spec, "ducklake-infra/backend:abc123"):
         kubernetes_validate.validate(obj, K8S_SCHEMA_VERSION, strict=True)

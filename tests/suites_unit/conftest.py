@@ -142,6 +142,8 @@ def build(spec: specmod.StackSpec) -> Objects:
     items.append(secret(b.query_postgres_secret.name, bns, {"username": rd.role, "password": READER_PW}))
     items.append(secret(b.query_s3_secret.name, bns, {"access-key": qu.access_key,
                                                        "secret-key": QUERY_SK}))
+    from provision import netpol
+    items += netpol.network_policies(spec)
     releases = [
         {"name": r.name, "namespace": r.namespace, "chart": f"{r.chart.name}-{r.chart.version}",
          "status": "deployed", "revision": "1", "app_version": "x"} for r in spec.releases.values()]

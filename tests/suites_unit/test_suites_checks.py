@@ -283,3 +283,39 @@ def test_query_user_policy_on_the_raw_bucket_fails(good, spec):
     pol["statements"][1]["resources"].append(f"arn:aws:s3:::{spec.raw_bucket}/*")
     res = checks.check_query_identities(good, spec)
     assert res.status == FAIL
+
+
+def test_missing_or_edited_network_policy_fails(good, spec):
+    pols = [o for o in good.items if o["kind"] == "NetworkPolicy"]
+    good.items.remove(next(p for p in pols if p["metadata"]["name"] == "ducklake-default-deny-ingress"))
+    edited = next(p for p in pols if p["metadata"]["name"] == "ducklake-postgresql-from-backend")
+    edited["spec"]["ingress"][0]["from"] = [{"namespaceSelector": {}}]   # from everywhere
+    res = checks.check_network_policies(Objects(good.items), spec)
+    text = " ".join(res.evidence)
+    assert res.status == FAIL and "does not exist" in text and "differs" in text
+
+
+def _ds(name, image):
+    return {"metadata": {"name": name}, "spec": {"template": {"spec": {"containers": [{"image": image}]}}}}
+
+
+@pytest.mark.parametrize("daemonsets,status", [
+    ([_ds("kube-proxy", "k8s/kube-proxy"), _ds("calico-node", "calico/node:v3")], PASS),
+    ([_ds("cilium", "quay.io/cilium/cilium")], PASS),
+    ([_ds("kube-proxy", "x"), _ds("ducklake-cni", "ducklake-infra/debian-base")], FAIL),
+    ([_ds("kube-flannel-ds", "flannel/flannel")], FAIL),
+    ([_ds("kube-proxy", "x"), _ds("mystery", "y")], WARN),
+])
+def test_network_plugin_judgement(daemonsets, status):
+    res = checks.judge_network_plugin(daemonsets)
+    assert res.status == status and res.control == "NET-CNI-001"
+
+
+@pytest.mark.parametrize("reached,control,status", [
+    ({"pg": False, "minio": False}, True, PASS),
+    ({"pg": True, "minio": False}, True, FAIL),     # not enforced (the weakened copy)
+    ({"pg": False, "minio": False}, False, ERROR),  # the probe reaches nothing at all
+])
+def test_enforcement_judgement(reached, control, status):
+    res = checks.judge_enforcement(reached, control)
+    assert res.status == status and res.control == "NET-ENF-001"

@@ -171,9 +171,10 @@ def test_second_up_changes_nothing(spec, progress, fake_layout):
     stack.up(_kind(r, spec), spec, r, progress, _opts(fake_layout))
     assert not r.executed(r"^kind create|^kind load|^docker build|upgrade --install")
     applies = r.executed(r" apply --server-side .* -f -")
-    assert len(applies) == 1, "only the (unchanged) backend manifests are re-applied"
-    kinds = {o["kind"] for o in json.loads(applies[0].input)["items"]}
-    assert kinds == {"ConfigMap", "Deployment", "Service"}
+    assert len(applies) == 2, ("only the (unchanged) network policies and backend manifests "
+                               "are re-applied (server-side apply: no change)")
+    kinds = [{o["kind"] for o in json.loads(c.input)["items"]} for c in applies]
+    assert kinds == [{"NetworkPolicy"}, {"ConfigMap", "Deployment", "Service"}]
     notes = {name.strip(): note for name, _, note in progress.timings}
     assert notes["release minio"] == "unchanged"
     assert notes["release postgresql"] == "unchanged"
