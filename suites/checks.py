@@ -851,6 +851,37 @@ def check_backend_config(objs: Objects, spec: StackSpec) -> Result:
     return result(problems, good)
 
 
+@check("BE-MEM-001")
+def check_backend_memory_bound(objs: Objects, spec: StackSpec) -> Result:
+    """DuckDB's memory_limit follows the container's limit (cgroup): so the container needs
+    one, and an explicit DUCKLAKE_MEMORY_LIMIT_BYTES may not exceed it."""
+    from suites.drift import quantity
+    b = spec.backend
+    dep = _backend_deployment(objs, spec)
+    if dep is None:
+        raise CheckInputMissing(f"Deployment {b.namespace}/{b.deployment} does not exist")
+    c = next((x for x in containers(pod_spec(dep)) if x.get("name") == b.container), None)
+    if c is None:
+        raise CheckInputMissing(f"container {b.container} is not in the backend Deployment")
+    limit = quantity(((c.get("resources") or {}).get("limits") or {}).get("memory"))
+    if limit is None:
+        return Result(FAIL, [f"container {b.container} has no memory limit: DuckDB would size "
+                             "itself from the host (80% of its memory)"])
+    explicit = None
+    e = _env_value(c, "DUCKLAKE_MEMORY_LIMIT_BYTES")
+    if e is not None and "value" in e:
+        explicit = quantity(e["value"])
+    cm = objs.get("ConfigMap", b.configmap, b.namespace)
+    if explicit is None and cm is not None and (cm.get("data") or {}).get("DUCKLAKE_MEMORY_LIMIT_BYTES"):
+        explicit = quantity(cm["data"]["DUCKLAKE_MEMORY_LIMIT_BYTES"])
+    if explicit is not None and explicit > limit:
+        return Result(FAIL, [f"DUCKLAKE_MEMORY_LIMIT_BYTES {explicit} exceeds the container's "
+                             f"memory limit {limit}"])
+    how = f"DUCKLAKE_MEMORY_LIMIT_BYTES {explicit}" if explicit is not None else "the cgroup limit"
+    return Result(PASS, [f"container limit {limit} bytes; DuckDB sized from {how} "
+                         "(35% per database)"])
+
+
 def _policy_shape(p: Mapping) -> dict:
     spec = p.get("spec") or {}
     return {k: spec.get(k) or ([] if k != "podSelector" else {}) for k in

@@ -123,3 +123,51 @@ def test_query_identities_cannot_write(objs, spec, runner, cluster):
                     evidence(f"catalog role {user}: {sql.split()[0]} refused ({msg})")
                 else:
                     raise AssertionError(f"catalog role {user} could run: {sql}")
+
+
+CREDENTIAL_PROBES = [   # each class of the review of POST /query (issue 10)
+    "SELECT path FROM duckdb_databases()",
+    "SELECT reverse(path) FROM duckdb_databases()",
+    "SELECT to_base64(encode(path)) FROM duckdb_databases()",
+    "SELECT * FROM duckdb_secrets()",
+    "SELECT * FROM duckdb_settings()",
+    "SELECT current_setting('s3_secret_access_key')",
+    "SELECT getenv('DUCKLAKE_PG_PASSWORD')",
+    "SELECT * FROM postgres_query('__ducklake_metadata_lake', 'SELECT 1')",
+    "SELECT * FROM read_text('/proc/self/environ')",
+    "SELECT * FROM 's3://lake/x.parquet'",
+]
+
+
+@pytest.mark.control("BE-MEM-001")
+def test_duckdb_memory_is_bounded(objs, spec):
+    verdict(checks.check_backend_memory_bound(objs, spec))
+
+
+@pytest.mark.control("BE-CRED-001")
+def test_no_credential_through_the_query_endpoint(objs, spec, runner, cluster):
+    """POST /query (through a port-forward: the audit's API client sends only GETs) with a
+    probe of every disclosure class: each is refused, and no answer holds a Secret value
+    of the stack in any form (raw, reversed, base64, escaped)."""
+    import httpx
+
+    from provision.guard import find_leaks
+    from suites.live import PortForward
+    b = spec.backend
+    values = checks.secret_values_of(objs, spec)
+    if not values:
+        raise CheckError("no Secret values were read: nothing to look for")
+    token = backend_token(objs, spec)
+    with PortForward(runner, cluster, b.namespace, f"svc/{b.service.name}", b.service.ports[0]) as pf:
+        with httpx.Client(base_url=f"http://127.0.0.1:{pf.local_port}", timeout=60,
+                          headers={"Authorization": f"Bearer {token}"}) as http:
+            statuses = {}
+            for sql in CREDENTIAL_PROBES:
+                r = http.post("/query", json={"sql": sql})
+                statuses[sql] = r.status_code
+                leaked = find_leaks(r.text, values) + find_leaks(r.text[::-1], values)
+                assert not leaked, f"{sql!r} returned {len(leaked)} Secret value(s)"
+    allowed = {s: c for s, c in statuses.items() if c < 400}
+    assert not allowed, f"accepted: {allowed}"
+    evidence(f"{len(CREDENTIAL_PROBES)} disclosure probes refused ({sorted(set(statuses.values()))}); "
+             f"no answer holds any of {len(values)} secret forms")

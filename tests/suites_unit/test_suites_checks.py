@@ -319,3 +319,17 @@ def test_network_plugin_judgement(daemonsets, status):
 def test_enforcement_judgement(reached, control, status):
     res = checks.judge_enforcement(reached, control)
     assert res.status == status and res.control == "NET-ENF-001"
+
+
+def test_backend_without_memory_limit_fails(good, spec, find):
+    dep = find(good, "Deployment", spec.backend.deployment)
+    dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"].pop("memory")
+    assert checks.check_backend_memory_bound(good, spec).status == FAIL
+
+
+def test_explicit_memory_above_the_limit_fails(good, spec, find):
+    dep = find(good, "Deployment", spec.backend.deployment)
+    dep["spec"]["template"]["spec"]["containers"][0]["env"].append(
+        {"name": "DUCKLAKE_MEMORY_LIMIT_BYTES", "value": str(8 * 1024**3)})
+    res = checks.check_backend_memory_bound(good, spec)
+    assert res.status == FAIL and "exceeds" in res.evidence[0]
