@@ -31,9 +31,18 @@ def secret_manifest(name: str, namespace: str, data: Mapping[str, str],
     }
 
 
-def namespace_manifest(name: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": name, "labels": dict(MANAGED_BY)}}
+# Pod Security Admission: every stack namespace enforces the restricted profile
+PSS_RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted",
+                  "pod-security.kubernetes.io/enforce-version": "latest",
+                  "pod-security.kubernetes.io/warn": "restricted",
+                  "pod-security.kubernetes.io/audit": "restricted"}
+
+
+def namespace_manifest(name: str, managed: bool = True) -> dict:
+    """A stack namespace: restricted Pod Security; MANAGED_BY only when we create it
+    (down --purge deletes only namespaces carrying it)."""
+    labels = {**(MANAGED_BY if managed else {}), **PSS_RESTRICTED}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
 
 
 def as_list(objects: Sequence[dict]) -> str:

@@ -343,9 +343,17 @@ def ensure_namespaces(ctx: _Ctx) -> str:
     res = ctx.read(ctx.kubectl("get", "namespaces", "-o", "name"))
     have = {line.split("/", 1)[-1] for line in (res.stdout.split() if res else [])}
     missing = [n for n in names if n not in have]
-    if missing:
-        ctx.apply([kube.namespace_manifest(n) for n in missing])
-    return f"created {', '.join(missing)}" if missing else "present"
+    # namespaces that exist but do not enforce the restricted Pod Security profile yet
+    label = "pod-security.kubernetes.io/enforce=restricted"
+    res = ctx.read(ctx.kubectl("get", "namespaces", "-l", label, "-o", "name"))
+    restricted = {line.split("/", 1)[-1] for line in (res.stdout.split() if res else [])}
+    relabel = [n for n in names if n in have and n not in restricted]
+    if missing or relabel:
+        ctx.apply([kube.namespace_manifest(n) for n in missing] +
+                  [kube.namespace_manifest(n, managed=False) for n in relabel])
+    notes = ([f"created {', '.join(missing)}"] if missing else []) + \
+        ([f"restricted Pod Security on {', '.join(relabel)}"] if relabel else [])
+    return "; ".join(notes) or "present"
 
 
 def ensure_secrets(ctx: _Ctx) -> str:

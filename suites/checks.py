@@ -882,6 +882,75 @@ def check_backend_memory_bound(objs: Objects, spec: StackSpec) -> Result:
                          "(35% per database)"])
 
 
+# Pod Security Standards, restricted profile (Kubernetes 1.34): what a pod may not do
+_PSS_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                "persistentVolumeClaim", "projected", "secret"}
+
+
+def restricted_violations(ps: Mapping) -> list[str]:
+    """Why a pod spec would be refused by the restricted profile (empty: it passes)."""
+    out = []
+    psc = ps.get("securityContext") or {}
+    for f in ("hostNetwork", "hostPID", "hostIPC"):
+        if ps.get(f):
+            out.append(f"{f} is set")
+    for v in ps.get("volumes") or []:
+        kinds = set(v) - {"name"}
+        if not kinds <= _PSS_VOLUMES:
+            out.append(f"volume {v.get('name')} is of type {sorted(kinds - _PSS_VOLUMES)}")
+    pod_seccomp = (psc.get("seccompProfile") or {}).get("type")
+    for c in containers(ps, init=True):
+        sc, name = c.get("securityContext") or {}, c.get("name")
+        if sc.get("privileged"):
+            out.append(f"container {name} is privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            out.append(f"container {name} does not set allowPrivilegeEscalation: false")
+        caps = sc.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []):
+            out.append(f"container {name} does not drop ALL capabilities")
+        if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
+            out.append(f"container {name} adds capabilities {caps.get('add')}")
+        non_root = sc.get("runAsNonRoot", psc.get("runAsNonRoot"))
+        if non_root is not True:
+            out.append(f"container {name} does not run as non-root (runAsNonRoot)")
+        if sc.get("runAsUser", psc.get("runAsUser")) == 0:
+            out.append(f"container {name} runs as uid 0")
+        seccomp = (sc.get("seccompProfile") or {}).get("type") or pod_seccomp
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            out.append(f"container {name} has no RuntimeDefault/Localhost seccomp profile")
+        if any(p.get("hostPort") for p in c.get("ports") or []):
+            out.append(f"container {name} uses a hostPort")
+    return out
+
+
+def judge_pod_security(namespaces: list[dict], objs: Objects, spec: StackSpec) -> Result:
+    """SEC-PSS-001: each stack namespace enforces restricted, and every pod of the stack
+    (the workloads' templates and the running pods) passes it."""
+    problems, good = [], []
+    for ns in namespaces:
+        name = ns["metadata"]["name"]
+        level = (ns["metadata"].get("labels") or {}).get("pod-security.kubernetes.io/enforce")
+        if level != "restricted":
+            problems.append(f"namespace {name} enforces {level or 'no'} Pod Security level, "
+                            "not restricted")
+        else:
+            good.append(f"namespace {name}: enforce=restricted")
+    n = 0
+    for nsname in sorted(_stack_namespaces(spec)):
+        for kind in ("Deployment", "StatefulSet", "Job", "Pod"):
+            for o in objs.all(kind, nsname):
+                if kind == "Pod" and (o.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                    continue
+                n += 1
+                problems += [f"{name_of(o)}: {v}" for v in restricted_violations(pod_spec(o))]
+    good.append(f"{n} pod spec(s) checked against the restricted profile")
+    res = result(problems, good)
+    res.control = "SEC-PSS-001"
+    if res.status != PASS:
+        res.remediation = registry()["SEC-PSS-001"].remediation
+    return res
+
+
 def _policy_shape(p: Mapping) -> dict:
     spec = p.get("spec") or {}
     return {k: spec.get(k) or ([] if k != "podSelector" else {}) for k in

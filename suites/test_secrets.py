@@ -55,3 +55,17 @@ def test_reports_redact_secret_values(objs, spec, runner, control):
     json.loads(outputs["results.json"])
     evidence(f"{len(values)} secret forms registered; results.json, HTML and terminal output "
              "redact them in every encoding")
+
+
+@pytest.mark.control("SEC-PSS-001")
+def test_namespaces_enforce_restricted_pod_security(objs, spec, kubectl, inspected):
+    from suites.live import stack_namespaces
+    nss = []
+    for ns in stack_namespaces(spec):
+        res = kubectl("get", "namespace", ns, "-o", "json", check=False)
+        if res.returncode != 0:
+            raise CheckError(f"could not evaluate: namespace {ns} is not readable: "
+                             f"{res.stderr.strip()[-200:]}")
+        nss.append(json.loads(res.stdout))
+    inspected(*nss)
+    verdict(checks.judge_pod_security(nss, objs, spec))

@@ -176,3 +176,16 @@ def test_network_policies_select_the_charts_pods(minio_objects, postgres_objects
     pols = {p["metadata"]["name"]: p for p in netpol.network_policies(spec)}
     assert {"ducklake-default-deny-ingress", "ducklake-postgresql-from-backend",
             "ducklake-minio-from-backend", "ducklake-backend-egress"} <= set(pols)
+
+
+def test_every_rendered_pod_passes_the_restricted_profile(minio_objects, postgres_objects, spec):
+    """up labels the stack's namespaces enforce=restricted (SEC-PSS-001): a chart pod that
+    does not pass would be refused by the API server."""
+    from provision import stack
+    from suites.checks import restricted_violations
+    from suites.objects import pod_spec
+    objs = [*minio_objects, *postgres_objects, *stack.backend_objects(spec, "x/backend:1")]
+    pods = [o for o in objs if o["kind"] in ("Deployment", "StatefulSet", "Job", "Pod")]
+    assert len(pods) >= 4
+    bad = {o["metadata"]["name"]: restricted_violations(pod_spec(o)) for o in pods}
+    assert not {k: v for k, v in bad.items() if v}

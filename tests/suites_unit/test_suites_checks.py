@@ -333,3 +333,44 @@ def test_explicit_memory_above_the_limit_fails(good, spec, find):
         {"name": "DUCKLAKE_MEMORY_LIMIT_BYTES", "value": str(8 * 1024**3)})
     res = checks.check_backend_memory_bound(good, spec)
     assert res.status == FAIL and "exceeds" in res.evidence[0]
+
+
+RESTRICTED_POD = {
+    "securityContext": {"runAsNonRoot": True, "runAsUser": 1000,
+                        "seccompProfile": {"type": "RuntimeDefault"}},
+    "containers": [{"name": "c", "securityContext": {"allowPrivilegeEscalation": False,
+                                                     "capabilities": {"drop": ["ALL"]}}}],
+    "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "x"}},
+                {"name": "t", "emptyDir": {}}],
+}
+
+
+def test_restricted_pod_passes():
+    assert checks.restricted_violations(RESTRICTED_POD) == []
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda p: p["securityContext"].pop("runAsNonRoot"), "non-root"),
+    (lambda p: p["securityContext"].pop("seccompProfile"), "seccomp"),
+    (lambda p: p["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"), "allowPrivilegeEscalation"),
+    (lambda p: p["containers"][0]["securityContext"].update(capabilities={"drop": ["NET_RAW"]}), "drop ALL"),
+    (lambda p: p["containers"][0]["securityContext"].update(privileged=True), "privileged"),
+    (lambda p: p.update(hostNetwork=True), "hostNetwork"),
+    (lambda p: p["volumes"].append({"name": "h", "hostPath": {"path": "/"}}), "hostPath"),
+    (lambda p: p["containers"][0].update(ports=[{"containerPort": 80, "hostPort": 80}]), "hostPort"),
+    (lambda p: p["securityContext"].update(runAsUser=0), "uid 0"),
+])
+def test_restricted_pod_violations(mutate, needle):
+    import copy as _copy
+    pod = _copy.deepcopy(RESTRICTED_POD)
+    mutate(pod)
+    assert any(needle in v for v in checks.restricted_violations(pod))
+
+
+def test_namespace_without_restricted_enforcement_fails(spec):
+    nss = [{"metadata": {"name": n, "labels": {}}} for n in {spec.minio.namespace, spec.backend.namespace}]
+    res = checks.judge_pod_security(nss, Objects([]), spec)
+    assert res.status == FAIL and res.control == "SEC-PSS-001"
+    nss = [{"metadata": {"name": n, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+           for n in {spec.minio.namespace, spec.backend.namespace}]
+    assert checks.judge_pod_security(nss, Objects([]), spec).status == PASS
