@@ -951,6 +951,45 @@ def judge_pod_security(namespaces: list[dict], objs: Objects, spec: StackSpec) -
     return res
 
 
+def judge_access_surface(spec: StackSpec, minio_users: Mapping[str, list[str]],
+                         bucket_policies: Mapping[str, str | None],
+                         login_roles: Mapping[str, bool]) -> Result:
+    """SEC-ACC-001 from what MinIO and PostgreSQL say: ``minio_users`` user -> attached
+    policies; ``bucket_policies`` bucket -> its (anonymous) policy document or None;
+    ``login_roles`` role that can log in to the catalog database -> is superuser."""
+    m, cat = spec.minio, spec.postgresql.catalog
+    want_users = {m.backend_user.access_key: m.backend_user.policy,
+                  m.query_user.access_key: m.query_user.policy}
+    problems, good = [], []
+    for user, pols in sorted(minio_users.items()):
+        if user not in want_users:
+            problems.append(f"MinIO user {user!r} is not in the spec (policies {pols})")
+        elif sorted(pols) != [want_users[user]]:
+            problems.append(f"MinIO user {user!r} has policies {pols}, the spec says "
+                            f"[{want_users[user]!r}]")
+    for user in sorted(set(want_users) - set(minio_users)):
+        problems.append(f"MinIO user {user!r} of the spec does not exist")
+    for bucket, doc in sorted(bucket_policies.items()):
+        if doc:
+            problems.append(f"bucket {bucket!r} has a bucket policy (anonymous access): {doc[:120]}")
+    if not problems:
+        good.append(f"MinIO: users {sorted(minio_users)}, no bucket policy on "
+                    f"{sorted(bucket_policies)}")
+    want_roles = {cat.owner, cat.reader.role}
+    for role, superuser in sorted(login_roles.items()):
+        if role not in want_roles and not (superuser and role == "postgres"):
+            problems.append(f"PostgreSQL role {role!r} can log in to {cat.database} but is not "
+                            "in the spec" + (" (a superuser)" if superuser else ""))
+    for role in sorted(want_roles - set(login_roles)):
+        problems.append(f"PostgreSQL role {role!r} of the spec cannot log in to {cat.database}")
+    good.append(f"PostgreSQL: roles that can log in to {cat.database}: {sorted(login_roles)}")
+    res = result(problems, good)
+    res.control = "SEC-ACC-001"
+    if res.status != PASS:
+        res.remediation = registry()["SEC-ACC-001"].remediation
+    return res
+
+
 def _policy_shape(p: Mapping) -> dict:
     spec = p.get("spec") or {}
     return {k: spec.get(k) or ([] if k != "podSelector" else {}) for k in

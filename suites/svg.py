@@ -44,7 +44,8 @@ BOX_CONTROLS = {
     # AUDIT-PRIV-001 (audit credentials) only applies under --readonly: not drawn here,
     # so a provisioning run's hygiene box is not greyed by a control that cannot apply
     "hygiene": ["SEC-CM-001", "SEC-ENV-001", "SEC-ANN-001", "SEC-LOG-001", "SEC-RPT-001",
-                "NET-POL-001", "NET-CNI-001", "NET-ENF-001", "SEC-PSS-001"],
+                "NET-POL-001", "NET-CNI-001", "NET-ENF-001", "SEC-PSS-001",
+                "SEC-ACC-001"],
 }
 
 

@@ -69,3 +69,49 @@ def test_namespaces_enforce_restricted_pod_security(objs, spec, kubectl, inspect
         nss.append(json.loads(res.stdout))
     inspected(*nss)
     verdict(checks.judge_pod_security(nss, objs, spec))
+
+
+@pytest.mark.control("SEC-ACC-001")
+def test_data_access_surface_is_the_specs(objs, spec, runner, cluster):
+    """MinIO's users, their policies and the buckets' anonymous policies (admin API, root
+    credentials) and the PostgreSQL roles that can log in to the catalog (superuser), all
+    through port-forwards: mutating only because --readonly refuses port-forwards."""
+    import psycopg
+    from minio import Minio, MinioAdmin
+    from minio.credentials import StaticProvider
+    from minio.error import S3Error
+
+    from suites.live import PortForward
+    from suites.test_minio import s3_service
+    m, pg = spec.minio, spec.postgresql
+    root = objs.secret_data(m.root_secret.name, m.namespace) or {}
+    su = objs.secret_data(pg.superuser_secret.name, pg.namespace) or {}
+    ruser, rpw = (root.get(k) for k in m.root_secret.keys)
+    supw = su.get(pg.superuser_secret.keys[0])
+    if not (ruser and rpw and supw):
+        raise CheckError("the MinIO root or PostgreSQL superuser Secret is not readable")
+    with PortForward(runner, cluster, m.namespace, f"svc/{s3_service(spec).name}", m.api_port) as pf:
+        endpoint = f"127.0.0.1:{pf.local_port}"
+        admin = MinioAdmin(endpoint=endpoint, credentials=StaticProvider(ruser, rpw), secure=False)
+        listing = json.loads(admin.user_list() or "{}")
+        users = {u: sorted(p for p in (v.get("policyName") or "").split(",") if p)
+                 for u, v in listing.items()}
+        s3 = Minio(endpoint, access_key=ruser, secret_key=rpw, secure=False)
+        policies = {}
+        for bucket in (spec.raw_bucket, spec.lake_bucket):
+            try:
+                policies[bucket] = s3.get_bucket_policy(bucket)
+            except S3Error as exc:
+                if exc.code != "NoSuchBucketPolicy":
+                    raise
+                policies[bucket] = None
+    svc = pg.services[0]
+    with PortForward(runner, cluster, pg.namespace, f"svc/{svc.name}", pg.port) as pf:
+        info = (f"host=127.0.0.1 port={pf.local_port} dbname=postgres user=postgres "
+                f"password={supw} connect_timeout=10")
+        with psycopg.connect(info) as con:
+            rows = con.execute(
+                "SELECT rolname, rolsuper FROM pg_roles WHERE rolcanlogin "
+                "AND has_database_privilege(rolname, %s, 'CONNECT')",
+                (pg.catalog.database,)).fetchall()
+    verdict(checks.judge_access_surface(spec, users, policies, dict(rows)))

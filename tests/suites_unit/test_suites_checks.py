@@ -374,3 +374,29 @@ def test_namespace_without_restricted_enforcement_fails(spec):
     nss = [{"metadata": {"name": n, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
            for n in {spec.minio.namespace, spec.backend.namespace}]
     assert checks.judge_pod_security(nss, Objects([]), spec).status == PASS
+
+
+def _surface(spec):
+    m, cat = spec.minio, spec.postgresql.catalog
+    users = {m.backend_user.access_key: [m.backend_user.policy],
+             m.query_user.access_key: [m.query_user.policy]}
+    return users, {spec.raw_bucket: None, spec.lake_bucket: None}, \
+        {cat.owner: False, cat.reader.role: False, "postgres": True}
+
+
+def test_access_surface_of_the_spec_passes(spec):
+    assert checks.judge_access_surface(spec, *_surface(spec)).status == PASS
+
+
+@pytest.mark.parametrize("weaken,needle", [
+    (lambda u, b, r: u.update(intruder=["readwrite"]), "'intruder' is not in the spec"),
+    (lambda u, b, r: u["ducklake-query"].append("readwrite"), "has policies"),
+    (lambda u, b, r: b.update(lake='{"Statement":[{"Principal":"*"}]}'), "anonymous access"),
+    (lambda u, b, r: r.update(app_admin=True), "'app_admin' can log in"),
+    (lambda u, b, r: r.pop("ducklake_reader"), "cannot log in"),
+])
+def test_access_surface_beyond_the_spec_fails(spec, weaken, needle):
+    users, buckets, roles = _surface(spec)
+    weaken(users, buckets, roles)
+    res = checks.judge_access_surface(spec, users, buckets, roles)
+    assert res.status == FAIL and any(needle in e for e in res.evidence), res.evidence
