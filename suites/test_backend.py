@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from suites import checks
+from suites import checks, security
 from suites.live import backend_token, service_get
 from suites.registry import CheckError, evidence, verdict
 
@@ -70,12 +70,12 @@ def test_backend_requires_its_token(objs, spec, kubectl):
     anon = service_get(kubectl, svc.namespace, svc.name, svc.ports[0], "/tables")
     token = backend_token(objs, spec)
     authed = service_get(kubectl, svc.namespace, svc.name, svc.ports[0], "/tables", token=token)
-    verdict(checks.judge_backend_auth(_status(*anon), _status(*authed)))
+    verdict(security.judge_backend_auth(_status(*anon), _status(*authed)))
 
 
 @pytest.mark.control("BE-QRY-001")
 def test_query_path_has_read_only_identities(objs, spec):
-    verdict(checks.check_query_identities(objs, spec))
+    verdict(security.check_query_identities(objs, spec))
 
 
 @pytest.mark.control("BE-QRY-002")
@@ -141,7 +141,7 @@ CREDENTIAL_PROBES = [   # each class of the review of POST /query (issue 10)
 
 @pytest.mark.control("BE-MEM-001")
 def test_duckdb_memory_is_bounded(objs, spec):
-    verdict(checks.check_backend_memory_bound(objs, spec))
+    verdict(security.check_backend_memory_bound(objs, spec))
 
 
 @pytest.mark.control("BE-CRED-001")

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from suites import checks
+from suites import security
 from suites.registry import CheckError, evidence, verdict
 
 pytestmark = [pytest.mark.cluster]
@@ -33,7 +33,7 @@ print("RESULT " + json.dumps(out))
 
 @pytest.mark.control("NET-POL-001")
 def test_network_policies_isolate_storage(objs, spec):
-    verdict(checks.check_network_policies(objs, spec))
+    verdict(security.check_network_policies(objs, spec))
 
 
 @pytest.mark.control("NET-CNI-001")
@@ -44,7 +44,7 @@ def test_network_plugin_enforces_policies(kubectl, inspected):
                          f"{res.stderr.strip()[-200:]}")
     doc = json.loads(res.stdout)
     inspected(doc)
-    verdict(checks.judge_network_plugin(doc.get("items") or []))
+    verdict(security.judge_network_plugin(doc.get("items") or []))
 
 
 @pytest.mark.control("NET-ENF-001")
@@ -93,4 +93,4 @@ def test_policies_are_enforced(objs, spec, kubectl):
     reached = json.loads(line[len("RESULT "):])
     control = reached.pop("backend", False)
     evidence(f"probe pod in namespace {ns}: {reached} (backend Service: {control})")
-    verdict(checks.judge_enforcement(reached, control))
+    verdict(security.judge_enforcement(reached, control))

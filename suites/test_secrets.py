@@ -7,7 +7,7 @@ import json
 import pytest
 
 from provision.guard import find_leaks
-from suites import checks
+from suites import checks, security
 from suites import report as rep
 from suites.live import gather
 from suites.registry import CheckError, TestRecord, evidence, registry, verdict
@@ -68,7 +68,7 @@ def test_namespaces_enforce_restricted_pod_security(objs, spec, kubectl, inspect
                              f"{res.stderr.strip()[-200:]}")
         nss.append(json.loads(res.stdout))
     inspected(*nss)
-    verdict(checks.judge_pod_security(nss, objs, spec))
+    verdict(security.judge_pod_security(nss, objs, spec))
 
 
 @pytest.mark.control("SEC-ACC-001")
@@ -114,4 +114,4 @@ def test_data_access_surface_is_the_specs(objs, spec, runner, cluster):
                 "SELECT rolname, rolsuper FROM pg_roles WHERE rolcanlogin "
                 "AND has_database_privilege(rolname, %s, 'CONNECT')",
                 (pg.catalog.database,)).fetchall()
-    verdict(checks.judge_access_surface(spec, users, policies, dict(rows)))
+    verdict(security.judge_access_surface(spec, users, policies, dict(rows)))

@@ -182,7 +182,7 @@ def test_every_rendered_pod_passes_the_restricted_profile(minio_objects, postgre
     """up labels the stack's namespaces enforce=restricted (SEC-PSS-001): a chart pod that
     does not pass would be refused by the API server."""
     from provision import stack
-    from suites.checks import restricted_violations
+    from suites.security import restricted_violations
     from suites.objects import pod_spec
     objs = [*minio_objects, *postgres_objects, *stack.backend_objects(spec, "x/backend:1")]
     pods = [o for o in objs if o["kind"] in ("Deployment", "StatefulSet", "Job", "Pod")]

@@ -7,7 +7,7 @@ import base64
 
 import pytest
 
-from suites import checks
+from suites import checks, security
 from suites.objects import Objects
 from suites.registry import ERROR, FAIL, PASS, WARN, registry
 
@@ -233,7 +233,7 @@ def test_no_logs_is_error(good, spec):
     (403, 200, FAIL),
 ])
 def test_backend_auth_probe(anonymous, authorised, status):
-    res = checks.judge_backend_auth(anonymous, authorised)
+    res = security.judge_backend_auth(anonymous, authorised)
     assert res.status == status and res.control == "BE-AUTH-001"
     if status == FAIL:
         assert res.remediation == registry()["BE-AUTH-001"].remediation
@@ -257,7 +257,7 @@ def test_query_path_with_the_read_write_s3_user_fails(good, spec):
     b = spec.backend
     _set_secret(good, b.query_s3_secret.name, b.namespace,
                 {"access-key": spec.minio.backend_user.access_key, "secret-key": "x" * 30})
-    res = checks.check_query_identities(good, spec)
+    res = security.check_query_identities(good, spec)
     assert res.status == FAIL and any("read-write S3 user" in e for e in res.evidence)
 
 
@@ -265,7 +265,7 @@ def test_query_path_as_the_catalog_owner_fails(good, spec):
     b = spec.backend
     _set_secret(good, b.query_postgres_secret.name, b.namespace,
                 {"username": spec.postgresql.catalog.owner, "password": "x" * 30})
-    res = checks.check_query_identities(good, spec)
+    res = security.check_query_identities(good, spec)
     assert res.status == FAIL and any("can write" in e for e in res.evidence)
 
 
@@ -273,7 +273,7 @@ def test_query_user_policy_that_writes_fails(good, spec):
     pol = next(p for p in good.helm_values[spec.minio.release]["policies"]
                if p["name"] == spec.minio.query_user.policy)
     pol["statements"][1]["actions"].append("s3:PutObject")
-    res = checks.check_query_identities(good, spec)
+    res = security.check_query_identities(good, spec)
     assert res.status == FAIL and any("s3:PutObject" in e for e in res.evidence)
 
 
@@ -281,7 +281,7 @@ def test_query_user_policy_on_the_raw_bucket_fails(good, spec):
     pol = next(p for p in good.helm_values[spec.minio.release]["policies"]
                if p["name"] == spec.minio.query_user.policy)
     pol["statements"][1]["resources"].append(f"arn:aws:s3:::{spec.raw_bucket}/*")
-    res = checks.check_query_identities(good, spec)
+    res = security.check_query_identities(good, spec)
     assert res.status == FAIL
 
 
@@ -290,7 +290,7 @@ def test_missing_or_edited_network_policy_fails(good, spec):
     good.items.remove(next(p for p in pols if p["metadata"]["name"] == "ducklake-default-deny-ingress"))
     edited = next(p for p in pols if p["metadata"]["name"] == "ducklake-postgresql-from-backend")
     edited["spec"]["ingress"][0]["from"] = [{"namespaceSelector": {}}]   # from everywhere
-    res = checks.check_network_policies(Objects(good.items), spec)
+    res = security.check_network_policies(Objects(good.items), spec)
     text = " ".join(res.evidence)
     assert res.status == FAIL and "does not exist" in text and "differs" in text
 
@@ -307,7 +307,7 @@ def _ds(name, image):
     ([_ds("kube-proxy", "x"), _ds("mystery", "y")], WARN),
 ])
 def test_network_plugin_judgement(daemonsets, status):
-    res = checks.judge_network_plugin(daemonsets)
+    res = security.judge_network_plugin(daemonsets)
     assert res.status == status and res.control == "NET-CNI-001"
 
 
@@ -317,21 +317,21 @@ def test_network_plugin_judgement(daemonsets, status):
     ({"pg": False, "minio": False}, False, ERROR),  # the probe reaches nothing at all
 ])
 def test_enforcement_judgement(reached, control, status):
-    res = checks.judge_enforcement(reached, control)
+    res = security.judge_enforcement(reached, control)
     assert res.status == status and res.control == "NET-ENF-001"
 
 
 def test_backend_without_memory_limit_fails(good, spec, find):
     dep = find(good, "Deployment", spec.backend.deployment)
     dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"].pop("memory")
-    assert checks.check_backend_memory_bound(good, spec).status == FAIL
+    assert security.check_backend_memory_bound(good, spec).status == FAIL
 
 
 def test_explicit_memory_above_the_limit_fails(good, spec, find):
     dep = find(good, "Deployment", spec.backend.deployment)
     dep["spec"]["template"]["spec"]["containers"][0]["env"].append(
         {"name": "DUCKLAKE_MEMORY_LIMIT_BYTES", "value": str(8 * 1024**3)})
-    res = checks.check_backend_memory_bound(good, spec)
+    res = security.check_backend_memory_bound(good, spec)
     assert res.status == FAIL and "exceeds" in res.evidence[0]
 
 
@@ -346,7 +346,7 @@ RESTRICTED_POD = {
 
 
 def test_restricted_pod_passes():
-    assert checks.restricted_violations(RESTRICTED_POD) == []
+    assert security.restricted_violations(RESTRICTED_POD) == []
 
 
 @pytest.mark.parametrize("mutate,needle", [
@@ -364,16 +364,16 @@ def test_restricted_pod_violations(mutate, needle):
     import copy as _copy
     pod = _copy.deepcopy(RESTRICTED_POD)
     mutate(pod)
-    assert any(needle in v for v in checks.restricted_violations(pod))
+    assert any(needle in v for v in security.restricted_violations(pod))
 
 
 def test_namespace_without_restricted_enforcement_fails(spec):
     nss = [{"metadata": {"name": n, "labels": {}}} for n in {spec.minio.namespace, spec.backend.namespace}]
-    res = checks.judge_pod_security(nss, Objects([]), spec)
+    res = security.judge_pod_security(nss, Objects([]), spec)
     assert res.status == FAIL and res.control == "SEC-PSS-001"
     nss = [{"metadata": {"name": n, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
            for n in {spec.minio.namespace, spec.backend.namespace}]
-    assert checks.judge_pod_security(nss, Objects([]), spec).status == PASS
+    assert security.judge_pod_security(nss, Objects([]), spec).status == PASS
 
 
 def _surface(spec):
@@ -385,7 +385,7 @@ def _surface(spec):
 
 
 def test_access_surface_of_the_spec_passes(spec):
-    assert checks.judge_access_surface(spec, *_surface(spec)).status == PASS
+    assert security.judge_access_surface(spec, *_surface(spec)).status == PASS
 
 
 @pytest.mark.parametrize("weaken,needle", [
@@ -398,5 +398,5 @@ def test_access_surface_of_the_spec_passes(spec):
 def test_access_surface_beyond_the_spec_fails(spec, weaken, needle):
     users, buckets, roles = _surface(spec)
     weaken(users, buckets, roles)
-    res = checks.judge_access_surface(spec, users, buckets, roles)
+    res = security.judge_access_surface(spec, users, buckets, roles)
     assert res.status == FAIL and any(needle in e for e in res.evidence), res.evidence
