@@ -110,7 +110,8 @@ def build(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool = F
 
     sources = {b: bins / b for b in ("kube-apiserver", "kube-controller-manager",
                                      "kube-scheduler", "kube-proxy", "etcd", "coredns",
-                                     "pause", "local-path-provisioner", "minio", "mc")}
+                                     "pause", "local-path-provisioner", "minio", "mc",
+                                     "kube-router")}
     sources["ducklake-cni.sh"] = nodeimage.FILES / "ducklake-cni.sh"
     sources["docker-entrypoint.sh"] = minio_dir / "dockerscripts" / "docker-entrypoint.sh"
     node_images = nodeimage_component_refs()

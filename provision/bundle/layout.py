@@ -86,6 +86,7 @@ POSTGRES_IMAGE = f"{IMAGE_PREFIX}/postgresql:{pins.POSTGRES_MAJOR}-{pins.DEBIAN_
 # Images that live only inside the node image's containerd.
 NODE_NET_BASE_IMAGE = f"{IMAGE_PREFIX}/debian-net:{pins.DEBIAN_SUITE}"
 CNI_IMAGE = f"{IMAGE_PREFIX}/node-cni:{pins.K8S_VERSION}"
+KUBE_ROUTER_IMAGE = f"{IMAGE_PREFIX}/kube-router:{pins.KUBE_ROUTER_VERSION}"
 LOCAL_PATH_PROVISIONER_IMAGE = f"{IMAGE_PREFIX}/local-path-provisioner:{pins.LOCAL_PATH_PROVISIONER_VERSION}"
 LOCAL_PATH_HELPER_IMAGE = f"{IMAGE_PREFIX}/local-path-helper:{pins.DEBIAN_SUITE}"
 

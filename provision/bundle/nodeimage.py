@@ -39,7 +39,8 @@ def storage_manifest(kind_dir: Path) -> str:
 
 
 def cni_manifest() -> str:
-    return (FILES / "cni.yaml").read_text().replace("@CNI_IMAGE@", L.CNI_IMAGE)
+    return (FILES / "cni.yaml").read_text().replace("@CNI_IMAGE@", L.CNI_IMAGE) \
+        .replace("@KUBE_ROUTER_IMAGE@", L.KUBE_ROUTER_IMAGE)
 
 
 def prepare_node_rootfs(runner: Runner, root: Path, kind_dir: Path) -> None:

@@ -32,6 +32,13 @@ CRICTL_VERSION = "v1.34.0"
 # Helm 4 is the current major (4.3.2 newest served); the MinIO chart (apiVersion v1)
 # and our own v2 chart install with it.
 HELM_VERSION = "v4.3.2"
+# kube-router, as a NetworkPolicy enforcer only (--run-firewall; no router, no service
+# proxy): our ducklake-cni does not enforce policies, and kube-network-policies needs the
+# nftables queue statement this kernel lacks (CONFIG_NFT_QUEUE unset). v2.1.0 is the only
+# version the Go proxy serves here. Risk, recorded: advisories are reported for v2.1.0;
+# GHSA-phqm-jgc3-qf8g (ExternalIPs/LoadBalancer IPs not validated) is in the proxy module,
+# which we do not run. Enforcement is verified by NET-ENF-001 on every kind run.
+KUBE_ROUTER_VERSION = "v2.1.0"
 # local-path-provisioner v0.0.30: the release kind v0.30.0's storage manifest ships.
 LOCAL_PATH_PROVISIONER_VERSION = "v0.0.30"
 # MinIO community edition is source-only since Oct 2025. The proxy does not serve
@@ -103,6 +110,9 @@ GO_TOOLS: tuple[GoTool, ...] = (
     GoTool("etcd", "go.etcd.io/etcd/server/v3", ETCD_VERSION, ("go.etcd.io/etcd/server/v3",),
            local_replace_version=ETCD_VERSION, binaries=("etcd",)),
     GoTool("coredns", "github.com/coredns/coredns", COREDNS_VERSION, ("github.com/coredns/coredns",)),
+    GoTool("kube-router", "github.com/cloudnativelabs/kube-router/v2", KUBE_ROUTER_VERSION,
+           ("github.com/cloudnativelabs/kube-router/v2/cmd/kube-router",),
+           ldflags=(f"-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version={KUBE_ROUTER_VERSION}",)),
     GoTool("local-path-provisioner", "github.com/rancher/local-path-provisioner",
            LOCAL_PATH_PROVISIONER_VERSION, ("github.com/rancher/local-path-provisioner",),
            ldflags=(f"-X main.VERSION={LOCAL_PATH_PROVISIONER_VERSION}",)),

@@ -76,7 +76,8 @@ def test_no_image_was_pulled(kubectl):
 
 
 @pytest.mark.parametrize("selector,ns", [("k8s-app=kube-proxy", "kube-system"),
-                                         ("k8s-app=ducklake-cni", "kube-system")])
+                                         ("k8s-app=ducklake-cni", "kube-system"),
+                                         ("k8s-app=kube-router", "kube-system")])
 def test_privileged_system_pods_run(kubectl, selector, ns):
     def running():
         pods = kubectl.json("-n", ns, "get", "pods", "-l", selector)["items"]
