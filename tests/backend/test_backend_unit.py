@@ -56,6 +56,8 @@ LAKE_TABLES = ["trips", "events"]
         "SELECT upper(name), date_trunc('month', day::DATE), coalesce(amount, 0) FROM trips",
         "SELECT * FROM (SELECT id FROM trips) s WHERE id IN (SELECT id FROM events)",
         "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT n FROM r",
+        "WITH a AS (SELECT id FROM trips), b AS (SELECT id FROM a) SELECT * FROM b",
+        "WITH a AS (SELECT 1 AS x) SELECT (WITH c AS (SELECT x FROM a) SELECT max(x) FROM c)",
         "SELECT * FROM range(10)",
         "SELECT list_transform([1, 2], x -> x + 1)",
     ],
@@ -128,6 +130,25 @@ ATTACKS = [
     # resource exhaustion through string building (the memory limit bounds the rest)
     ("SELECT repeat('x', 1000000000)", "repeat"),
     ("SELECT lpad('x', 1000000000, 'y')", "lpad"),
+    # found by the allowlist's own review: CTE names out of scope, builders outside the
+    # memory accounting, quadratic work the interrupt cannot stop, indirect calls
+    ("WITH a AS (SELECT path FROM duckdb_databases), duckdb_databases AS (SELECT 1) SELECT * FROM a",
+     "duckdb_databases"),
+    ("SELECT * FROM duckdb_databases WHERE (WITH duckdb_databases AS (SELECT 1) SELECT true)",
+     "duckdb_databases"),
+    ("SELECT * FROM (WITH duckdb_tables AS (SELECT 1) SELECT 1) x, duckdb_tables", "duckdb_tables"),
+    ("SELECT count(*) FROM pg_settings UNION ALL (WITH pg_settings AS (SELECT 1) SELECT 1 FROM pg_settings)",
+     "pg_settings"),
+    ("WITH duckdb_settings AS (SELECT * FROM duckdb_settings) SELECT * FROM duckdb_settings",
+     "duckdb_settings"),
+    ("SELECT len(range(60000000))", "range"),
+    ("SELECT length(format('{:>400000000}', 'a'))", "format"),
+    ("SELECT length(printf('%500000000d', 1))", "printf"),
+    ("SELECT list_reduce(list_transform([1, 2], x -> 'ab'), (a, b) -> a || a)", "list_reduce"),
+    ("SELECT levenshtein('a', 'b')", "levenshtein"),
+    ("SELECT list_aggregate([1, 2, 3], 'bitstring_agg', 0, 5)", "list_aggregate"),
+    ("SELECT * FROM range(3 ORDER BY getenv('HOME'))", "range"),
+    ("SELECT * FROM memory.lake.snapshots()", "snapshots"),
 ]
 
 
