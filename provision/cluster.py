@@ -131,15 +131,27 @@ class KindCluster:
                                self.node_container()], timeout=60, check=False, mutating=False)
         return res.stdout.strip() == "true"
 
+    def node_image_current(self) -> bool:
+        """The node runs the node image the bundle holds now (by image ID)."""
+        have = self.runner.run(["docker", "inspect", "--format", "{{.Image}}",
+                                self.node_container()], timeout=60, check=False,
+                               mutating=False).stdout.strip()
+        want = self.runner.run(["docker", "image", "inspect", "--format", "{{.Id}}",
+                                self.node_image], timeout=60, check=False,
+                               mutating=False).stdout.strip()
+        return bool(have) and have == want
+
     def ensure(self) -> None:
-        """Create the cluster, or reuse a running one of the same name."""
+        """Create the cluster, or reuse a running one of the same name that runs the
+        current node image."""
         if self.exists():
-            if self.node_running():
+            if self.node_running() and self.node_image_current():
                 self.runner.run(["kind", "export", "kubeconfig", "--name", self.name,
                                  "--kubeconfig", str(self.kubeconfig)], timeout=60)
                 return
             # A kind node does not survive a Docker engine restart (its address and
-            # mounts change): a stopped cluster of our name is recreated, not reused.
+            # mounts change), and one from an older node image lacks what the bundle
+            # now puts in a node (e.g. the NetworkPolicy enforcer): recreated, not reused.
             self.runner.run(["kind", "delete", "cluster", "--name", self.name,
                              "--kubeconfig", str(self.kubeconfig)], timeout=300)
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)

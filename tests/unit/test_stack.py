@@ -135,6 +135,7 @@ def existing_runner(spec, fake_layout) -> FakeRunner:
     r = FakeRunner()
     r.on(r"^kind get clusters", stdout="ducklake\n")
     r.on(r"^docker inspect --format \{\{\.State\.Running\}\}", stdout="true\n")
+    r.on(r"^docker inspect --format \{\{\.Image\}\}", stdout="sha256:abc\n")
     r.on(r"^docker image inspect", stdout="sha256:abc\n")
     r.on(r"crictl inspecti", stdout=json.dumps({"status": {"id": "sha256:abc"}}))
     r.on(r" get namespaces", stdout="namespace/storage\nnamespace/ducklake\n")
@@ -367,3 +368,16 @@ def test_stopped_kind_cluster_is_recreated_not_reused(spec, progress):
     assert lines[1].startswith("kind delete cluster --name ducklake")
     assert lines[2].startswith("kind create cluster --name ducklake")
     assert c.owned
+
+
+def test_a_cluster_from_an_older_node_image_is_recreated(spec, progress, fake_layout):
+    """A kept kind cluster whose node runs another image than the bundle's node image now
+    (e.g. built before the NetworkPolicy enforcer was added) is recreated, not reused."""
+    r = FakeRunner()
+    r.on(r"^kind get clusters", stdout="ducklake\n")
+    r.on(r"^docker inspect --format \{\{\.State\.Running\}\}", stdout="true\n")
+    r.on(r"^docker inspect --format \{\{\.Image\}\}", stdout="sha256:old\n")
+    r.on(r"^docker image inspect", stdout="sha256:new\n")
+    _kind(r, spec).ensure()
+    assert r.executed(r"^kind delete cluster --name ducklake")
+    assert r.executed(r"^kind create cluster --name ducklake")
