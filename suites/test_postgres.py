@@ -106,8 +106,13 @@ def test_catalog_data_survives_pod_restart(objs, spec, runner, cluster, kubectl)
         conn.execute(f"INSERT INTO {table} VALUES (%s)", (token,))
     pod = f"{pg.fullname}-0"
     old_uid = kubectl.json("-n", pg.namespace, "get", "pod", pod)["metadata"]["uid"]
-    kubectl("-n", pg.namespace, "delete", "pod", pod, "--wait=true", timeout=180)
     import time
+    t0 = time.monotonic()
+    kubectl("-n", pg.namespace, "delete", "pod", pod, "--wait=true", timeout=180)
+    stopped_in = time.monotonic() - t0
+    # a fast shutdown (checkpoint, clients disconnected) well inside the grace period, not
+    # a smart one waiting on the backend's pooled connections until it is killed
+    assert stopped_in < 30, f"deleting {pod} took {stopped_in:.0f}s: PostgreSQL did not stop fast"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         res = kubectl("-n", pg.namespace, "get", "pod", pod, "-o", "json", check=False)
@@ -120,7 +125,12 @@ def test_catalog_data_survives_pod_restart(objs, spec, runner, cluster, kubectl)
         time.sleep(3)
     else:
         raise AssertionError(f"pod {pg.namespace}/{pod} did not come back Ready within 300s")
-    evidence(f"pod {pod} deleted and recreated (new uid)")
+    evidence(f"pod {pod} stopped in {stopped_in:.1f}s, recreated (new uid)")
+    log = kubectl("-n", pg.namespace, "logs", pod, check=False).stdout
+    crash = [m for m in ("not properly shut down", "automatic recovery in progress",
+                         "database system was interrupted") if m in log]
+    assert not crash, f"the next start recovered from a crash: {crash}"
+    evidence("the next start found a clean shutdown (no crash recovery in its log)")
     with catalog_connection(objs, spec, runner, cluster) as conn:
         try:
             got = conn.execute(f"SELECT token FROM {table}").fetchall()
