@@ -408,6 +408,7 @@ def pytest_html_report_title(report):
     report.title = "DuckLake stack conformance report"
 
 
+@pytest.hookimpl(optionalhook=True)   # pytest-html may be absent or disabled (-p no:html)
 def pytest_html_results_summary(prefix, summary, postfix, session):
     config = session.config
     st = _state(config)

@@ -73,3 +73,9 @@ def test_readonly_without_paths_collects_only_the_suites():
     assert ids and all(i.startswith("suites/") for i in ids), res.stdout[-2000:]
     res_all = _pytest_raw("--cluster=prod", "--collect-only")  # control: tests/ exists
     assert any(line.startswith("tests/") for line in res_all.stdout.splitlines())
+
+
+def test_the_plugin_runs_without_pytest_html():
+    """`-p no:html` used to end in INTERNALERROR (a pytest-html hook not marked optional)."""
+    res = _pytest_raw("suites", "--cluster=prod", "--readonly", "--collect-only", "-p", "no:html")
+    assert res.returncode == 0 and "INTERNALERROR" not in res.stdout + res.stderr, res.stdout[-800:]
