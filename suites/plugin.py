@@ -458,6 +458,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_sep("=", "conformance controls")
         for line in lines:
             terminalreporter.write_line(_redact(config, line))
+        word, missing = rep.verdict(_results(config))
+        terminalreporter.write_line(f"verdict: {word}" + (f" ({missing} control(s) not run or "
+                                                          "not evaluated)" if missing else ""))
     if st.phases:
         terminalreporter.write_sep("=", "time to green")
         for name, took, note in st.phases + [("session total", time.monotonic() - st.started,

@@ -69,12 +69,23 @@ def totals(results: Iterable[ControlResult]) -> dict[str, int]:
     return t
 
 
+def verdict(results: list[ControlResult]) -> tuple[str, int]:
+    """("conformant" | "partial" | "not conformant", controls not run or not evaluated).
+    A run that left any control out is never called conformant."""
+    missing = sum(1 for r in results if r.status in (NOT_RUN, NOT_EVALUATED))
+    if any(r.counts_as_failure for r in results):
+        return "not conformant", missing
+    return ("partial" if missing else "conformant"), missing
+
+
 def to_json(results: list[ControlResult], meta: dict, redact: Callable[[str], str]) -> str:
     doc = {
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **meta,
         "totals": totals(results),
-        "conformant": not any(r.counts_as_failure for r in results),
+        "conformant": verdict(results)[0] == "conformant",
+        "verdict": verdict(results)[0],
+        "not_run": verdict(results)[1],
         "controls": [{
             "id": r.control.id,
             "title": r.control.title,
@@ -119,11 +130,15 @@ def summary_html(results: list[ControlResult], redact: Callable[[str], str]) -> 
         f"<tr><td>{escape(sev)}</td>" + "".join(
             f"<td>{sum(1 for r in by_sev.get(sev, []) if r.status == s)}</td>" for s in STATUS_LABEL)
         + "</tr>" for sev in SEVERITY_ORDER)
-    conformant = not any(r.counts_as_failure for r in results)
-    verdict = ("<p><b>Conformant</b>: no failing or unevaluable control (exemptions applied).</p>"
-               if conformant else "<p><b>Not conformant</b>: see the FAIL and ERROR controls below.</p>")
+    word, missing = verdict(results)
+    text = {"conformant": "<p><b>Conformant</b>: every control ran; none failed or could not "
+                          "be evaluated (exemptions applied).</p>",
+            "partial": f"<p><b>Partial</b>: nothing failed, but {missing} control(s) did not run "
+                       "or were not evaluated: this run certifies only what it ran.</p>",
+            "not conformant": "<p><b>Not conformant</b>: see the FAIL and ERROR controls "
+                              "below.</p>"}[word]
     return redact(
-        '<h3>Conformance summary</h3>' + verdict +
+        '<h3>Conformance summary</h3>' + text +
         '<table class="ctl-summary" style="border-collapse:collapse" border="1" cellpadding="4">'
         f'<tr><th>status</th><th>controls</th></tr>{rows}</table>'
         '<h4>By severity</h4><table class="ctl-severity" style="border-collapse:collapse" '

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from suites import registry as R
+from suites import report as rep
 from suites import svg
 from provision import spec as specmod
 
@@ -298,3 +299,33 @@ def test_pass():
     assert res.ret == 1, res.stdout.str()
     assert "secret value(s) reached" in res.stdout.str()
     assert find_leaks((pytester.path / "out" / "report.html").read_text(), [secret]) == []
+
+
+def test_a_run_that_selects_one_control_is_partial_not_conformant(pytester):
+    """Issue 11: `-k` one control reported "conformant": true while the others never ran."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_ctl='''
+import pytest
+from suites.registry import Result, verdict
+
+@pytest.mark.control("MINIO-SVC-001")
+def test_pass():
+    verdict(Result("PASS", ["fine"]))
+''')
+    res = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--report-dir", "out")
+    assert res.ret == 0
+    doc = json.loads((pytester.path / "out" / "results.json").read_text())
+    assert doc["conformant"] is False and doc["verdict"] == "partial"
+    assert doc["not_run"] == len(doc["controls"]) - 1
+
+
+def test_verdicts():
+    from suites.registry import Control
+    c = Control("X-1", "t", "2.1", "high", "minio", "r")
+    def res(st, exempt=""):
+        return rep.ControlResult(c, st, [], exempt)
+    assert rep.verdict([res(R.PASS), res(R.WARN)]) == ("conformant", 0)
+    assert rep.verdict([res(R.PASS), res(R.NOT_RUN)]) == ("partial", 1)
+    assert rep.verdict([res(R.PASS), res(R.NOT_EVALUATED)]) == ("partial", 1)
+    assert rep.verdict([res(R.FAIL), res(R.NOT_RUN)]) == ("not conformant", 1)
+    assert rep.verdict([res(R.FAIL, exempt="why"), res(R.PASS)]) == ("conformant", 0)
