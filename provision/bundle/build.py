@@ -8,7 +8,6 @@ so a warm re-run only inspects.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -45,8 +44,10 @@ def build_pause(runner: Runner, k8s_dir: Path, out: Path) -> None:
 
 
 def copy_if_changed(src: Path, dst: Path) -> None:
+    """Copy ``src`` over ``dst`` unless they are the same bytes (size, then sha256): a
+    truncated or stale copy is replaced, through a temporary name."""
     if dst.exists() and dst.stat().st_size == src.stat().st_size and \
-            dst.stat().st_mtime >= src.stat().st_mtime:
+            gobuild.file_record(dst)["sha256"] == gobuild.file_record(src)["sha256"]:
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_suffix(".tmp")
@@ -143,14 +144,23 @@ class Artifact:
     id: str | None
     present: bool
     size: int | None = None
+    state: str = ""          # present | missing | corrupt (not the bytes that were built)
+
+    def __post_init__(self):
+        if not self.state:
+            self.state = "present" if self.present else "missing"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
+def _built_file(name: str, path: Path, tool: pins.GoTool, lay: L.Layout,
+                output: str) -> Artifact:
+    """A file the Go build produced, checked against the size and sha256 it was built with."""
+    if not path.is_file():
+        return Artifact(name, tool.version, f"go: {tool.module}", None, False)
+    rec = gobuild.file_record(path)
+    want = gobuild.recorded_outputs(tool, lay.node_bin).get(output)
+    corrupt = want is not None and (rec["size"], rec["sha256"]) != (want["size"], want["sha256"])
+    return Artifact(name, tool.version, f"go: {tool.module}", "sha256:" + rec["sha256"],
+                    not corrupt, rec["size"], "corrupt" if corrupt else "present")
 
 
 def artifacts(runner: Runner, lay: L.Layout) -> list[Artifact]:
@@ -158,15 +168,10 @@ def artifacts(runner: Runner, lay: L.Layout) -> list[Artifact]:
     tools = {t.name: t for t in pins.GO_TOOLS}
     for name in HOST_TOOLS:
         t = tools.get(name) or tools["kubernetes"]
-        p = lay.tool(name)
-        out.append(Artifact(f"bin/{name}", t.version, f"go: {t.module}",
-                            _sha256(p) if p.exists() else None, p.exists(),
-                            p.stat().st_size if p.exists() else None))
+        out.append(_built_file(f"bin/{name}", lay.tool(name), t, lay, name))
     for name in ("kubeadm", "kubelet"):
-        p = lay.node_bin / name
-        out.append(Artifact(f"node-bin/{name}", pins.K8S_VERSION, "go: k8s.io/kubernetes",
-                            _sha256(p) if p.exists() else None, p.exists(),
-                            p.stat().st_size if p.exists() else None))
+        out.append(_built_file(f"node-bin/{name}", lay.node_bin / name, tools["kubernetes"],
+                               lay, name))
     docker_ok = host.docker_answers(runner)
     image_rows = [(s.ref, f"debian {pins.DEBIAN_SUITE}: {' '.join(s.packages)}")
                   for s in I.ROOTFS_IMAGES]
@@ -180,7 +185,8 @@ def artifacts(runner: Runner, lay: L.Layout) -> list[Artifact]:
     chart = lay.chart("minio") / "Chart.yaml"
     out.append(Artifact("chart/minio", pins.MINIO_CHART_VERSION,
                         f"go: github.com/minio/minio@{pins.MINIO_VERSION} helm/minio",
-                        _sha256(chart) if chart.exists() else None, chart.exists()))
+                        "sha256:" + gobuild.file_record(chart)["sha256"] if chart.exists() else None,
+                        chart.exists()))
     return out
 
 
@@ -190,11 +196,12 @@ def write_manifest(runner: Runner, lay: L.Layout) -> None:
 
 
 def status_table(arts: list[Artifact]) -> str:
-    rows = [("ARTIFACT", "VERSION", "PRESENT", "ID", "SOURCE")]
+    rows = [("ARTIFACT", "VERSION", "STATE", "ID", "SOURCE")]
     for a in arts:
         ident = (a.id or "-")
         ident = ident.replace("sha256:", "")[:12]
-        rows.append((a.name, a.version, "yes" if a.present else "MISSING", ident, a.source))
+        rows.append((a.name, a.version, a.state if a.present else a.state.upper(), ident,
+                     a.source))
     widths = [min(max(len(r[i]) for r in rows), 60) for i in range(4)]
     lines = []
     for r in rows:

@@ -8,6 +8,7 @@ to the published versions of those modules, builds the very same packages.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -70,16 +71,65 @@ def stamp_for(tool: GoTool, go_version: str) -> dict:
             "ldflags": list(tool.ldflags), "cgo": tool.cgo, "go": go_version}
 
 
-def is_built(tool: GoTool, outdir: Path, go_version: str) -> bool:
-    stamp = outdir / f".{tool.name}.stamp.json"
-    if not stamp.exists():
-        return False
+def file_record(path: Path) -> dict:
+    """What a built file is: its size and sha256 (checked on every build and status)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return {"size": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def recorded_outputs(tool: GoTool, outdir: Path) -> dict[str, dict]:
+    """The outputs' records from the tool's stamp ({} when there is none)."""
     try:
-        if json.loads(stamp.read_text()) != stamp_for(tool, go_version):
-            return False
-    except ValueError:
+        data = json.loads((outdir / f".{tool.name}.stamp.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data.get("outputs") or {} if isinstance(data, dict) else {}
+
+
+def is_built(tool: GoTool, outdir: Path, go_version: str) -> bool:
+    """The stamp matches the pins and every output is the file that was built (size and
+    sha256), not merely a file that exists: a truncated or half-written binary is rebuilt."""
+    stamp = outdir / f".{tool.name}.stamp.json"
+    try:
+        data = json.loads(stamp.read_text())
+    except (OSError, ValueError):
         return False
-    return all((outdir / b).exists() for b in tool.outputs)
+    if "inputs" not in data:          # a stamp from before outputs were recorded
+        return _adopt_old_stamp(tool, outdir, go_version, data)
+    if data["inputs"] != stamp_for(tool, go_version):
+        return False
+    outputs = data.get("outputs") or {}
+    for b in tool.outputs:
+        p = outdir / b
+        rec = outputs.get(b)
+        if rec is None or not p.is_file() or p.stat().st_size != rec["size"] or \
+                file_record(p)["sha256"] != rec["sha256"]:
+            return False
+    return True
+
+
+def _adopt_old_stamp(tool: GoTool, outdir: Path, go_version: str, inputs: dict) -> bool:
+    """One migration: an old stamp (inputs only) whose outputs are whole executables
+    (ELF, not empty) is rewritten with their records; anything else is rebuilt."""
+    if inputs != stamp_for(tool, go_version):
+        return False
+    for b in tool.outputs:
+        p = outdir / b
+        if not p.is_file() or p.stat().st_size < 1024 or p.read_bytes()[:4] != b"\x7fELF":
+            return False
+    write_stamp(tool, outdir, go_version)
+    return True
+
+
+def write_stamp(tool: GoTool, outdir: Path, go_version: str) -> None:
+    data = {"inputs": stamp_for(tool, go_version),
+            "outputs": {b: file_record(outdir / b) for b in tool.outputs}}
+    tmp = outdir / f".{tool.name}.stamp.json.tmp"
+    tmp.write_text(json.dumps(data))
+    tmp.replace(outdir / f".{tool.name}.stamp.json")
 
 
 def go_version(runner: Runner) -> str:
@@ -106,6 +156,7 @@ def build_tool(runner: Runner, tool: GoTool, workdir: Path, outdir: Path,
         target = str(outdir / tool.outputs[0])
     else:
         target = str(outdir) + "/"
+    (outdir / f".{tool.name}.stamp.json").unlink(missing_ok=True)   # built, or not
     runner.run_logged(["go", "build", "-trimpath", "-ldflags", ldflags, "-o", target,
                        *tool.packages], timeout=timeout, env=env, cwd=mod_dir)
-    (outdir / f".{tool.name}.stamp.json").write_text(json.dumps(stamp_for(tool, gov)))
+    write_stamp(tool, outdir, gov)

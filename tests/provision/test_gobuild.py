@@ -61,9 +61,59 @@ def test_k8s_binaries_are_version_stamped():
 def test_stamp_detects_pin_changes(tmp_path):
     tool = pins.go_tool("kind")
     (tmp_path / "kind").write_text("binary")
-    (tmp_path / ".kind.stamp.json").write_text(
-        __import__("json").dumps(gobuild.stamp_for(tool, "go1.26.8")))
+    gobuild.write_stamp(tool, tmp_path, "go1.26.8")
     assert gobuild.is_built(tool, tmp_path, "go1.26.8")
     assert not gobuild.is_built(tool, tmp_path, "go1.27.0")
     (tmp_path / "kind").unlink()
     assert not gobuild.is_built(tool, tmp_path, "go1.26.8")
+
+
+def _built(tmp_path, name="kind", body=b"\x7fELF" + b"x" * 4096):
+    tool = pins.go_tool(name)
+    (tmp_path / name).write_bytes(body)
+    gobuild.write_stamp(tool, tmp_path, "go1.26.8")
+    return tool
+
+
+def test_a_truncated_or_altered_binary_is_not_built(tmp_path):
+    """Issue 17: build/bin/mc truncated to 0 bytes was reported '[cached]' and copied."""
+    tool = _built(tmp_path)
+    assert gobuild.is_built(tool, tmp_path, "go1.26.8")
+    (tmp_path / "kind").write_bytes(b"")                       # truncated
+    assert not gobuild.is_built(tool, tmp_path, "go1.26.8")
+    tool = _built(tmp_path)
+    data = bytearray((tmp_path / "kind").read_bytes())
+    data[100] ^= 1                                              # same size, other bytes
+    (tmp_path / "kind").write_bytes(bytes(data))
+    assert not gobuild.is_built(tool, tmp_path, "go1.26.8")
+
+
+def test_an_old_stamp_is_adopted_only_for_whole_executables(tmp_path):
+    import json
+    tool = pins.go_tool("kind")
+    (tmp_path / ".kind.stamp.json").write_text(json.dumps(gobuild.stamp_for(tool, "go1.26.8")))
+    (tmp_path / "kind").write_bytes(b"")
+    assert not gobuild.is_built(tool, tmp_path, "go1.26.8")    # empty: rebuilt
+    (tmp_path / "kind").write_bytes(b"\x7fELF" + b"x" * 4096)
+    assert gobuild.is_built(tool, tmp_path, "go1.26.8")        # adopted, and now recorded
+    assert gobuild.recorded_outputs(tool, tmp_path)["kind"]["size"] == 4100
+
+
+def test_status_says_corrupt_and_build_copy_repairs(tmp_path):
+    """A truncated bin/<tool> is 'corrupt' in status, and the copy step replaces it."""
+    from provision.bundle import build as B
+    from provision.bundle import layout as L
+    lay = L.layout(str(tmp_path / "cache"))
+    lay.node_bin.mkdir(parents=True)
+    tool = _built(lay.node_bin)
+    lay.tool("kind").parent.mkdir(parents=True, exist_ok=True)
+    B.copy_if_changed(lay.node_bin / "kind", lay.tool("kind"))
+    assert B._built_file("bin/kind", lay.tool("kind"), tool, lay, "kind").state == "present"
+    lay.tool("kind").write_bytes(b"")
+    art = B._built_file("bin/kind", lay.tool("kind"), tool, lay, "kind")
+    assert art.state == "corrupt" and not art.present
+    assert "CORRUPT" in B.status_table([art])
+    B.copy_if_changed(lay.node_bin / "kind", lay.tool("kind"))
+    assert B._built_file("bin/kind", lay.tool("kind"), tool, lay, "kind").state == "present"
+    lay.tool("kind").unlink()
+    assert B._built_file("bin/kind", lay.tool("kind"), tool, lay, "kind").state == "missing"
