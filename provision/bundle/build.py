@@ -130,7 +130,12 @@ def build(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool = F
 
 
 def nodeimage_component_refs() -> list[str]:
-    return [img.ref for img in I.node_component_images()]
+    """Every image baked into the node's containerd: the cluster's own components, and the
+    stack images that do not change with the project's code (MinIO, mc, PostgreSQL), so
+    a new cluster starts with them and `up` loads only what the node lacks (by image ID):
+    the backend image (issue 14: image loads were 43% of a cold `up`)."""
+    return [img.ref for img in I.node_component_images()] + \
+        [img.ref for img in I.stack_images()] + [L.POSTGRES_IMAGE]
 
 
 # --------------------------------------------------------------------------

@@ -117,3 +117,13 @@ def test_status_says_corrupt_and_build_copy_repairs(tmp_path):
     assert B._built_file("bin/kind", lay.tool("kind"), tool, lay, "kind").state == "present"
     lay.tool("kind").unlink()
     assert B._built_file("bin/kind", lay.tool("kind"), tool, lay, "kind").state == "missing"
+
+
+def test_the_node_image_holds_the_stack_images_that_do_not_change():
+    """Issue 14: a new cluster starts with MinIO, mc and PostgreSQL in its containerd;
+    only the backend image (built from the project's code) is loaded by `up`."""
+    from provision.bundle import build as B
+    from provision.bundle import layout as L
+    refs = B.nodeimage_component_refs()
+    assert {L.MINIO_IMAGE, L.MC_IMAGE, L.POSTGRES_IMAGE, L.KUBE_ROUTER_IMAGE} <= set(refs)
+    assert not any("backend" in r for r in refs)
