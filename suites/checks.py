@@ -9,14 +9,13 @@ values (only names, keys and verdicts).
 from __future__ import annotations
 
 import re
-import shlex
 from typing import Any, Callable, Mapping
 
 from provision.spec import PvcSpec, ReleaseSpec, ServiceSpec, StackSpec
 
 from suites.objects import Objects, containers, decode_secret, name_of, pod_spec, secret_forms, \
     WORKLOAD_KINDS
-from suites.registry import ERROR, FAIL, PASS, WARN, CheckError, Result, registry, result
+from suites.registry import ERROR, FAIL, PASS, CheckError, Result, registry, result
 
 CHECKS: dict[str, Callable[[Objects, StackSpec], Result]] = {}
 

@@ -134,15 +134,16 @@ def backend_token(objs: Objects, spec: StackSpec) -> str:
     return data[t.keys[0]]
 
 
-def service_get(kubectl, ns: str, service: str, port: int | str, path: str,
-                timeout: float = 60, token: str | None = None) -> tuple[bool, str]:
+def service_status(kubectl, ns: str, service: str, port: int | str, path: str,
+                   timeout: float = 60, token: str | None = None) -> tuple[int | None, str]:
     """GET through the API server's service proxy (a read: allowed under --readonly).
-    Returns (ok, body or error text). ``token``: the backend's API token, sent as
-    X-DuckLake-Token (the API server consumes Authorization).
+    Returns (HTTP status, body or error text); the status is None when nothing answered.
+    ``token``: the backend's API token, sent as X-DuckLake-Token (the API server
+    consumes Authorization).
 
     Through the read-only API client, not ``kubectl get --raw``: kubectl follows
     redirects, with its credentials, wherever the proxied service points them; the
-    client follows none (a 3xx is an error here)."""
+    client follows none (a 3xx is an answer here, never followed)."""
     from provision.kubeapi import read_only_client
     api = read_only_client(kubectl.cluster)
     method, url, headers, _, _ = api.param_serialize(
@@ -155,13 +156,19 @@ def service_get(kubectl, ns: str, service: str, port: int | str, path: str,
     except ReadOnlyViolation:
         raise
     except Exception as exc:  # transport errors: the check reports them
-        return False, f"{type(exc).__name__}: {exc}"
-    body = (resp.data or b"").decode("utf-8", errors="replace")
-    if 200 <= resp.status < 300:
-        return True, body
+        return None, f"{type(exc).__name__}: {exc}"
     if 300 <= resp.status < 400:
-        return False, f"HTTP {resp.status}: redirect not followed ({resp.getheader('Location')})"
-    return False, f"HTTP {resp.status}: {body}"
+        return resp.status, f"redirect not followed ({resp.getheader('Location')})"
+    return resp.status, (resp.data or b"").decode("utf-8", errors="replace")
+
+
+def service_get(kubectl, ns: str, service: str, port: int | str, path: str,
+                timeout: float = 60, token: str | None = None) -> tuple[bool, str]:
+    """:func:`service_status` as (ok, body or error text): ok for a 2xx."""
+    status, body = service_status(kubectl, ns, service, port, path, timeout, token)
+    if status is not None and 200 <= status < 300:
+        return True, body
+    return False, f"HTTP {status}: {body}" if status is not None else body
 
 
 class PortForward:

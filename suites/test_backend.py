@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
 from suites import checks, security
-from suites.live import backend_token, service_get
+from suites.live import backend_token, service_get, service_status
 from suites.registry import CheckError, evidence, verdict
 
 pytestmark = [pytest.mark.cluster]
@@ -57,20 +56,14 @@ def test_backend_readyz_green(stack, spec, kubectl):
     evidence(f"/readyz through Service {svc.namespace}/{svc.name}: {doc}")
 
 
-def _status(ok: bool, body: str) -> int | None:
-    if ok:
-        return 200
-    m = re.match(r"HTTP (\d{3})", body)
-    return int(m.group(1)) if m else None
-
-
 @pytest.mark.control("BE-AUTH-001")
 def test_backend_requires_its_token(objs, spec, kubectl):
     svc = spec.backend.service
-    anon = service_get(kubectl, svc.namespace, svc.name, svc.ports[0], "/tables")
+    anon, _ = service_status(kubectl, svc.namespace, svc.name, svc.ports[0], "/tables")
     token = backend_token(objs, spec)
-    authed = service_get(kubectl, svc.namespace, svc.name, svc.ports[0], "/tables", token=token)
-    verdict(security.judge_backend_auth(_status(*anon), _status(*authed)))
+    authed, _ = service_status(kubectl, svc.namespace, svc.name, svc.ports[0], "/tables",
+                               token=token)
+    verdict(security.judge_backend_auth(anon, authed))
 
 
 @pytest.mark.control("BE-QRY-001")

@@ -253,20 +253,17 @@ def _set_secret(objs, name, ns, data):
             o["data"] = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
 
 
-def test_query_path_with_the_read_write_s3_user_fails(good, spec):
-    b = spec.backend
-    _set_secret(good, b.query_s3_secret.name, b.namespace,
-                {"access-key": spec.minio.backend_user.access_key, "secret-key": "x" * 30})
+@pytest.mark.parametrize("which,user,needle", [
+    ("query_s3_secret", lambda spec: {"access-key": spec.minio.backend_user.access_key,
+                                      "secret-key": "x" * 30}, "read-write S3 user"),
+    ("query_postgres_secret", lambda spec: {"username": spec.postgresql.catalog.owner,
+                                            "password": "x" * 30}, "can write"),
+])
+def test_query_path_with_a_read_write_identity_fails(good, spec, which, user, needle):
+    sec = getattr(spec.backend, which)
+    _set_secret(good, sec.name, spec.backend.namespace, user(spec))
     res = security.check_query_identities(good, spec)
-    assert res.status == FAIL and any("read-write S3 user" in e for e in res.evidence)
-
-
-def test_query_path_as_the_catalog_owner_fails(good, spec):
-    b = spec.backend
-    _set_secret(good, b.query_postgres_secret.name, b.namespace,
-                {"username": spec.postgresql.catalog.owner, "password": "x" * 30})
-    res = security.check_query_identities(good, spec)
-    assert res.status == FAIL and any("can write" in e for e in res.evidence)
+    assert res.status == FAIL and any(needle in e for e in res.evidence)
 
 
 def test_query_user_policy_that_writes_fails(good, spec):

@@ -219,6 +219,15 @@ def test_exemptions_validation():
     assert not ex[0].applies("prod") and sev == {"PG-CFG-001": "low"}
 
 
+ONE_PASSING_CONTROL = '''
+import pytest
+from suites.registry import Result, verdict
+
+@pytest.mark.control("MINIO-SVC-001")
+def test_pass():
+    verdict(Result("PASS", ["fine"]))
+'''
+
 TRICKY_SECRETS = ['pa"ss\\w0rd-1', "a&b<c>d'e-2", "wört-ñ-密码-3"]
 
 
@@ -286,14 +295,7 @@ def test_the_leak_probe_fails_a_run_whose_report_holds_a_secret(pytester):
 def pytest_html_results_summary(prefix, summary, postfix):
     prefix.append({_json.dumps(secret)!r})
 ''')
-    pytester.makepyfile(test_ctl='''
-import pytest
-from suites.registry import Result, verdict
-
-@pytest.mark.control("MINIO-SVC-001")
-def test_pass():
-    verdict(Result("PASS", ["fine"]))
-''')
+    pytester.makepyfile(test_ctl=ONE_PASSING_CONTROL)
     res = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--report-dir", "out",
                                        "--html", "out/report.html", "--self-contained-html")
     assert res.ret == 1, res.stdout.str()
@@ -304,14 +306,7 @@ def test_pass():
 def test_a_run_that_selects_one_control_is_partial_not_conformant(pytester):
     """Issue 11: `-k` one control reported "conformant": true while the others never ran."""
     pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_ctl='''
-import pytest
-from suites.registry import Result, verdict
-
-@pytest.mark.control("MINIO-SVC-001")
-def test_pass():
-    verdict(Result("PASS", ["fine"]))
-''')
+    pytester.makepyfile(test_ctl=ONE_PASSING_CONTROL)
     res = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--report-dir", "out")
     assert res.ret == 0
     doc = json.loads((pytester.path / "out" / "results.json").read_text())

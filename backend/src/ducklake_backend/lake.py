@@ -39,7 +39,7 @@ from . import extensions
 from .config import Settings, duckdb_memory_limit
 from .errors import ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge, QueryTimeout, Unavailable
 from .logs import redact, redactor
-from .sqlallow import check_query, parse
+from .sqlallow import check_tree, parse
 from .sqlsafety import (
     quote_identifier,
     sql_literal,
@@ -594,14 +594,14 @@ class Lake:
             cur.close()
 
     def query(self, sql: str) -> dict[str, Any]:
-        parse(sql)  # refuse what is not one SELECT before touching the catalog
+        tree = parse(sql)  # refuse what is not one SELECT before touching the catalog
         cur = self._cursor(read_only=True)
         try:
             tables = [r[0] for r in cur.execute(
                 "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?",
                 [CATALOG, SCHEMA]).fetchall()]
-            statement = check_query(sql, tables)
-            result = fetch_limited(cur, statement, None, self.settings.query_row_limit,
+            check_tree(tree, tables)
+            result = fetch_limited(cur, sql, None, self.settings.query_row_limit,
                                    self.settings.query_timeout_s, self.settings.query_max_response_bytes)
             # System functions (duckdb_secrets(), ...) must not hand out credentials.
             result.rows = [[_hide_secrets(v) for v in row] for row in result.rows]

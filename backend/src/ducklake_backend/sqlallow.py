@@ -118,9 +118,13 @@ def parse(sql: str) -> dict[str, Any]:
 
 def check_query(sql: str, lake_tables: Iterable[str]) -> str:
     """``sql`` if it is one allowed SELECT over ``lake_tables``; else BadRequest/NotFound."""
-    tree = parse(sql)
-    _walk(tree, {t.lower() for t in lake_tables}, frozenset())
+    check_tree(parse(sql), lake_tables)
     return sql
+
+
+def check_tree(tree: dict[str, Any], lake_tables: Iterable[str]) -> None:
+    """The allowlist on a tree from :func:`parse` (so a caller parses once)."""
+    _walk(tree, {t.lower() for t in lake_tables}, frozenset())
 
 
 def _walk_ctes(node: dict, tables: set[str], ctes: frozenset[str]) -> frozenset[str]:
