@@ -31,12 +31,12 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from provision.bundle import layout as L  # noqa: E402
-from provision.cluster import KindCluster  # noqa: E402
-from provision.progress import Progress  # noqa: E402
-from provision.runner import Runner  # noqa: E402
-from provision import spec as S  # noqa: E402
-from provision import stack  # noqa: E402
+from ducklake_infra.provision.bundle import layout as L  # noqa: E402
+from ducklake_infra.provision.cluster import KindCluster  # noqa: E402
+from ducklake_infra.provision.progress import Progress  # noqa: E402
+from ducklake_infra.provision.runner import Runner  # noqa: E402
+from ducklake_infra.provision import spec as S  # noqa: E402
+from ducklake_infra.provision import stack  # noqa: E402
 
 
 def bench_spec(tmp: Path) -> Path:

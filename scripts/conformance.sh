@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-exec .venv/bin/pytest --cluster=kind suites tests/cluster \
+exec .venv/bin/pytest --cluster=kind ducklake_infra/suites tests/cluster \
   --html=reports/report.html --self-contained-html --junitxml=reports/junit.xml "$@"

@@ -14,7 +14,7 @@ import pytest
 import testinfra
 from backend_testlib import PYTHON_BASE
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.bundle]
 
 EXTENSIONS = ("ducklake", "httpfs", "postgres_scanner")
 

@@ -20,7 +20,7 @@ from ducklake_backend.logs import configure_logging
 from backend_testlib import (API_TOKEN, AUTH, LAKE_BUCKET, PG_PASSWORD, RAW_BUCKET, S3_ACCESS_KEY,
                              S3_SECRET_KEY, backend_env)
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.bundle]
 
 SECRETS = (PG_PASSWORD, S3_SECRET_KEY, S3_ACCESS_KEY, API_TOKEN)
 
@@ -352,7 +352,7 @@ CREDENTIAL_PROBES = [
 def test_query_endpoint_hands_out_no_credential(client, sql):
     """Issue 10, classes 1-4 against the real stack: refused with a 4xx that names the
     function or table, and no credential in any form (raw, reversed, base64, JSON)."""
-    from provision.guard import find_leaks
+    from ducklake_infra.provision.guard import find_leaks
     r = client.post("/query", json={"sql": sql})
     assert r.status_code in (400, 404), r.text
     assert find_leaks(r.text, SECRETS) == [] and find_leaks(r.text[::-1], SECRETS) == [], sql

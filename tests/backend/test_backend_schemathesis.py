@@ -18,7 +18,7 @@ from ducklake_backend.config import Settings
 
 from backend_testlib import AUTH, backend_env, free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.bundle]
 
 @pytest.fixture(scope="module")
 def live_backend(pg_server, minio_server):

@@ -20,14 +20,14 @@ from minio.error import S3Error
 
 from ducklake_backend.app import create_app
 from ducklake_backend.config import Settings
-from provision import spec as specmod
-from provision import stack
-from provision.bundle import layout as L
+from ducklake_infra.provision import spec as specmod
+from ducklake_infra.provision import stack
+from ducklake_infra.provision.bundle import layout as L
 
 from backend_testlib import AUTH, LAKE_BUCKET, RAW_BUCKET, backend_env
 from conftest import PG_BIN
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.bundle]
 
 DB, OWNER, READER = "qid_catalog", "qid_owner", "qid_reader"
 OWNER_PW, READER_PW = "qid-Owner-Pw-5521aa", "qid-Reader-Pw-8813bb"

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provision import spec as S
-from provision import stack
-from provision.bundle import layout as L
-from provision.bundle import pins
+from ducklake_infra.provision import spec as S
+from ducklake_infra.provision import stack
+from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import pins
 
 K8S_SCHEMA_VERSION = "1.34.0"       # kubernetes-validate's schemas for the pinned minor
 

@@ -11,6 +11,8 @@ import pytest
 
 from .conftest import K8S_SCHEMA_VERSION, helm_args, run_helm
 
+pytestmark = pytest.mark.bundle   # renders the charts with the bundle's helm
+
 WORKLOADS = ("Deployment", "StatefulSet", "Job", "Pod")
 
 
@@ -89,7 +91,7 @@ def test_workloads_are_non_root_with_resources(objs_fixture, request):
 
 @pytest.mark.parametrize("objs_fixture", ["postgres_objects", "minio_objects"])
 def test_images_come_from_the_spec(objs_fixture, request, spec, opts):
-    from provision import stack
+    from ducklake_infra.provision import stack
     refs = stack.image_refs(spec, opts)
     allowed = {refs[k] for k in ("minio", "mc", "postgresql")}
     for o in request.getfixturevalue(objs_fixture):
@@ -159,9 +161,9 @@ def test_postgres_chart_details(postgres_objects, spec):
 
 
 def test_network_policies_select_the_charts_pods(minio_objects, postgres_objects, spec):
-    """provision/netpol.py names the charts' pod labels: they must be the labels the
+    """ducklake_infra/provision/netpol.py names the charts' pod labels: they must be the labels the
     charts really render, or a policy would select nothing (and isolate nothing)."""
-    from provision import netpol
+    from ducklake_infra.provision import netpol
 
     def pod_labels(objs, kind):
         return [o["spec"]["template"]["metadata"]["labels"] for o in objs if o["kind"] == kind]
@@ -181,9 +183,9 @@ def test_network_policies_select_the_charts_pods(minio_objects, postgres_objects
 def test_every_rendered_pod_passes_the_restricted_profile(minio_objects, postgres_objects, spec):
     """up labels the stack's namespaces enforce=restricted (SEC-PSS-001): a chart pod that
     does not pass would be refused by the API server."""
-    from provision import stack
-    from suites.security import restricted_violations
-    from suites.objects import pod_spec
+    from ducklake_infra.provision import stack
+    from ducklake_infra.suites.security import restricted_violations
+    from ducklake_infra.suites.objects import pod_spec
     objs = [*minio_objects, *postgres_objects, *stack.backend_objects(spec, "x/backend:1")]
     pods = [o for o in objs if o["kind"] in ("Deployment", "StatefulSet", "Job", "Pod")]
     assert len(pods) >= 4

@@ -7,7 +7,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from provision import stack
+from ducklake_infra.provision import stack
 
 from .conftest import K8S_SCHEMA_VERSION
 
@@ -28,7 +28,7 @@ def test_k8s_manifests_validate_strictly(spec):
 
 
 def test_network_policies_validate_strictly(spec):
-    from provision import netpol
+    from ducklake_infra.provision import netpol
     for obj in netpol.network_policies(spec):
         kubernetes_validate.validate(obj, K8S_SCHEMA_VERSION, strict=True)
 

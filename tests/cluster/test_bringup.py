@@ -14,8 +14,8 @@ import uuid
 
 import pytest
 
-from provision.bundle import layout as L
-from provision.bundle import pins
+from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import pins
 
 pytestmark = [pytest.mark.cluster]
 

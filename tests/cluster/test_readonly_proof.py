@@ -1,6 +1,6 @@
 """Proof, from outside, that `pytest --readonly` changes nothing and leaks nothing.
 
-The kind cluster we create has API server audit logging (provision/cluster.py).
+The kind cluster we create has API server audit logging (ducklake_infra/provision/cluster.py).
 The audit suite runs as a subprocess with --readonly against the deployed stack, as
 a ServiceAccount bound to the ClusterRole we ship (k8s/audit/auditor-rbac.yaml), and
 with the cluster's admin credentials. For each run the API server's audit log must
@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provision.bundle import layout as L
-from provision.guard import ReadOnlyViolation, find_leaks
+from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.guard import ReadOnlyViolation, find_leaks
 
 pytestmark = [pytest.mark.cluster, pytest.mark.mutating]
 
@@ -83,7 +83,7 @@ def violations(events: list[dict]) -> list[str]:
 
 
 def run_audit(context: str, kubeconfig: Path, report_dir: Path) -> tuple[subprocess.CompletedProcess, float, float]:
-    argv = [sys.executable, "-m", "pytest", str(ROOT / "suites"), f"--cluster={context}",
+    argv = [sys.executable, "-m", "pytest", str(ROOT / "ducklake_infra" / "suites"), f"--cluster={context}",
             f"--kubeconfig={kubeconfig}", "--readonly", f"--report-dir={report_dir}",
             "-p", "no:cacheprovider", "-q", "--no-header"]
     start = time.time()
@@ -194,8 +194,8 @@ def test_streaming_and_proxy_attempts_through_the_guards_leave_no_trace(cluster,
     from kubernetes import client
     from kubernetes.stream import portforward, stream
 
-    from provision.kubeapi import api_client
-    from provision.runner import Runner
+    from ducklake_infra.provision.kubeapi import api_client
+    from ducklake_infra.provision.runner import Runner
     m = spec.minio
     pod = _pod(kubectl, m.namespace, m.fullname)
     ro = Runner(readonly=True, env=cluster.runner.base_env)
@@ -303,8 +303,8 @@ def test_secrets_readable_but_serviceaccounts_forbidden_leaks_nothing(
     kubectl's combined read used to print partial JSON (Secrets included) and exit 1,
     and the runner logged it before the values were known. The run's log file and
     every report hold no Secret value in any form, and the log is private."""
-    from suites.live import stack_namespaces
-    from suites.objects import Objects
+    from ducklake_infra.suites.live import stack_namespaces
+    from ducklake_infra.suites.objects import Objects
     values: set[str] = set()
     for ns in stack_namespaces(spec):
         doc = json.loads(kubectl("-n", ns, "get", "secrets", "-o", "json",

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from provision.bundle import layout as L
-from provision.cluster import KindCluster
-from provision.runner import Runner
+from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.cluster import KindCluster
+from ducklake_infra.provision.runner import Runner
 
 pytestmark = [pytest.mark.cluster, pytest.mark.mutating]
 
@@ -172,7 +172,7 @@ def reg_cluster(kind_cluster, registry, kind_gateway, pytestconfig):
 
 def _cli() -> list[str]:
     exe = Path(sys.executable).parent / "ducklake-infra"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "provision.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "ducklake_infra.provision.cli"]
 
 
 def _env(pytestconfig) -> dict[str, str]:
@@ -245,7 +245,7 @@ def test_every_pod_runs_a_digest_reference_pulled_from_the_registry(first_up, re
 def test_conformance_suites_pass_against_the_registry_cluster(first_up, reg_cluster,
                                                               pytestconfig, tmp_path):
     assert first_up["res"].returncode == 0
-    argv = [sys.executable, "-m", "pytest", "suites", f"--cluster={reg_cluster['context']}",
+    argv = [sys.executable, "-m", "pytest", "ducklake_infra/suites", f"--cluster={reg_cluster['context']}",
             f"--kubeconfig={reg_cluster['kubeconfig']}", "--report-dir", str(tmp_path / "reports"),
             "-q", "-p", "no:cacheprovider"]
     start = time.monotonic()

@@ -3,11 +3,11 @@
 import subprocess
 import sys
 
-from provision import cli
+from ducklake_infra.provision import cli
 
 
 def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "provision.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ducklake_infra.provision.cli", *args], capture_output=True,
                           text=True, env=env)
 
 

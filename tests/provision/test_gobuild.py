@@ -1,6 +1,6 @@
 """Wrapper-module generation for Go tools that `go install` refuses."""
 
-from provision.bundle import gobuild, pins
+from ducklake_infra.provision.bundle import gobuild, pins
 
 K8S_GOMOD = """module k8s.io/kubernetes
 
@@ -101,8 +101,8 @@ def test_an_old_stamp_is_adopted_only_for_whole_executables(tmp_path):
 
 def test_status_says_corrupt_and_build_copy_repairs(tmp_path):
     """A truncated bin/<tool> is 'corrupt' in status, and the copy step replaces it."""
-    from provision.bundle import build as B
-    from provision.bundle import layout as L
+    from ducklake_infra.provision.bundle import build as B
+    from ducklake_infra.provision.bundle import layout as L
     lay = L.layout(str(tmp_path / "cache"))
     lay.node_bin.mkdir(parents=True)
     tool = _built(lay.node_bin)
@@ -122,8 +122,8 @@ def test_status_says_corrupt_and_build_copy_repairs(tmp_path):
 def test_the_node_image_holds_the_stack_images_that_do_not_change():
     """Issue 14: a new cluster starts with MinIO, mc and PostgreSQL in its containerd;
     only the backend image (built from the project's code) is loaded by `up`."""
-    from provision.bundle import build as B
-    from provision.bundle import layout as L
+    from ducklake_infra.provision.bundle import build as B
+    from ducklake_infra.provision.bundle import layout as L
     refs = B.nodeimage_component_refs()
     assert {L.MINIO_IMAGE, L.MC_IMAGE, L.POSTGRES_IMAGE, L.KUBE_ROUTER_IMAGE} <= set(refs)
     assert not any("backend" in r for r in refs)

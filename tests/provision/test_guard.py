@@ -1,4 +1,4 @@
-"""provision/guard.py, attacked: every bypass found in review, and more of the same class.
+"""ducklake_infra/provision/guard.py, attacked: every bypass found in review, and more of the same class.
 
 Mirrors the module: commands, API requests, secrets. The transports of the Python
 client are attacked in test_kubeapi.py; the real kubectl in test_guard_kubectl.py.
@@ -13,16 +13,16 @@ from xml.sax.saxutils import escape as xml_escape
 
 import pytest
 
-from provision.guard import (ReadOnlyViolation, Redactor, check_command, check_request,
+from ducklake_infra.provision.guard import (ReadOnlyViolation, Redactor, check_command, check_request,
                              find_leaks, normalise_path, secret_forms)
-from provision.runner import Runner
+from ducklake_infra.provision.runner import Runner
 
 # ---- commands --------------------------------------------------------------------------------
 K = ["kubectl", "--kubeconfig", "/k", "--context", "prod"]
 H = ["helm", "--kubeconfig", "/k", "--kube-context", "prod"]
 PROXY = "/api/v1/namespaces/ducklake/services/ducklake-backend:80/proxy/readyz"
 
-# every shape of read the project runs under --readonly (suites/live.py, stack.status, ...)
+# every shape of read the project runs under --readonly (ducklake_infra/suites/live.py, stack.status, ...)
 ALLOWED = [
     [*K, "-n", "storage", "get", "deployments,pods,services", "-o", "json"],
     [*K, "-n", "storage", "get", "secrets", "-o", "json"],
@@ -326,8 +326,8 @@ def test_public_names_are_never_redacted():
 def test_the_projects_own_helm_template_commands_are_allowed():
     """The negative suite renders the charts with the same overrides `up` installs
     (--set-json among them) under --readonly: every such argv must pass."""
-    from provision import spec as specmod
-    from provision import stack
+    from ducklake_infra.provision import spec as specmod
+    from ducklake_infra.provision import stack
     spec = specmod.load()
     opts = stack.Options()
     refs = stack.image_refs(spec, opts)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from provision.guard import ReadOnlyViolation
+from ducklake_infra.provision.guard import ReadOnlyViolation
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,7 +61,7 @@ contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
 
 @pytest.fixture
 def ro_api(server, tmp_path):
-    from provision.kubeapi import api_client
+    from ducklake_infra.provision.kubeapi import api_client
     return api_client(_kubeconfig(tmp_path, server[0]), "c", readonly=True)
 
 
@@ -162,7 +162,7 @@ def test_reads_and_self_reviews_do_reach_the_server(ro_api, server):
 
 def test_without_readonly_the_same_client_writes(server, tmp_path):
     """Control: the refusals above come from the guard, not from the harness."""
-    from provision.kubeapi import api_client
+    from ducklake_infra.provision.kubeapi import api_client
     srv, seen = server
     api = api_client(_kubeconfig(tmp_path, srv), "c", readonly=False)
     api.call_api("DELETE", api.configuration.host + "/api/v1/namespaces/storage")
@@ -173,8 +173,7 @@ def test_no_module_reaches_below_the_guarded_client():
     """The one path the guard does not cover (ws_client functions called directly with
     the client's configuration) is used nowhere in the product."""
     offenders = []
-    for py in [*ROOT.glob("provision/**/*.py"), *ROOT.glob("suites/**/*.py"),
-               ROOT / "conftest.py"]:
+    for py in ROOT.glob("ducklake_infra/**/*.py"):
         tree = ast.parse(py.read_text())
         for node in ast.walk(tree):
             names = []
@@ -204,7 +203,7 @@ def test_redirects_are_never_followed(server, tmp_path):
     """Review finding 1: a service behind the API server's proxy answered 307 to another
     host's node proxy; kubectl followed it with the bearer token. The read-only client
     does not follow redirects: the redirect is the answer, the target sees nothing."""
-    from provision.kubeapi import api_client
+    from ducklake_infra.provision.kubeapi import api_client
     target_srv, seen = server
     _Redirector.target = (f"http://127.0.0.1:{target_srv.server_address[1]}"
                           "/api/v1/nodes/n/proxy/configz")

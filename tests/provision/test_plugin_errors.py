@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from provision.bundle import layout as L
+from ducklake_infra.provision.bundle import layout as L
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_pytest(*args):
     env = {"PATH": L.layout().path_env(), "HOME": str(Path.home())}
-    return subprocess.run([sys.executable, "-m", "pytest", "suites", "-q", "-p",
+    return subprocess.run([sys.executable, "-m", "pytest", "ducklake_infra/suites", "-q", "-p",
                            "no:cacheprovider", *args], cwd=ROOT, capture_output=True,
                           text=True, env=env, timeout=120)
 
@@ -59,7 +59,7 @@ def _pytest_raw(*args):
                           cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
 
 
-@pytest.mark.parametrize("target", ["tests", "tests/cluster/test_bringup.py", ".", "suites/../tests"])
+@pytest.mark.parametrize("target", ["tests", "tests/cluster/test_bringup.py", ".", "ducklake_infra/suites/../../tests"])
 def test_readonly_refuses_targets_outside_the_suites(target):
     """Finding 6: under --readonly nothing outside the conformance suites may run."""
     res = _pytest_raw(target, "--cluster=prod", "--readonly", "--collect-only")
@@ -70,12 +70,12 @@ def test_readonly_refuses_targets_outside_the_suites(target):
 def test_readonly_without_paths_collects_only_the_suites():
     res = _pytest_raw("--cluster=prod", "--readonly", "--collect-only")
     ids = [line for line in res.stdout.splitlines() if "::" in line]
-    assert ids and all(i.startswith("suites/") for i in ids), res.stdout[-2000:]
+    assert ids and all(i.startswith("ducklake_infra/suites/") for i in ids), res.stdout[-2000:]
     res_all = _pytest_raw("--cluster=prod", "--collect-only")  # control: tests/ exists
     assert any(line.startswith("tests/") for line in res_all.stdout.splitlines())
 
 
 def test_the_plugin_runs_without_pytest_html():
     """`-p no:html` used to end in INTERNALERROR (a pytest-html hook not marked optional)."""
-    res = _pytest_raw("suites", "--cluster=prod", "--readonly", "--collect-only", "-p", "no:html")
+    res = _pytest_raw("ducklake_infra/suites", "--cluster=prod", "--readonly", "--collect-only", "-p", "no:html")
     assert res.returncode == 0 and "INTERNALERROR" not in res.stdout + res.stderr, res.stdout[-800:]

@@ -1,6 +1,6 @@
 """Rootfs slimming keeps what programs need and drops what nothing in our images reads."""
 
-from provision.bundle.images import slim, stamp_of
+from ducklake_infra.provision.bundle.images import slim, stamp_of
 
 
 def test_slim_drops_docs_lists_and_translations(tmp_path):

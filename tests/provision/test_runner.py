@@ -2,7 +2,7 @@
 
 import pytest
 
-from provision.runner import CommandError, Redactor, Runner
+from ducklake_infra.provision.runner import CommandError, Redactor, Runner
 
 
 def test_success_and_output(tmp_path):
@@ -91,7 +91,7 @@ def test_sensitive_output_never_reaches_log_or_error(tmp_path, exit_code):
     kind of the same call is forbidden. The values are not registered yet: a sensitive
     read must keep its stdout out of the log and the error whatever the exit code."""
     import base64
-    from provision.guard import find_leaks
+    from ducklake_infra.provision.guard import find_leaks
     value = "n0t-yet-kn0wn-pw"
     b64 = base64.b64encode(value.encode()).decode()
     (tmp_path / "out.json").write_text(SECRET_JSON % b64)  # not on the logged command line
@@ -110,7 +110,7 @@ def test_sensitive_output_never_reaches_log_or_error(tmp_path, exit_code):
 
 def test_failed_reads_are_logged_redacted_once_values_are_known(tmp_path):
     import base64
-    from provision.guard import find_leaks
+    from ducklake_infra.provision.guard import find_leaks
     red = Redactor()
     value = 'kn0wn"pw\\x'
     red.add(value)

@@ -13,8 +13,8 @@ import json
 import pytest
 import yaml
 
-from provision import spec as specmod
-from suites.objects import Objects
+from ducklake_infra.provision import spec as specmod
+from ducklake_infra.suites.objects import Objects
 
 ROOT_PW = "r00t-Pa55word-very-long-xyz"
 CATALOG_PW = "catalog-pw-0123456789"
@@ -142,12 +142,12 @@ def build(spec: specmod.StackSpec) -> Objects:
     items.append(secret(b.query_postgres_secret.name, bns, {"username": rd.role, "password": READER_PW}))
     items.append(secret(b.query_s3_secret.name, bns, {"access-key": qu.access_key,
                                                        "secret-key": QUERY_SK}))
-    from provision import netpol
+    from ducklake_infra.provision import netpol
     items += netpol.network_policies(spec)
     releases = [
         {"name": r.name, "namespace": r.namespace, "chart": f"{r.chart.name}-{r.chart.version}",
          "status": "deployed", "revision": "1", "app_version": "x"} for r in spec.releases.values()]
-    from provision import stack as stackmod
+    from ducklake_infra.provision import stack as stackmod
     values = {m.release: {"mode": "standalone", "existingSecret": m.root_secret.name,
                           "rootUser": "", "rootPassword": "",
                           "users": [{"accessKey": u.access_key, "policy": u.policy}
@@ -181,3 +181,11 @@ def clone(objs: Objects) -> Objects:
 
 
 __all__ = ["build", "clone", "json"]
+
+
+@pytest.fixture
+def pytester(pytester):
+    """These tests host the suites plugin alone, under a stand-in conftest: the
+    installed entry-point plugin (real options, cluster fixtures) stays out."""
+    pytester.makeini("[pytest]\naddopts = -p no:ducklake-infra\n")
+    return pytester

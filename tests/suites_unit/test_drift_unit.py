@@ -1,4 +1,4 @@
-"""suites/drift.py on hand-written objects: a stack exactly as `up` would install it
+"""ducklake_infra/suites/drift.py on hand-written objects: a stack exactly as `up` would install it
 passes every drift control; a deliberately drifted copy fails (or warns) each one,
 with the difference and how to reconcile it in the evidence."""
 
@@ -8,11 +8,11 @@ import copy
 
 import pytest
 
-from provision.spec import split_image
-from provision.stack import BACKEND_IMAGE_KEY
-from suites import drift
-from suites.objects import Objects
-from suites.registry import ERROR, FAIL, PASS, WARN, registry
+from ducklake_infra.provision.spec import split_image
+from ducklake_infra.provision.stack import BACKEND_IMAGE_KEY
+from ducklake_infra.suites import drift
+from ducklake_infra.suites.objects import Objects
+from ducklake_infra.suites.registry import ERROR, FAIL, PASS, WARN, registry
 
 IDS = sorted(drift.CONTROL_IDS.items(), key=lambda kv: kv[1])
 
@@ -188,7 +188,7 @@ def test_backend_pushed_elsewhere_warns_on_other_contexts(ok, spec, refs):
 
 
 def test_expected_images_are_the_provisioners(spec):
-    from provision.stack import Options, backend_image_tag, image_refs
+    from ducklake_infra.provision.stack import Options, backend_image_tag, image_refs
     refs = drift.expected_images(spec)
     assert refs == image_refs(spec, Options())
     assert refs[BACKEND_IMAGE_KEY].endswith(":" + backend_image_tag(spec))

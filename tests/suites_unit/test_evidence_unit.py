@@ -1,4 +1,4 @@
-"""The evidence bundle (suites/evidence.py): objects by identity, Secrets by key name
+"""The evidence bundle (ducklake_infra/suites/evidence.py): objects by identity, Secrets by key name
 and value length only, a sha256 that verifies, and the plugin writing it at the end
 of a session that inspected a cluster (pytester, fake cluster, no kubectl)."""
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from suites import evidence as ev
-from suites.objects import Objects
+from ducklake_infra.suites import evidence as ev
+from ducklake_infra.suites.objects import Objects
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,7 +123,7 @@ def test_redactor_applies_before_hashing():
 CONFTEST = f'''
 import pytest
 from types import SimpleNamespace
-pytest_plugins = ["suites.plugin"]
+pytest_plugins = ["ducklake_infra.suites.plugin"]
 
 def pytest_addoption(parser):
     parser.addoption("--cluster", default="kind")
@@ -133,7 +133,7 @@ def pytest_addoption(parser):
 
 @pytest.fixture(scope="session")
 def runner():
-    from provision.runner import Runner
+    from ducklake_infra.provision.runner import Runner
     return Runner()
 
 @pytest.fixture(scope="session")
@@ -155,9 +155,9 @@ def stack(spec, runner):
 
 TESTS = f'''
 import base64, pytest
-import suites.live
-from suites.objects import Objects
-from suites.registry import verdict, Result
+import ducklake_infra.suites.live as live_module
+from ducklake_infra.suites.objects import Objects
+from ducklake_infra.suites.registry import verdict, Result
 
 def _gather(kubectl, runner, cluster, spec):
     b = lambda s: base64.b64encode(s.encode()).decode()
@@ -166,7 +166,7 @@ def _gather(kubectl, runner, cluster, spec):
                                    "resourceVersion": "7"}},
                       "data": {{"rootPassword": b({VALUE!r})}}}}], helm_releases=[])
 
-suites.live.gather = _gather
+live_module.gather = _gather
 
 @pytest.mark.control("MINIO-SVC-001")
 def test_reads(objs, inspected):
@@ -178,10 +178,10 @@ def test_reads(objs, inspected):
 
 
 def test_plugin_writes_the_bundle_and_prints_its_path(pytester, monkeypatch):
-    import suites.live
+    import ducklake_infra.suites.live as live_module
     # the in-process run replaces suites.live.gather with a fake: put the real one
     # back afterwards, or every later suite in this process reads the fake objects
-    monkeypatch.setattr(suites.live, "gather", suites.live.gather)
+    monkeypatch.setattr(live_module, "gather", live_module.gather)
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_ev=TESTS)
     res = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--report-dir", "out",
@@ -209,7 +209,7 @@ def test_no_bundle_without_a_cluster(pytester):
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_x='''
 import pytest
-from suites.registry import verdict, Result
+from ducklake_infra.suites.registry import verdict, Result
 
 @pytest.mark.control("MINIO-SVC-001")
 def test_x():

@@ -7,9 +7,9 @@ import base64
 
 import pytest
 
-from suites import checks, security
-from suites.objects import Objects
-from suites.registry import ERROR, FAIL, PASS, WARN, registry
+from ducklake_infra.suites import checks, security
+from ducklake_infra.suites.objects import Objects
+from ducklake_infra.suites.registry import ERROR, FAIL, PASS, WARN, registry
 
 PURE = sorted(checks.CHECKS)
 

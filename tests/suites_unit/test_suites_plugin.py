@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from suites import registry as R
-from suites import report as rep
-from suites import svg
-from provision import spec as specmod
+from ducklake_infra.suites import registry as R
+from ducklake_infra.suites import report as rep
+from ducklake_infra.suites import svg
+from ducklake_infra.provision import spec as specmod
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[2]
 
 CONFTEST = f'''
 import pytest
-from provision.runner import Redactor
-pytest_plugins = ["suites.plugin"]
+from ducklake_infra.provision.runner import Redactor
+pytest_plugins = ["ducklake_infra.suites.plugin"]
 
 def pytest_addoption(parser):
     parser.addoption("--cluster", default="kind")
@@ -36,13 +36,13 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _secret(request):
-    from suites.plugin import STATE
+    from ducklake_infra.suites.plugin import STATE
     request.config.stash[STATE].redactor.add("hunter2-secret-value")
 '''
 
 TESTS = '''
 import pytest
-from suites.registry import Result, verdict, warn, evidence
+from ducklake_infra.suites.registry import Result, verdict, warn, evidence
 
 @pytest.mark.control("MINIO-SVC-001")
 def test_pass():
@@ -177,7 +177,7 @@ def test_x():
 
 
 def test_every_control_has_a_suite_test():
-    text = "".join(p.read_text() for p in (ROOT / "suites").glob("test_*.py"))
+    text = "".join(p.read_text() for p in (ROOT / "ducklake_infra" / "suites").glob("test_*.py"))
     used = set(re.findall(r'mark\.control\("([A-Z0-9-]+)"\)', text))
     assert used == set(R.registry().controls), set(R.registry().controls) ^ used
 
@@ -221,7 +221,7 @@ def test_exemptions_validation():
 
 ONE_PASSING_CONTROL = '''
 import pytest
-from suites.registry import Result, verdict
+from ducklake_infra.suites.registry import Result, verdict
 
 @pytest.mark.control("MINIO-SVC-001")
 def test_pass():
@@ -235,11 +235,11 @@ TRICKY_SECRETS = ['pa"ss\\w0rd-1', "a&b<c>d'e-2", "wört-ñ-密码-3"]
 def test_secrets_with_escapable_characters_are_redacted_before_encoding(pytester, secret):
     """Finding 4: redaction after json.dumps / HTML escaping missed such values; the
     probe searched raw text only. Every output, decoded, holds no form of the secret."""
-    from provision.guard import find_leaks
+    from ducklake_infra.provision.guard import find_leaks
     pytester.makeconftest(CONFTEST.replace('"hunter2-secret-value"', repr(secret)))
     pytester.makepyfile(test_ctl=f'''
 import pytest
-from suites.registry import Result, verdict
+from ducklake_infra.suites.registry import Result, verdict
 
 @pytest.mark.control("MINIO-SEC-002")
 def test_fail():
@@ -261,7 +261,7 @@ def test_a_secret_in_captured_output_is_redacted_everywhere(pytester):
     """A Secret value (here base64) in a failing test's captured stdout reaches neither
     the terminal, nor JUnit (junit_logging=all), nor the HTML report."""
     import base64
-    from provision.guard import find_leaks
+    from ducklake_infra.provision.guard import find_leaks
     secret = "captured-s3cret-value"
     pytester.makeconftest(CONFTEST.replace('"hunter2-secret-value"', repr(secret)))
     b64 = base64.b64encode(secret.encode()).decode()
@@ -288,7 +288,7 @@ def test_the_leak_probe_fails_a_run_whose_report_holds_a_secret(pytester):
     path nobody redacted (here a hook writing it into the summary, JSON-escaped) is
     redacted in place and fails the run, which would otherwise pass."""
     import json as _json
-    from provision.guard import find_leaks
+    from ducklake_infra.provision.guard import find_leaks
     secret = 'leaky"value-42'
     pytester.makeconftest(CONFTEST.replace('"hunter2-secret-value"', repr(secret)) + f'''
 
@@ -315,7 +315,7 @@ def test_a_run_that_selects_one_control_is_partial_not_conformant(pytester):
 
 
 def test_verdicts():
-    from suites.registry import Control
+    from ducklake_infra.suites.registry import Control
     c = Control("X-1", "t", "2.1", "high", "minio", "r")
     def res(st, exempt=""):
         return rep.ControlResult(c, st, [], exempt)

@@ -2,9 +2,9 @@
 real gather must still be in place, or the live suites later in the same pytest
 process would read a unit test's fake objects (seen once in CI)."""
 
-import suites.live
+import ducklake_infra.suites.live as live_module
 
 
 def test_gather_is_the_real_one():
-    assert suites.live.gather.__module__ == "suites.live"
-    assert suites.live.gather.__name__ == "gather"
+    assert live_module.gather.__module__ == "ducklake_infra.suites.live"
+    assert live_module.gather.__name__ == "gather"

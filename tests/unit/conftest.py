@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from provision import spec as S
-from provision.bundle.layout import Layout
-from provision.progress import Progress
+from ducklake_infra.provision import spec as S
+from ducklake_infra.provision.bundle.layout import Layout
+from ducklake_infra.provision.progress import Progress
 
 
 @pytest.fixture

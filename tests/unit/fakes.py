@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from provision.runner import CommandError, Redactor, Result, Runner
+from ducklake_infra.provision.runner import CommandError, Redactor, Result, Runner
 
 
 @dataclass

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from provision import images as I
-from provision import stack
-from provision.bundle import layout as L
-from provision.cluster import ExistingCluster
-from provision.errors import DucklakeInfraError
+from ducklake_infra.provision import images as I
+from ducklake_infra.provision import stack
+from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.cluster import ExistingCluster
+from ducklake_infra.provision.errors import DucklakeInfraError
 
 from .fakes import FakeRunner
 
@@ -224,7 +224,7 @@ def test_down_purge_deletes_data_and_only_our_namespaces(spec, progress):
 
 def test_kind_config_registry_mirror_patch(tmp_path):
     import yaml
-    from provision.cluster import kind_config
+    from ducklake_infra.provision.cluster import kind_config
     patch = ('[plugins."io.containerd.grpc.v1.cri".registry.mirrors."localhost:5001"]\n'
              '  endpoint = ["http://172.18.0.1:5001"]\n')
     cfg = yaml.safe_load(kind_config(tmp_path, (patch,)))

@@ -7,8 +7,8 @@ import copy
 import pytest
 import yaml
 
-from provision import spec as S
-from provision.bundle import layout as L
+from ducklake_infra.provision import spec as S
+from ducklake_infra.provision.bundle import layout as L
 
 
 def test_repository_spec_loads(spec):
@@ -90,5 +90,5 @@ def test_invalid_yaml_and_missing_file(tmp_path):
 
 
 def test_spec_error_is_an_expected_error():
-    from provision.errors import DucklakeInfraError
+    from ducklake_infra.provision.errors import DucklakeInfraError
     assert issubclass(S.SpecError, DucklakeInfraError)

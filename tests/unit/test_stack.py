@@ -8,11 +8,11 @@ import json
 import pytest
 import yaml
 
-from provision import stack
-from provision.bundle import layout as L
-from provision.cluster import ExistingCluster, KindCluster
-from provision.errors import DucklakeInfraError
-from provision.runner import CommandError
+from ducklake_infra.provision import stack
+from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.cluster import ExistingCluster, KindCluster
+from ducklake_infra.provision.errors import DucklakeInfraError
+from ducklake_infra.provision.runner import CommandError
 
 from .fakes import FakeRunner
 

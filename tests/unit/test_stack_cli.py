@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from provision import stack_cli
-from provision.errors import DucklakeInfraError
+from ducklake_infra.provision import stack_cli
+from ducklake_infra.provision.errors import DucklakeInfraError
 
 
 def _parser():
@@ -48,7 +48,7 @@ def test_kind_rejects_kubeconfig(spec):
 
 
 def test_product_cli_has_the_stack_commands():
-    from provision.cli import build_parser
+    from ducklake_infra.provision.cli import build_parser
     args = build_parser().parse_args(["plan", "--cluster", "kind"])
     assert args.func is stack_cli.cmd_plan
 

@@ -1,0 +1,267 @@
+"""Container images built from Debian packages (debootstrap) and our Go builds.
+
+Every image carries a ``ducklake-infra.stamp`` label: a hash of everything that
+went into it. An image whose label matches is not rebuilt (idempotent, cached).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import pins
+from ducklake_infra.provision.host import DOCKER
+from ducklake_infra.provision.runner import CommandError, Runner
+
+STAMP_LABEL = "ducklake-infra.stamp"
+
+
+def stamp_of(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, Path):
+            h.update(p.read_bytes() if p.is_file() else str(p).encode())
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def image_id(runner: Runner, ref: str) -> str | None:
+    res = runner.run([DOCKER, "image", "inspect", "--format", "{{.Id}}", ref], timeout=60,
+                     check=False, mutating=False)
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def image_stamp(runner: Runner, ref: str) -> str | None:
+    res = runner.run([DOCKER, "image", "inspect", "--format",
+                      "{{json .Config.Labels}}", ref], timeout=60, check=False, mutating=False)
+    if res.returncode != 0:
+        return None
+    labels = json.loads(res.stdout or "null") or {}
+    return labels.get(STAMP_LABEL)
+
+
+def image_size(runner: Runner, ref: str) -> int | None:
+    res = runner.run([DOCKER, "image", "inspect", "--format", "{{.Size}}", ref], timeout=60,
+                     check=False, mutating=False)
+    return int(res.stdout.strip()) if res.returncode == 0 else None
+
+
+# --------------------------------------------------------------------------
+# Debian root filesystems
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RootfsImage:
+    ref: str
+    packages: tuple[str, ...]
+    changes: tuple[str, ...] = ()  # docker import --change lines
+    post: tuple[tuple[str, ...], ...] = ()  # commands run with chroot <rootfs> ...
+    why: str = ""
+
+    def stamp(self) -> str:
+        return stamp_of(pins.DEBIAN_SUITE, pins.DEBIAN_MIRROR, self.packages, self.changes,
+                        self.post, "rootfs-v2")
+
+
+PATH_ENV = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+DEBIAN_BASE = RootfsImage(
+    L.DEBIAN_BASE_IMAGE, ("ca-certificates",), (PATH_ENV, 'CMD ["/bin/bash"]'),
+    why="base of MinIO, mc and the local-path helper: sh, coreutils, CA bundle")
+DEBIAN_NET = RootfsImage(
+    L.NODE_NET_BASE_IMAGE,
+    ("ca-certificates", "iptables", "nftables", "conntrack", "ipset", "iproute2", "kmod",
+     "curl", "jq"),
+    (PATH_ENV, 'CMD ["/bin/bash"]'),
+    why="kube-proxy and the node network daemon need iptables/nftables/conntrack/ipset")
+PYTHON_BASE = RootfsImage(
+    L.PYTHON_BASE_IMAGE, ("ca-certificates", "python3", "python3-venv"),
+    (PATH_ENV, "ENV LANG=C.UTF-8", 'CMD ["python3"]'),
+    why="offline base for the backend Dockerfile (Debian's python3.11)")
+POSTGRES = RootfsImage(
+    L.POSTGRES_IMAGE, ("ca-certificates", f"postgresql-{pins.POSTGRES_MAJOR}"),
+    (f"ENV PATH=/usr/lib/postgresql/{pins.POSTGRES_MAJOR}/bin:/usr/local/bin:/usr/bin:/bin",
+     "ENV LANG=C.UTF-8", "USER 999:999",
+     f'CMD ["postgres", "--version"]'),
+    # Fixed uid/gid 999 (as in the official postgres image) so charts can rely on it.
+    # The package's postinst creates a "main" cluster we never use: drop it.
+    post=(("rm", "-rf", f"/var/lib/postgresql/{pins.POSTGRES_MAJOR}/main",
+           f"/etc/postgresql/{pins.POSTGRES_MAJOR}/main"),
+          ("groupmod", "-g", "999", "postgres"), ("usermod", "-u", "999", "postgres"),
+          ("chown", "-R", "999:999", "/var/lib/postgresql", "/var/run/postgresql",
+           "/var/log/postgresql", "/etc/postgresql")),
+    why="PostgreSQL server from Debian's postgresql-15 (user postgres = 999:999)")
+
+NODE_PACKAGES = (
+    # kind images/base/Dockerfile's apt list (without nfs/iscsi, which we do not use)
+    "systemd", "conntrack", "iptables", "nftables", "iproute2", "ethtool", "util-linux",
+    "mount", "kmod", "libseccomp2", "pigz", "fuse-overlayfs", "bash", "ca-certificates",
+    "curl", "jq", "procps",
+    # kind builds these from source; we take Debian's packages
+    "containerd", "runc", "containernetworking-plugins",
+)
+
+ROOTFS_IMAGES = (DEBIAN_BASE, DEBIAN_NET, PYTHON_BASE, POSTGRES)
+
+
+def debootstrap(runner: Runner, lay: L.Layout, name: str, packages: tuple[str, ...],
+                timeout: float = 1800) -> Path:
+    """debootstrap --variant=minbase into a fresh directory; debs cached across runs."""
+    target = lay.rootfs / name
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    debs = lay.root / "build" / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    runner.run_logged(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
+                       f"--cache-dir={debs}", pins.DEBIAN_SUITE, str(target), pins.DEBIAN_MIRROR],
+                      timeout=timeout)
+    slim(target)
+    return target
+
+
+# Half of a minbase rootfs is apt's package lists, docs, man pages and translations:
+# nothing in our images runs apt or reads them, and every byte is paid again by
+# `kind load` and by each node's containerd.
+SLIM_DIRS = ("var/lib/apt/lists", "var/cache/apt", "usr/share/doc", "usr/share/man",
+             "usr/share/info", "usr/share/locale", "usr/share/lintian")
+
+
+def slim(root: Path) -> None:
+    for sub in SLIM_DIRS:
+        d = root / sub
+        if not d.is_dir():
+            continue
+        for child in d.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            elif child.name != "lock":
+                child.unlink()
+
+
+def import_rootfs(runner: Runner, rootfs: Path, ref: str, changes: tuple[str, ...],
+                  stamp: str) -> None:
+    tar = rootfs.parent / f"{rootfs.name}.tar"
+    runner.run_logged(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tar), "."],
+                      timeout=900)
+    argv = [DOCKER, "import"]
+    for c in (*changes, f"LABEL {STAMP_LABEL}={stamp}"):
+        argv += ["--change", c]
+    runner.run([*argv, str(tar), ref], timeout=900)
+    tar.unlink()
+
+
+def build_rootfs_image(runner: Runner, lay: L.Layout, spec: RootfsImage) -> bool:
+    """Build ``spec`` unless an image with the same stamp exists. True if built."""
+    stamp = spec.stamp()
+    if image_stamp(runner, spec.ref) == stamp:
+        return False
+    name = spec.ref.split("/")[-1].replace(":", "-")
+    root = debootstrap(runner, lay, name, spec.packages)
+    for cmd in spec.post:
+        runner.run(["chroot", str(root), *cmd], timeout=300)
+    import_rootfs(runner, root, spec.ref, spec.changes, stamp)
+    shutil.rmtree(root)
+    return True
+
+
+# --------------------------------------------------------------------------
+# Images from Dockerfiles generated here (binaries copied into a base)
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BinaryImage:
+    ref: str
+    base: str  # "scratch" or an image ref built above
+    files: tuple[tuple[str, str], ...]  # (source path, destination in image)
+    instructions: tuple[str, ...] = ()
+    why: str = ""
+    extra: tuple = field(default=())
+
+
+def build_binary_image(runner: Runner, img: BinaryImage, sources: dict[str, Path]) -> bool:
+    """``sources`` maps each file key to a path on the host."""
+    base_stamp = "" if img.base == "scratch" else (image_stamp(runner, img.base) or "")
+    stamp = stamp_of(img.ref, img.base, base_stamp, img.instructions, img.extra,
+                     *[sources[k] for k, _ in img.files], [d for _, d in img.files])
+    if image_stamp(runner, img.ref) == stamp:
+        return False
+    with tempfile.TemporaryDirectory(prefix="dli-img-") as tmp:
+        ctx = Path(tmp)
+        lines = [f"FROM {img.base}"]
+        for i, (key, dest) in enumerate(img.files):
+            src = sources[key]
+            local = f"f{i}-{src.name}"
+            shutil.copy2(src, ctx / local)
+            (ctx / local).chmod(0o755)  # every file we add is an executable
+            lines.append(f"COPY {local} {dest}")
+        lines += list(img.instructions)
+        lines.append(f"LABEL {STAMP_LABEL}={stamp}")
+        (ctx / "Dockerfile").write_text("\n".join(lines) + "\n")
+        runner.run_logged([DOCKER, "build", "-q", "-t", img.ref, str(ctx)], timeout=900,
+                          env={"DOCKER_BUILDKIT": "0"})
+    return True
+
+
+def node_component_images() -> list[BinaryImage]:
+    """The images kubeadm and kind's default manifests need inside the node."""
+    sbin = 'ENV PATH=/usr/local/bin:/usr/bin:/bin'
+    out = [BinaryImage(L.k8s_image(c), "scratch", ((c, f"/usr/local/bin/{c}"),), (sbin,),
+                       why=f"{c} (static Go binary)")
+           for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")]
+    out += [
+        BinaryImage(L.k8s_image("kube-proxy"), L.NODE_NET_BASE_IMAGE,
+                    (("kube-proxy", "/usr/local/bin/kube-proxy"),),
+                    why="kube-proxy on Debian with iptables/nftables/conntrack/ipset"),
+        BinaryImage(L.ETCD_IMAGE, "scratch", (("etcd", "/usr/local/bin/etcd"),), (sbin,),
+                    why="etcd at the version kubeadm 1.34 expects"),
+        BinaryImage(L.COREDNS_IMAGE, "scratch", (("coredns", "/coredns"),),
+                    # Runs as uid 0: kubeadm's Deployment drops ALL capabilities but
+                    # NET_BIND_SERVICE and forbids privilege escalation. Upstream runs
+                    # non-root with a file capability, which legacy `docker build` COPY
+                    # does not carry (tried: coredns then cannot bind :53).
+                    ('ENTRYPOINT ["/coredns"]',), why="CoreDNS"),
+        BinaryImage(L.PAUSE_IMAGE, "scratch", (("pause", "/pause"),),
+                    ('ENTRYPOINT ["/pause"]', "USER 65535:65535"), why="pause (static C)"),
+        BinaryImage(L.CNI_IMAGE, L.NODE_NET_BASE_IMAGE,
+                    (("ducklake-cni.sh", "/usr/local/bin/ducklake-cni"),),
+                    ('ENTRYPOINT ["/usr/local/bin/ducklake-cni"]',),
+                    why="node network daemon (CNI config, routes, masquerade)"),
+        BinaryImage(L.KUBE_ROUTER_IMAGE, L.NODE_NET_BASE_IMAGE,
+                    (("kube-router", "/usr/local/bin/kube-router"),),
+                    ('ENTRYPOINT ["/usr/local/bin/kube-router"]',),
+                    why="kube-router as the NetworkPolicy enforcer (iptables + ipset)"),
+        BinaryImage(L.LOCAL_PATH_PROVISIONER_IMAGE, L.DEBIAN_BASE_IMAGE,
+                    (("local-path-provisioner", "/usr/local/bin/local-path-provisioner"),),
+                    why="rancher local-path-provisioner (default StorageClass)"),
+        BinaryImage(L.LOCAL_PATH_HELPER_IMAGE, L.DEBIAN_BASE_IMAGE, (),
+                    why="local-path helper pod: sh, mkdir, rm"),
+    ]
+    return out
+
+
+def stack_images() -> list[BinaryImage]:
+    return [
+        BinaryImage(L.MINIO_IMAGE, L.DEBIAN_BASE_IMAGE,
+                    (("minio", "/usr/bin/minio"),
+                     ("docker-entrypoint.sh", "/usr/bin/docker-entrypoint.sh")),
+                    # the chart passes -S /etc/minio/certs and runs as uid 1000
+                    ("RUN mkdir -p /etc/minio/certs/CAs && chown -R 1000:1000 /etc/minio",
+                     'ENTRYPOINT ["/usr/bin/docker-entrypoint.sh"]', 'CMD ["minio"]',
+                     "EXPOSE 9000 9001", "USER 1000:1000"),
+                    why="MinIO server, last community source, chart's entrypoint script"),
+        BinaryImage(L.MC_IMAGE, L.DEBIAN_BASE_IMAGE, (("mc", "/usr/bin/mc"),),
+                    ('ENTRYPOINT ["/usr/bin/mc"]',), why="MinIO client for the chart's jobs"),
+    ]
+
+
+def save_images(runner: Runner, refs: list[str], dest: Path) -> None:
+    runner.run([DOCKER, "save", "-o", str(dest), *refs], timeout=900)
+
+
+__all__ = ["CommandError"]

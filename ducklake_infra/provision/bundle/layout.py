@@ -1,0 +1,103 @@
+"""Where the bundle lives, and the names of everything it produces.
+
+The cache directory defaults to ``~/.cache/ducklake-infra`` and is overridden by
+``--cache-dir`` or the ``DUCKLAKE_INFRA_CACHE`` environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ducklake_infra.provision.bundle import pins
+
+CACHE_ENV = "DUCKLAKE_INFRA_CACHE"
+
+
+def cache_dir(override: str | Path | None = None, env: dict | None = None) -> Path:
+    env = os.environ if env is None else env
+    if override:
+        return Path(override).expanduser().resolve()
+    if env.get(CACHE_ENV):
+        return Path(env[CACHE_ENV]).expanduser().resolve()
+    return Path("~/.cache/ducklake-infra").expanduser()
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @property
+    def bin(self) -> Path:
+        """Host tools: kind, helm, kubectl, crictl, minio, mc (put first on PATH)."""
+        return self.root / "bin"
+
+    @property
+    def node_bin(self) -> Path:
+        """Binaries that go into images (kube-*, etcd, coredns, ...)."""
+        return self.root / "build" / "bin"
+
+    @property
+    def gowork(self) -> Path:
+        return self.root / "build" / "gomod"
+
+    @property
+    def rootfs(self) -> Path:
+        return self.root / "build" / "rootfs"
+
+    @property
+    def charts(self) -> Path:
+        return self.root / "charts"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "bundle.json"
+
+    def chart(self, name: str) -> Path:
+        """Path of a chart directory the bundle provides (``minio``)."""
+        return self.charts / name
+
+    def tool(self, name: str) -> Path:
+        return self.bin / name
+
+    def path_env(self, base_path: str | None = None) -> str:
+        base = base_path if base_path is not None else os.environ.get("PATH", "")
+        return f"{self.bin}{os.pathsep}{base}"
+
+
+def layout(override: str | Path | None = None) -> Layout:
+    return Layout(cache_dir(override))
+
+
+# ---- image references the bundle builds (host Docker) -----------------------
+IMAGE_PREFIX = "ducklake-infra"
+NODE_IMAGE = f"{IMAGE_PREFIX}/kind-node:{pins.K8S_VERSION}"
+DEBIAN_BASE_IMAGE = f"{IMAGE_PREFIX}/debian-base:{pins.DEBIAN_SUITE}"
+PYTHON_BASE_IMAGE = f"{IMAGE_PREFIX}/python:{pins.PYTHON_VERSION}-{pins.DEBIAN_SUITE}"
+MINIO_IMAGE = f"{IMAGE_PREFIX}/minio:{pins.MINIO_RELEASE_TAG}"
+MC_IMAGE = f"{IMAGE_PREFIX}/mc:{pins.MC_RELEASE_TAG}"
+POSTGRES_IMAGE = f"{IMAGE_PREFIX}/postgresql:{pins.POSTGRES_MAJOR}-{pins.DEBIAN_SUITE}"
+
+# Images that live only inside the node image's containerd.
+NODE_NET_BASE_IMAGE = f"{IMAGE_PREFIX}/debian-net:{pins.DEBIAN_SUITE}"
+CNI_IMAGE = f"{IMAGE_PREFIX}/node-cni:{pins.K8S_VERSION}"
+KUBE_ROUTER_IMAGE = f"{IMAGE_PREFIX}/kube-router:{pins.KUBE_ROUTER_VERSION}"
+LOCAL_PATH_PROVISIONER_IMAGE = f"{IMAGE_PREFIX}/local-path-provisioner:{pins.LOCAL_PATH_PROVISIONER_VERSION}"
+LOCAL_PATH_HELPER_IMAGE = f"{IMAGE_PREFIX}/local-path-helper:{pins.DEBIAN_SUITE}"
+
+
+def k8s_image(component: str) -> str:
+    return f"{pins.REGISTRY_K8S}/{component}:{pins.K8S_VERSION}"
+
+
+ETCD_IMAGE = f"{pins.REGISTRY_K8S}/etcd:{pins.ETCD_IMAGE_TAG}"
+COREDNS_IMAGE = f"{pins.REGISTRY_K8S}/coredns/coredns:{pins.COREDNS_VERSION}"
+PAUSE_IMAGE = f"{pins.REGISTRY_K8S}/pause:{pins.PAUSE_VERSION}"
+
+STACK_IMAGES = {"minio": MINIO_IMAGE, "mc": MC_IMAGE, "postgresql": POSTGRES_IMAGE,
+                "python-base": PYTHON_BASE_IMAGE}

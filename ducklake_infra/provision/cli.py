@@ -1,0 +1,116 @@
+"""``ducklake-infra``: build the registry-free bundle and provision the DuckLake stack.
+
+Expected failures print one line (``error: ...``) and exit non-zero; only
+unexpected bugs show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import ducklake_infra
+from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.errors import DucklakeInfraError
+from ducklake_infra.provision.progress import Progress
+from ducklake_infra.provision.runner import CommandError, Runner
+
+EPILOG = """\
+examples:
+  ducklake-infra bundle build            build or verify every image and tool (cached)
+  ducklake-infra bundle status --json    list the bundle's artifacts
+  ducklake-infra plan --cluster kind     show every command 'up' would run
+  ducklake-infra up --cluster kind       create the kind cluster and deploy the stack
+  ducklake-infra up --cluster prod       deploy to an existing kube context
+  ducklake-infra down --cluster kind     uninstall (and delete the kind cluster we created)
+
+The bundle cache lives in ~/.cache/ducklake-infra (or $DUCKLAKE_INFRA_CACHE, or --cache-dir).
+"""
+
+
+def make_runner(args, log_name: str, readonly: bool = False, dry_run: bool = False) -> Runner:
+    lay = L.layout(getattr(args, "cache_dir", None))
+    log = lay.logs / f"{log_name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    runner = Runner(log_path=log, readonly=readonly, dry_run=dry_run)
+    runner.base_env["PATH"] = lay.path_env(runner.base_env.get("PATH", ""))
+    runner.base_env.setdefault("GOTOOLCHAIN", "local")
+    return runner
+
+
+def cmd_bundle_build(args) -> int:
+    from ducklake_infra.provision.bundle import build as B
+    lay = L.layout(args.cache_dir)
+    runner = make_runner(args, "bundle-build")
+    progress = Progress()
+    progress.say(f"bundle cache: {lay.root}   log: {runner.log_path}")
+    start = time.monotonic()
+    B.build(runner, progress, lay, skip_host=args.skip_host)
+    progress.say(f"bundle ready in {time.monotonic() - start:.1f}s")
+    return 0
+
+
+def cmd_bundle_status(args) -> int:
+    from ducklake_infra.provision.bundle import build as B
+    lay = L.layout(args.cache_dir)
+    runner = make_runner(args, "bundle-status")
+    arts = B.artifacts(runner, lay)
+    print(B.status_json(arts) if args.json else B.status_table(arts))
+    return 0 if all(a.present for a in arts) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ducklake-infra", description=__doc__.splitlines()[0],
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version",
+                   version=f"%(prog)s {ducklake_infra.__version__}")
+    p.add_argument("--cache-dir", default=None,
+                   help="bundle cache directory (default: $DUCKLAKE_INFRA_CACHE or "
+                        "~/.cache/ducklake-infra)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    bundle = sub.add_parser("bundle", help="build or inspect the registry-free bundle")
+    bsub = bundle.add_subparsers(dest="bundle_command", metavar="ACTION")
+    bsub.required = True
+    b = bsub.add_parser("build", help="build kind, helm, Kubernetes, the node image and the "
+                        "stack images from package registries (idempotent, cached)")
+    b.add_argument("--skip-host", action="store_true",
+                   help="do not install or start the Docker engine (it must already run)")
+    b.set_defaults(func=cmd_bundle_build)
+    s = bsub.add_parser("status", help="table of every artifact: version, source, id, present")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=cmd_bundle_status)
+
+    try:
+        from ducklake_infra.provision import stack_cli
+    except ImportError:
+        stack_cli = None
+    if stack_cli is not None:
+        stack_cli.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except DucklakeInfraError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["main", "build_parser", "Path"]

@@ -1,0 +1,281 @@
+"""Cluster backends: a kind cluster we may own, or an existing kube context.
+
+``KindCluster`` creates (or reuses) a kind cluster from the bundle's node image,
+with an isolated kubeconfig file per cluster, and deletes it only when it
+created it (and was not asked to keep it). ``ExistingCluster`` never creates,
+never deletes and never edits kubeconfig files. Both hand out the argument
+prefixes for kubectl and helm, so ``--kubeconfig/--context`` are always explicit
+and ``os.environ`` is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from ducklake_infra.provision.errors import DucklakeInfraError
+from ducklake_infra.provision.runner import CommandError, Runner
+
+
+class Cluster(Protocol):
+    name: str
+    context: str
+    kubeconfig: Path | None
+    is_kind: bool
+    owned: bool
+
+    def kubectl(self) -> list[str]: ...
+    def helm(self) -> list[str]: ...
+    def ensure(self) -> None: ...
+    def delete(self) -> None: ...
+    def load_images(self, images: list[str]) -> None: ...
+
+
+# API server audit logging in every kind cluster we create: it is how the read-only
+# audit proves, from outside, that it changed nothing (tests/cluster).
+AUDIT_DIR_IN_NODE = "/etc/kubernetes/audit"
+AUDIT_LOG_IN_NODE = "/var/log/kubernetes/audit/audit.log"
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  # who did what to which object: metadata only, never request bodies (Secrets!)
+  - level: Metadata
+"""
+
+
+def kind_config(audit_dir: Path, containerd_patches: tuple[str, ...] = ()) -> str:
+    """kind cluster config: one control plane with API server audit logging, plus
+    optional ``containerdConfigPatches`` (TOML snippets, e.g. a registry mirror)."""
+    patches = ""
+    if containerd_patches:
+        patches = "containerdConfigPatches:\n" + "".join(
+            "  - |\n" + "".join(f"    {line}\n" for line in p.strip("\n").splitlines())
+            for p in containerd_patches)
+    return f"""\
+kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+{patches}nodes:
+  - role: control-plane
+    extraMounts:
+      - hostPath: {audit_dir}
+        containerPath: {AUDIT_DIR_IN_NODE}
+        readOnly: true
+    kubeadmConfigPatches:
+      - |
+        apiVersion: kubeadm.k8s.io/v1beta3
+        kind: ClusterConfiguration
+        apiServer:
+          extraArgs:
+            audit-policy-file: {AUDIT_DIR_IN_NODE}/policy.yaml
+            audit-log-path: {AUDIT_LOG_IN_NODE}
+            audit-log-maxsize: "100"
+            audit-log-maxbackup: "2"
+          extraVolumes:
+            - name: audit-policy
+              hostPath: {AUDIT_DIR_IN_NODE}
+              mountPath: {AUDIT_DIR_IN_NODE}
+              readOnly: true
+              pathType: DirectoryOrCreate
+            - name: audit-log
+              hostPath: {AUDIT_LOG_IN_NODE.rsplit('/', 1)[0]}
+              mountPath: {AUDIT_LOG_IN_NODE.rsplit('/', 1)[0]}
+              pathType: DirectoryOrCreate
+"""
+
+
+def _kubeconfig_args(kubeconfig: Path | None) -> list[str]:
+    return ["--kubeconfig", str(kubeconfig)] if kubeconfig else []
+
+
+@dataclass
+class KindCluster:
+    runner: Runner
+    name: str = "ducklake"
+    node_image: str = ""
+    kubeconfig_dir: Path = Path("~/.cache/ducklake-infra/kubeconfig")
+    config_path: Path | None = None
+    keep: bool = False
+    create_timeout: float = 600
+    containerd_patches: tuple[str, ...] = ()
+    is_kind: bool = True
+    owned: bool = field(default=False, init=False)
+
+    @property
+    def context(self) -> str:
+        return f"kind-{self.name}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return Path(self.kubeconfig_dir).expanduser() / f"kind-{self.name}.yaml"
+
+    def kubectl(self) -> list[str]:
+        return ["kubectl", "--kubeconfig", str(self.kubeconfig), "--context", self.context]
+
+    def helm(self) -> list[str]:
+        return ["helm", "--kubeconfig", str(self.kubeconfig), "--kube-context", self.context]
+
+    def exists(self) -> bool:
+        out = self.runner.run(["kind", "get", "clusters"], timeout=60, mutating=False).stdout
+        return self.name in out.split()
+
+    def node_container(self) -> str:
+        return f"{self.name}-control-plane"
+
+    def node_running(self) -> bool:
+        res = self.runner.run(["docker", "inspect", "--format", "{{.State.Running}}",
+                               self.node_container()], timeout=60, check=False, mutating=False)
+        return res.stdout.strip() == "true"
+
+    def node_image_current(self) -> bool:
+        """The node runs the node image the bundle holds now (by image ID)."""
+        have = self.runner.run(["docker", "inspect", "--format", "{{.Image}}",
+                                self.node_container()], timeout=60, check=False,
+                               mutating=False).stdout.strip()
+        want = self.runner.run(["docker", "image", "inspect", "--format", "{{.Id}}",
+                                self.node_image], timeout=60, check=False,
+                               mutating=False).stdout.strip()
+        return bool(have) and have == want
+
+    def ensure(self) -> None:
+        """Create the cluster, or reuse a running one of the same name that runs the
+        current node image."""
+        if self.exists():
+            if self.node_running() and self.node_image_current():
+                self.runner.run(["kind", "export", "kubeconfig", "--name", self.name,
+                                 "--kubeconfig", str(self.kubeconfig)], timeout=60)
+                return
+            # A kind node does not survive a Docker engine restart (its address and
+            # mounts change), and one from an older node image lacks what the bundle
+            # now puts in a node (e.g. the NetworkPolicy enforcer): recreated, not reused.
+            self.runner.run(["kind", "delete", "cluster", "--name", self.name,
+                             "--kubeconfig", str(self.kubeconfig)], timeout=300)
+        self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        config = self.config_path or self.write_default_config()
+        argv = ["kind", "create", "cluster", "--name", self.name, "--image", self.node_image,
+                "--kubeconfig", str(self.kubeconfig), "--wait", f"{int(self.create_timeout)}s",
+                "--retain", "--config", str(config)]
+        try:
+            self.runner.run(argv, timeout=self.create_timeout + 120)
+        except CommandError as exc:
+            raise DucklakeInfraError(
+                f"kind could not create cluster {self.name!r}: {exc.stderr_tail.strip() or exc}\n"
+                f"  node logs: kind export logs --name {self.name}; then "
+                f"kind delete cluster --name {self.name}") from None
+        self.owned = True
+
+    def write_default_config(self) -> Path:
+        base = Path(self.kubeconfig_dir).expanduser().parent / "kind" / self.name
+        audit = base / "audit"
+        audit.mkdir(parents=True, exist_ok=True)
+        (audit / "policy.yaml").write_text(AUDIT_POLICY)
+        cfg = base / "kind-config.yaml"
+        cfg.write_text(kind_config(audit, tuple(self.containerd_patches)))
+        return cfg
+
+    def audit_log(self) -> str:
+        """The API server's audit log (JSON lines), read from the node."""
+        return self.runner.run(["docker", "exec", self.node_container(), "cat",
+                                AUDIT_LOG_IN_NODE], timeout=120, mutating=False).stdout
+
+    def delete(self) -> None:
+        if self.keep:
+            return
+        self.runner.run(["kind", "delete", "cluster", "--name", self.name,
+                         "--kubeconfig", str(self.kubeconfig)], timeout=300)
+
+    def load_images(self, images: list[str]) -> None:
+        """Load images that the node's containerd does not hold yet (by image ID)."""
+        missing = [i for i in images if not self.node_has_image(i)]
+        if missing:
+            self.runner.run(["kind", "load", "docker-image", "--name", self.name, *missing],
+                            timeout=900)
+
+    def node_has_image(self, image: str) -> bool:
+        try:
+            want = self.runner.run(["docker", "image", "inspect", "--format", "{{.Id}}", image],
+                                   timeout=60, mutating=False).stdout.strip()
+        except CommandError:
+            raise DucklakeInfraError(f"image {image} is not in the local Docker engine; "
+                                     "run: ducklake-infra bundle build") from None
+        res = self.runner.run(["docker", "exec", self.node_container(), "crictl", "inspecti",
+                               "-o", "json", image], timeout=60, check=False, mutating=False)
+        if res.returncode != 0:
+            return False
+        try:
+            return json.loads(res.stdout)["status"]["id"] == want
+        except (ValueError, KeyError):
+            return False
+
+
+@dataclass
+class ExistingCluster:
+    """A cluster we did not create: addressed only by its kube context."""
+
+    runner: Runner
+    context: str
+    kubeconfig: Path | None = None
+    is_kind: bool = False
+    owned: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.context
+
+    def kubectl(self) -> list[str]:
+        return ["kubectl", *_kubeconfig_args(self.kubeconfig), "--context", self.context]
+
+    def helm(self) -> list[str]:
+        return ["helm", *_kubeconfig_args(self.kubeconfig), "--kube-context", self.context]
+
+    def ensure(self) -> None:
+        """Check that the context exists and the API server answers; create nothing."""
+        res = self.runner.run(["kubectl", *_kubeconfig_args(self.kubeconfig), "config",
+                               "get-contexts", "-o", "name"], timeout=30, check=False,
+                              mutating=False)
+        if self.context not in res.stdout.split():
+            where = self.kubeconfig or "the default kubeconfig"
+            raise DucklakeInfraError(f"unknown kube context {self.context!r} in {where}; "
+                                     "see: kubectl config get-contexts")
+        res = self.runner.run([*self.kubectl(), "get", "--raw", "/version",
+                               "--request-timeout", "10s"], timeout=30, check=False,
+                              mutating=False)
+        if res.returncode != 0:
+            raise DucklakeInfraError(
+                f"API server of context {self.context!r} is unreachable or refused us: "
+                f"{(res.stderr.strip().splitlines() or ['no answer'])[-1]}")
+
+    def delete(self) -> None:
+        """Never deletes a cluster we did not create."""
+
+    def load_images(self, images: list[str]) -> None:
+        raise DucklakeInfraError(
+            f"context {self.context!r} is not a kind cluster: images cannot be loaded into it; "
+            "push them to a registry the cluster can pull from")
+
+
+def wait_for(predicate, timeout: float, interval: float = 2.0, what: str = "condition",
+             explain=None):
+    """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes.
+
+    On timeout raise an error that says what was not ready; ``explain()`` may add
+    diagnostics (events, pod statuses, log tails).
+    """
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    detail = ""
+    if explain:
+        try:
+            detail = "\n" + explain()
+        except Exception as exc:  # diagnostics must not hide the timeout
+            detail = f"\n(could not collect diagnostics: {exc})"
+    raise DucklakeInfraError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")

@@ -1,0 +1,882 @@
+"""Provision the DuckLake stack described by ``stack.yaml``: up, down, status, plan.
+
+``up`` is idempotent: a second run creates no Secret, skips every Helm release
+whose chart version and values hash are unchanged (the hash is stored in the
+release's own values as ``ducklakeInfra.specHash``), skips the backend image
+build when the content hash tag exists, and re-applies unchanged manifests.
+Names come from the spec only; every command goes through the one Runner.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import yaml
+
+from ducklake_infra.provision import images as I
+from ducklake_infra.provision import kube, netpol
+from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.cluster import KindCluster
+from ducklake_infra.provision.errors import DucklakeInfraError
+from ducklake_infra.provision.progress import Progress
+from ducklake_infra.provision.runner import CommandError, Result, Runner
+from ducklake_infra.provision.spec import BUNDLE_PREFIX, ReleaseSpec, StackSpec, split_image
+
+CACERT = "/etc/ssl/certs/ca-certificates.crt"
+HASH_VALUE = "ducklakeInfra.specHash"
+BACKEND_IMAGE_KEY = "backend"
+_HASH_SKIP = {"__pycache__", ".pytest_cache", ".venv", ".mypy_cache", ".ruff_cache"}
+
+
+@dataclass
+class Options:
+    layout: L.Layout = field(default_factory=L.layout)
+    images: Mapping[str, str] = field(default_factory=dict)   # key -> image ref overrides
+    online: bool = False          # install charts from their repo instead of local copies
+    build_timeout: float = 1800
+    registry: I.Registry | None = None   # push there, install by digest (real clusters)
+
+
+# ---- pure functions (unit-tested) --------------------------------------------------
+def image_refs(spec: StackSpec, opts: Options) -> dict[str, str]:
+    """Every stack image resolved (overrides applied), the backend's included."""
+    refs = {k: spec.image(k, opts.images) for k in spec.images}
+    refs[BACKEND_IMAGE_KEY] = opts.images.get(BACKEND_IMAGE_KEY) or \
+        f"{spec.backend.image.repository}:{backend_image_tag(spec)}"
+    return refs
+
+
+def content_hash(paths: Sequence[Path], root: Path) -> str:
+    """sha256 over the names and bytes of files under ``paths`` (sorted, caches skipped)."""
+    h = hashlib.sha256()
+    for p in paths:
+        if not p.exists():
+            h.update(f"missing:{p.relative_to(root)}\0".encode())
+            continue
+        files = [p] if p.is_file() else sorted(
+            f for f in p.rglob("*")
+            if f.is_file() and not (_HASH_SKIP & set(f.relative_to(p).parts))
+            and f.suffix not in (".pyc", ".pyo"))
+        for f in files:
+            h.update(f"{f.relative_to(root)}\0".encode())
+            h.update(f.read_bytes())
+            h.update(b"\0")
+    return h.hexdigest()
+
+
+def backend_image_tag(spec: StackSpec) -> str:
+    return content_hash(spec.backend.image.hash_paths, spec.root)[:12]
+
+
+def minio_query_policy(spec: StackSpec) -> dict:
+    """The query user's policy: list and read the lake bucket, nothing else."""
+    lake = spec.lake_bucket
+    return {"name": spec.minio.query_user.policy, "statements": [
+        {"effect": "Allow", "resources": [f"arn:aws:s3:::{lake}"],
+         "actions": ["s3:GetBucketLocation", "s3:ListBucket"]},
+        {"effect": "Allow", "resources": [f"arn:aws:s3:::{lake}/*"], "actions": ["s3:GetObject"]},
+    ]}
+
+
+def minio_backend_policy(spec: StackSpec) -> dict:
+    """The backend user's policy, in the chart's ``policies[]`` form: raw + lake only."""
+    buckets = [spec.raw_bucket, spec.lake_bucket]
+    return {"name": spec.minio.backend_user.policy, "statements": [
+        {"effect": "Allow", "resources": [f"arn:aws:s3:::{b}" for b in buckets],
+         "actions": ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"]},
+        {"effect": "Allow", "resources": [f"arn:aws:s3:::{b}/*" for b in buckets],
+         "actions": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
+                     "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]},
+    ]}
+
+
+def _image_sets(rel: ReleaseSpec, refs: Mapping[str, str]) -> list[str]:
+    out = []
+    for prefix, key in rel.images.items():
+        repo, tag = I.helm_image_parts(refs[key])   # digest refs render as repo@sha256:...
+        out += ["--set-string", f"{prefix}.repository={repo}", "--set-string", f"{prefix}.tag={tag}"]
+    return out
+
+
+def minio_overrides(spec: StackSpec, refs: Mapping[str, str]) -> list[str]:
+    m = spec.minio
+    rel = spec.releases[m.release]
+    pvc = m.pvcs[0]
+    user = m.backend_user
+    buckets = [{"name": b, "policy": "none", "purge": False} for b in (spec.raw_bucket,
+                                                                        spec.lake_bucket)]
+    users = [{"accessKey": u.access_key, "existingSecret": u.secret.name,
+              "existingSecretKey": u.secret.keys[0], "policy": u.policy}
+             for u in (user, m.query_user)]
+    return [
+        "--set-string", f"fullnameOverride={m.fullname}",
+        "--set-string", f"existingSecret={m.root_secret.name}",
+        *_image_sets(rel, refs),
+        "--set-string", f"persistence.size={pvc.size}",
+        "--set-string", f"persistence.storageClass={pvc.storage_class}",
+        "--set", f"minioAPIPort={m.api_port}", "--set", f"service.port={m.api_port}",
+        "--set", f"minioConsolePort={m.console_port}",
+        "--set", f"consoleService.port={m.console_port}",
+        "--set-json", f"buckets={json.dumps(buckets, separators=(',', ':'))}",
+        "--set-json", f"policies={json.dumps([minio_backend_policy(spec), minio_query_policy(spec)], separators=(',', ':'))}",
+        "--set-json", f"users={json.dumps(users, separators=(',', ':'))}",
+        *(["--set-json", f"imagePullSecrets={json.dumps([{'name': spec.image_pull_secret}])}"]
+          if spec.image_pull_secret else []),
+    ]
+
+
+def postgres_overrides(spec: StackSpec, refs: Mapping[str, str]) -> list[str]:
+    p = spec.postgresql
+    rel = spec.releases[p.release]
+    pvc = p.pvcs[0]
+    cat = p.catalog
+    return [
+        "--set-string", f"fullnameOverride={p.fullname}",
+        *_image_sets(rel, refs),
+        "--set-string", f"auth.secretName={p.superuser_secret.name}",
+        "--set-string", f"auth.passwordKey={p.superuser_secret.keys[0]}",
+        "--set-string", f"catalog.database={cat.database}",
+        "--set-string", f"catalog.owner={cat.owner}",
+        "--set-string", f"catalog.existingSecret={cat.secret.name}",
+        "--set-string", f"catalog.passwordKey={cat.secret.keys[-1]}",
+        "--set-string", f"catalog.reader.role={cat.reader.role}",
+        "--set-string", f"catalog.reader.statementTimeout={cat.reader.statement_timeout}",
+        "--set-string", f"catalog.reader.existingSecret={cat.reader.secret.name}",
+        "--set-string", f"catalog.reader.passwordKey={cat.reader.secret.keys[1]}",
+        "--set", f"service.port={p.port}",
+        "--set-string", f"persistence.size={pvc.size}",
+        "--set-string", f"persistence.storageClass={pvc.storage_class}",
+    ]
+
+
+def release_overrides(spec: StackSpec, rel: ReleaseSpec, refs: Mapping[str, str]) -> list[str]:
+    if rel.name == spec.minio.release:
+        return minio_overrides(spec, refs)
+    if rel.name == spec.postgresql.release:
+        return postgres_overrides(spec, refs)
+    return _image_sets(rel, refs)
+
+
+def chart_source(spec: StackSpec, rel: ReleaseSpec, opts: Options) -> tuple[list[str], Path | None]:
+    """Helm chart arguments (``<path>`` or ``<name> --repo URL --version V``) and the local dir."""
+    c = rel.chart
+    local: Path | None = None
+    if c.local:
+        local = opts.layout.chart(c.local[len(BUNDLE_PREFIX):]) if c.local.startswith(BUNDLE_PREFIX) \
+            else spec.root / c.local
+    if c.repo and (opts.online or local is None):
+        return [c.name, "--repo", c.repo, "--version", c.version], None
+    assert local is not None  # the spec requires repo or local
+    return [str(local)], local
+
+
+def check_charts(spec: StackSpec, opts: Options) -> None:
+    """Fail early, with what to do, when a local chart is missing."""
+    for rel in spec.releases.values():
+        _, local = chart_source(spec, rel, opts)
+        if local is not None and not (local / "Chart.yaml").is_file():
+            hint = (f"; or pass --online to install {rel.chart.name} {rel.chart.version} "
+                    f"from {rel.chart.repo}") if rel.chart.repo else ""
+            raise DucklakeInfraError(f"release {rel.name}: no chart at {local} "
+                                     f"(run: ducklake-infra bundle build{hint})")
+
+
+def release_hash(spec: StackSpec, rel: ReleaseSpec, chart_args: Sequence[str],
+                 local: Path | None, overrides: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([rel.chart.name, rel.chart.version, list(chart_args[1:]),
+                         list(overrides)]).encode())
+    if local is not None:
+        h.update(content_hash([local], local.parent).encode())
+    for f in rel.values:
+        h.update(f.read_bytes())
+    return h.hexdigest()[:32]
+
+
+def helm_upgrade_argv(helm: Sequence[str], spec: StackSpec, rel: ReleaseSpec,
+                      refs: Mapping[str, str], opts: Options) -> tuple[list[str], str]:
+    chart_args, local = chart_source(spec, rel, opts)
+    overrides = release_overrides(spec, rel, refs)
+    digest = release_hash(spec, rel, chart_args, local, overrides)
+    argv = [*helm, "upgrade", "--install", rel.name, *chart_args, "--namespace", rel.namespace]
+    for f in rel.values:
+        argv += ["--values", str(f)]
+    argv += [*overrides, "--set-string", f"{HASH_VALUE}={digest}",
+             "--wait", "--timeout", f"{rel.timeout}s"]
+    return argv, digest
+
+
+def backend_config(spec: StackSpec) -> dict[str, str]:
+    """The backend ConfigMap's data: endpoints and bucket names, never credentials."""
+    p, m = spec.postgresql, spec.minio
+    return {
+        "DUCKLAKE_PG_HOST": p.host,
+        "DUCKLAKE_PG_PORT": str(p.port),
+        "DUCKLAKE_PG_DB": p.catalog.database,
+        "DUCKLAKE_S3_ENDPOINT": m.endpoint,
+        "DUCKLAKE_S3_REGION": m.region,
+        "DUCKLAKE_S3_USE_SSL": "true" if m.use_ssl else "false",
+        "DUCKLAKE_RAW_BUCKET": spec.raw_bucket,
+        "DUCKLAKE_LAKE_BUCKET": spec.lake_bucket,
+    }
+
+
+def backend_secret_env(spec: StackSpec) -> dict[str, tuple[str, str]]:
+    """Env var -> (Secret name, key) for the backend's credentials."""
+    pg, s3, tok = spec.backend.postgres_secret, spec.backend.s3_secret, spec.backend.token_secret
+    qpg, qs3 = spec.backend.query_postgres_secret, spec.backend.query_s3_secret
+    return {"DUCKLAKE_PG_USER": (pg.name, pg.keys[0]),
+            "DUCKLAKE_PG_PASSWORD": (pg.name, pg.keys[1]),
+            "DUCKLAKE_S3_ACCESS_KEY": (s3.name, s3.keys[0]),
+            "DUCKLAKE_S3_SECRET_KEY": (s3.name, s3.keys[1]),
+            "DUCKLAKE_API_TOKEN": (tok.name, tok.keys[0]),
+            "DUCKLAKE_QUERY_PG_USER": (qpg.name, qpg.keys[0]),
+            "DUCKLAKE_QUERY_PG_PASSWORD": (qpg.name, qpg.keys[1]),
+            "DUCKLAKE_QUERY_S3_ACCESS_KEY": (qs3.name, qs3.keys[0]),
+            "DUCKLAKE_QUERY_S3_SECRET_KEY": (qs3.name, qs3.keys[1])}
+
+
+def backend_objects(spec: StackSpec, image: str) -> list[dict]:
+    """k8s/*.yaml with every name, namespace, port and the image set from the spec."""
+    b = spec.backend
+    objs: list[dict] = []
+    for f in b.manifests:
+        for doc in yaml.safe_load_all(f.read_text()):
+            if doc:
+                objs.append(copy.deepcopy(doc))
+    for o in objs:
+        o.setdefault("metadata", {})["namespace"] = b.namespace
+        kind = o.get("kind")
+        if kind == "ConfigMap":
+            o["metadata"]["name"] = b.configmap
+            o["data"] = backend_config(spec)
+        elif kind == "Service":
+            o["metadata"]["name"] = b.service.name
+            o["spec"]["type"] = b.service.type
+            o["spec"]["ports"][0]["port"] = b.service.ports[0]
+        elif kind == "Deployment":
+            o["metadata"]["name"] = b.deployment
+            o["spec"]["replicas"] = b.replicas
+            pod = o["spec"]["template"]["spec"]
+            c = pod["containers"][0]
+            c["name"] = b.container
+            c["image"] = image
+            c["ports"][0]["containerPort"] = b.port
+            c["envFrom"] = [{"configMapRef": {"name": b.configmap}}]
+            wanted = backend_secret_env(spec)
+            env = [e for e in c.get("env", []) if e["name"] not in wanted]
+            env += [{"name": n, "valueFrom": {"secretKeyRef": {"name": s, "key": k}}}
+                    for n, (s, k) in wanted.items()]
+            c["env"] = env
+            if spec.image_pull_secret:
+                pod["imagePullSecrets"] = [{"name": spec.image_pull_secret}]
+            c["livenessProbe"]["httpGet"]["path"] = b.liveness_path
+            c["readinessProbe"]["httpGet"]["path"] = b.readiness_path
+            if "startupProbe" in c:
+                c["startupProbe"]["httpGet"]["path"] = b.liveness_path
+    return objs
+
+
+# ---- the stateful part ----------------------------------------------------------------
+class _Ctx:
+    def __init__(self, cluster, spec: StackSpec, runner: Runner, progress: Progress,
+                 opts: Options, offline: bool = False):
+        self.cluster, self.spec, self.runner, self.progress, self.opts = \
+            cluster, spec, runner, progress, opts
+        self.offline = offline          # plan without a reachable cluster: reads are listed
+        self.read_marks: set[int] = set()
+        self.notes: dict[int, str] = {}
+        self.pushed: list[I.Pushed] = []
+
+    def kubectl(self, *args: str) -> list[str]:
+        return [*self.cluster.kubectl(), *args]
+
+    def helm(self, *args: str) -> list[str]:
+        return [*self.cluster.helm(), *args]
+
+    def local_read(self, argv: Sequence[str], timeout: float = 60) -> Result:
+        """A read of this machine's state (the Docker engine): runs even when the
+        cluster is absent, so the plan shows the real values (e.g. image IDs)."""
+        runner = getattr(self.runner, "base", self.runner)
+        return runner.run(argv, timeout=timeout, check=False, mutating=False)
+
+    def read(self, argv: Sequence[str], timeout: float = 60) -> Result | None:
+        """A read: runs (even in dry-run), or is only listed when the cluster is absent."""
+        if self.offline:
+            self.read_marks.add(len(self.runner.planned))
+            self.runner.planned.append([str(a) for a in argv])
+            return None
+        return self.runner.run(argv, timeout=timeout, check=False, mutating=False)
+
+    def apply(self, objects: Sequence[dict], timeout: float = 120) -> None:
+        if self.runner.dry_run:
+            self.notes[len(self.runner.planned)] = "stdin: " + ", ".join(
+                f"{o['kind']} {o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
+                .replace(" /", " ") for o in objects)
+        # Server-side apply: client-side apply would copy every object, Secrets
+        # included, into a last-applied-configuration annotation (SEC-ANN-001).
+        self.runner.run(self.kubectl("apply", "--server-side", "--field-manager",
+                                     "ducklake-infra", "--force-conflicts", "-f", "-"),
+                        input=kube.as_list(objects), timeout=timeout, mutating=True)
+
+
+def _get_secret(ctx: _Ctx, name: str, namespace: str) -> dict[str, str] | None:
+    res = ctx.read(ctx.kubectl("get", "secret", name, "-n", namespace, "-o", "json",
+                               "--ignore-not-found"))
+    if res is None or res.returncode != 0 or not res.stdout.strip():
+        return None
+    data = kube.decode_secret(json.loads(res.stdout))
+    ctx.runner.redactor.add(*data.values())
+    return data
+
+
+def ensure_namespaces(ctx: _Ctx) -> str:
+    names = sorted(set(ctx.spec.namespaces.values()))
+    res = ctx.read(ctx.kubectl("get", "namespaces", "-o", "name"))
+    have = {line.split("/", 1)[-1] for line in (res.stdout.split() if res else [])}
+    missing = [n for n in names if n not in have]
+    # namespaces that exist but do not enforce the restricted Pod Security profile yet
+    label = "pod-security.kubernetes.io/enforce=restricted"
+    res = ctx.read(ctx.kubectl("get", "namespaces", "-l", label, "-o", "name"))
+    restricted = {line.split("/", 1)[-1] for line in (res.stdout.split() if res else [])}
+    relabel = [n for n in names if n in have and n not in restricted]
+    if missing or relabel:
+        ctx.apply([kube.namespace_manifest(n) for n in missing] +
+                  [kube.namespace_manifest(n, managed=False) for n in relabel])
+    notes = ([f"created {', '.join(missing)}"] if missing else []) + \
+        ([f"restricted Pod Security on {', '.join(relabel)}"] if relabel else [])
+    return "; ".join(notes) or "present"
+
+
+def ensure_secrets(ctx: _Ctx) -> str:
+    """Generate the stack's credentials once; reuse them on every later run.
+
+    Values are registered with the runner's redactor and only ever sent on stdin.
+    """
+    s = ctx.spec
+    created: list[str] = []
+
+    def ensure(sec, want: dict[str, str], generated: set[str]) -> dict[str, str]:
+        have = _get_secret(ctx, sec.name, sec.namespace)
+        if have is not None and all(k in have for k in want):
+            fixed = {k: v for k, v in want.items() if k not in generated}
+            if all(have[k] == v for k, v in fixed.items()):
+                return have
+            want = {**want, **{k: have[k] for k in generated if k in have}}
+        ctx.runner.redactor.add(*[want[k] for k in generated])
+        ctx.apply([kube.secret_manifest(sec.name, sec.namespace, want)])
+        created.append(f"{sec.namespace}/{sec.name}")
+        return want
+
+    root = s.minio.root_secret
+    ensure(root, {root.keys[0]: "admin-" + kube.random_password(8),
+                  root.keys[1]: kube.random_password(40)}, set(root.keys))
+    user = s.minio.backend_user
+    user_data = ensure(user.secret, {user.secret.keys[0]: kube.random_password(40)},
+                       {user.secret.keys[0]})
+    cat = s.postgresql.catalog
+    cat_data = ensure(cat.secret, {cat.secret.keys[0]: cat.owner,
+                                   cat.secret.keys[-1]: kube.random_password(32)},
+                      {cat.secret.keys[-1]})
+    pg, s3 = s.backend.postgres_secret, s.backend.s3_secret
+    ensure(pg, {pg.keys[0]: cat.owner, pg.keys[1]: cat_data.get(cat.secret.keys[-1], "")},
+           set())
+    ensure(s3, {s3.keys[0]: user.access_key, s3.keys[1]: user_data.get(user.secret.keys[0], "")},
+           set())
+    tok = s.backend.token_secret
+    ensure(tok, {tok.keys[0]: kube.random_password(40)}, {tok.keys[0]})
+    # the query path's read-only identities (a MinIO user, a PostgreSQL role) and copies
+    quser = s.minio.query_user
+    quser_data = ensure(quser.secret, {quser.secret.keys[0]: kube.random_password(40)},
+                        {quser.secret.keys[0]})
+    rd = s.postgresql.catalog.reader
+    rd_data = ensure(rd.secret, {rd.secret.keys[0]: rd.role,
+                                 rd.secret.keys[1]: kube.random_password(32)}, {rd.secret.keys[1]})
+    qpg, qs3 = s.backend.query_postgres_secret, s.backend.query_s3_secret
+    ensure(qpg, {qpg.keys[0]: rd.role, qpg.keys[1]: rd_data.get(rd.secret.keys[1], "")}, set())
+    ensure(qs3, {qs3.keys[0]: quser.access_key,
+                 qs3.keys[1]: quser_data.get(quser.secret.keys[0], "")}, set())
+    return f"created {', '.join(created)}" if created else "all present (reused)"
+
+
+def release_is_current(ctx: _Ctx, rel: ReleaseSpec, digest: str) -> bool:
+    res = ctx.read(ctx.helm("list", "--namespace", rel.namespace, "--filter", f"^{rel.name}$",
+                            "--output", "json"))
+    try:
+        items = json.loads(res.stdout or "[]") if res and res.returncode == 0 else []
+    except ValueError:
+        items = []
+    item = next((i for i in items if i.get("name") == rel.name), None)
+    if not item or item.get("status") != "deployed" or \
+            item.get("chart") != f"{rel.chart.name}-{rel.chart.version}":
+        return False
+    res = ctx.read(ctx.helm("get", "values", rel.name, "--namespace", rel.namespace,
+                            "--output", "json"))
+    try:
+        values = json.loads(res.stdout or "{}") if res and res.returncode == 0 else {}
+    except ValueError:
+        return False
+    return (values.get("ducklakeInfra") or {}).get("specHash") == digest
+
+
+def install_releases(ctx: _Ctx, refs: Mapping[str, str]) -> str:
+    """helm upgrade --install every release in parallel; skip unchanged ones."""
+    notes: dict[str, str] = {}
+    errors: list[tuple[str, BaseException]] = []
+    lock = threading.Lock()
+
+    def one(rel: ReleaseSpec) -> None:
+        start = time.monotonic()
+        argv, digest = helm_upgrade_argv(ctx.cluster.helm(), ctx.spec, rel, refs, ctx.opts)
+        try:
+            if release_is_current(ctx, rel, digest):
+                note = "unchanged"
+            else:
+                ctx.runner.run(argv, timeout=rel.timeout + 60, mutating=True)
+                note = "installed"
+        except BaseException as exc:
+            with lock:
+                errors.append((rel.name, exc))
+            note = "failed"
+        took = time.monotonic() - start
+        with lock:
+            notes[rel.name] = f"{rel.name} {note} {took:.1f}s"
+            ctx.progress.timings.append((f"  release {rel.name}", took, note))
+            ctx.progress.say(f"    {rel.name}: {note} ({took:.1f}s)")
+
+    rels = list(ctx.spec.releases.values())
+    with ThreadPoolExecutor(max_workers=len(rels) or 1) as pool:
+        list(pool.map(one, rels))
+    if errors:
+        name, exc = errors[0]
+        rel = ctx.spec.releases[name]
+        detail = exc.stderr_tail if isinstance(exc, CommandError) else str(exc)
+        pulls = I.pull_problems(ctx.runner, ctx.cluster.kubectl(), rel.namespace)
+        diag = kube.diagnose(ctx.runner, ctx.cluster.kubectl(), rel.namespace)
+        raise DucklakeInfraError(ctx.runner.redactor(
+            pull_failure(f"helm release {name} (namespace {rel.namespace})", pulls, ctx.opts)
+            or f"helm release {name} (namespace {rel.namespace}) failed: {detail.strip()}"
+            ) + f"\n{ctx.runner.redactor(diag)}")
+    return ", ".join(notes[r.name] for r in rels)
+
+
+BASE_LABEL = "ducklake-infra.python-base"
+
+
+def build_backend_image(ctx: _Ctx, refs: Mapping[str, str]) -> str:
+    ref = refs[BACKEND_IMAGE_KEY]
+    if BACKEND_IMAGE_KEY in ctx.opts.images:
+        return f"{ref} (given)"
+    # The tag hashes our sources; the base image is tracked by a label, so a rebuilt
+    # base (e.g. a new bundle) rebuilds the backend under the same source tag.
+    base = ctx.local_read(["docker", "image", "inspect", "--format", "{{.Id}}",
+                           refs["python-base"]])
+    base_id = base.stdout.strip() if base is not None and base.returncode == 0 else ""
+    res = ctx.read(["docker", "image", "inspect", "--format",
+                    f'{{{{index .Config.Labels "{BASE_LABEL}"}}}}', ref])
+    if res is not None and res.returncode == 0 and res.stdout.strip() == base_id and base_id:
+        return f"{ref} (cached)"
+    img = ctx.spec.backend.image
+    if not ctx.runner.dry_run and not img.dockerfile.is_file():
+        raise DucklakeInfraError(f"backend image: no {img.dockerfile}")
+    argv = ["docker", "build", "--file", str(img.dockerfile), "--tag", ref,
+            "--build-arg", f"PYTHON_BASE={refs['python-base']}",
+            "--label", f"{BASE_LABEL}={base_id or 'unknown'}",
+            "--secret", f"id=cacert,src={CACERT}", str(img.context)]
+    ctx.runner.run_logged(argv, timeout=ctx.opts.build_timeout, env={"DOCKER_BUILDKIT": "1"},
+                          cwd=img.context)
+    return f"{ref} (built)"
+
+
+def load_images(ctx: _Ctx, refs: Mapping[str, str]) -> str:
+    keys = sorted({k for r in ctx.spec.releases.values() for k in r.images.values()}
+                  | {BACKEND_IMAGE_KEY})
+    images = [refs[k] for k in keys]
+    try:
+        ctx.cluster.load_images(images)
+    except DucklakeInfraError:
+        if not ctx.runner.dry_run:
+            raise
+        # plan: an image that `up` would build first is not there yet
+        ctx.runner.planned.append(["kind", "load", "docker-image", "--name",
+                                   ctx.cluster.name, *images])
+    return f"{len(images)} images"
+
+
+def deploy_backend(ctx: _Ctx, image: str) -> str:
+    b = ctx.spec.backend
+    ctx.apply(backend_objects(ctx.spec, image))
+    argv = ctx.kubectl("rollout", "status", f"deployment/{b.deployment}", "-n", b.namespace,
+                       "--timeout", f"{b.rollout_timeout}s")
+    if ctx.offline:
+        ctx.read(argv)
+        return image
+    if ctx.runner.dry_run:
+        ctx.runner.planned.append(argv)
+        return image
+    res = ctx.runner.run(argv, timeout=b.rollout_timeout + 30, check=False, mutating=False)
+    if res.returncode != 0:
+        pulls = I.pull_problems(ctx.runner, ctx.cluster.kubectl(), b.namespace)
+        diag = kube.diagnose(ctx.runner, ctx.cluster.kubectl(), b.namespace)
+        raise DucklakeInfraError(ctx.runner.redactor(
+            pull_failure(f"backend deployment {b.namespace}/{b.deployment}", pulls, ctx.opts)
+            or f"backend deployment {b.namespace}/{b.deployment} did not become ready within "
+            f"{b.rollout_timeout}s: {(res.stderr or res.stdout).strip()}") +
+            ctx.runner.redactor(f"\n{diag}"))
+    return image
+
+
+def pull_failure(what: str, pulls: Sequence[str], opts: Options) -> str:
+    """'Images could not be pulled' with each image and the node's message, or ''."""
+    if not pulls:
+        return ""
+    hint = (f"the registry {opts.registry.host} must be reachable from the nodes under the "
+            "same name, and they must be allowed to pull (node credentials, or "
+            "registry.image_pull_secret in the stack spec)" if opts.registry else
+            "push the images to a registry the nodes can pull from (--registry)")
+    return (f"{what} is not ready: the node could not pull its image(s):\n  "
+            + "\n  ".join(pulls) + f"\n  what to do: {hint}")
+
+
+def cluster_image_keys(spec: StackSpec) -> list[str]:
+    """Images the cluster runs: every release's images and the backend."""
+    return sorted({k for r in spec.releases.values() for k in r.images.values()}
+                  | {BACKEND_IMAGE_KEY})
+
+
+def push_images(ctx: _Ctx, refs: dict[str, str]) -> str:
+    """Tag + push what the registry lacks; ``refs`` becomes digest references."""
+    reg = ctx.opts.registry
+    assert reg is not None
+    todo = {k: refs[k] for k in cluster_image_keys(ctx.spec) if "@" not in refs[k]}
+    pushed = I.push_all(ctx.runner, reg, todo)
+    for p in pushed:
+        refs[p.key] = p.ref
+        ctx.progress.say(f"    {p.key}: {p.action} {p.ref}")
+    ctx.pushed = pushed
+    return I.summary(pushed)
+
+
+def ensure_pull_secret(ctx: _Ctx) -> str:
+    """registry.image_pull_secret: it must exist in every stack namespace (we never create
+    it: it holds the user's credentials). Charts without an imagePullSecrets value (our
+    PostgreSQL chart) pull through the namespace's default ServiceAccount."""
+    name = ctx.spec.image_pull_secret
+    if not name:
+        return "none (the nodes' own credentials)"
+    namespaces = sorted(set(ctx.spec.namespaces.values()))
+    missing = []
+    for ns in namespaces:
+        res = ctx.read(ctx.kubectl("get", "secret", name, "-n", ns, "-o", "name",
+                                   "--ignore-not-found"))
+        if res is not None and not res.stdout.strip():
+            missing.append(ns)
+    if missing:
+        raise DucklakeInfraError(
+            f"imagePullSecret {name!r} (stack spec registry.image_pull_secret) is missing in "
+            f"namespace(s) {', '.join(missing)}: create it there, e.g. kubectl create secret "
+            f"docker-registry {name} -n <namespace> --docker-server=<registry> "
+            "--docker-username=... --docker-password=... (credentials never pass through "
+            "ducklake-infra)")
+    pg_ns = ctx.spec.postgresql.namespace
+    ctx.apply([{"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": "default", "namespace": pg_ns},
+                "imagePullSecrets": [{"name": name}]}])
+    return f"{name} in {', '.join(namespaces)}"
+
+
+def push_only(spec: StackSpec, runner: Runner, progress: Progress,
+              opts: Options) -> list[I.Pushed]:
+    """``ducklake-infra images push``: build the backend if needed, push what the
+    registry lacks; no cluster involved. Returns the digest references."""
+    if opts.registry is None:
+        raise DucklakeInfraError("images push needs --registry HOST[:PORT]/PREFIX")
+    ctx = _Ctx(None, spec, runner, progress, opts)
+    refs = image_refs(spec, opts)
+    with progress.step("backend image") as info:
+        info["note"] = build_backend_image(ctx, refs)
+    with progress.step(f"push images to {opts.registry.base}") as info:
+        info["note"] = push_images(ctx, refs)
+    return ctx.pushed
+
+
+def _ensure_cluster(ctx: _Ctx) -> str:
+    c = ctx.cluster
+    if c.is_kind:
+        existed = c.exists() if isinstance(c, KindCluster) else True
+        c.ensure()
+        return f"{c.context} ({'reused' if existed else 'created'})"
+    c.ensure()
+    return f"context {c.context}"
+
+
+def up(cluster, spec: StackSpec, runner: Runner, progress: Progress,
+       opts: Options | None = None, *, _ctx: _Ctx | None = None) -> dict[str, str]:
+    """Create or update the whole stack; returns the resolved image references."""
+    opts = opts or Options()
+    runner.redactor.allow(*spec.public_names())
+    ctx = _ctx or _Ctx(cluster, spec, runner, progress, opts)
+    start = time.monotonic()
+    if not cluster.is_kind and opts.registry is None and BACKEND_IMAGE_KEY not in opts.images:
+        raise DucklakeInfraError(
+            f"context {cluster.context!r} is not a kind cluster: images cannot be loaded into "
+            "it. Pass --registry HOST[:PORT]/PREFIX, a registry the cluster pulls from (up "
+            "pushes the images there and installs them by digest), or give every image with "
+            "--image backend=<ref> (and --image minio=/mc=/postgresql=<ref>)")
+    refs = image_refs(spec, opts)
+    if not runner.dry_run:
+        check_charts(spec, opts)
+    with progress.step("cluster") as info:
+        info["note"] = _ensure_cluster(ctx)
+    if opts.registry is not None:
+        with progress.step("backend image") as info:
+            info["note"] = build_backend_image(ctx, refs)
+        with progress.step(f"push images to {opts.registry.base}") as info:
+            info["note"] = push_images(ctx, refs)
+    elif cluster.is_kind:
+        with progress.step("backend image") as info:
+            info["note"] = build_backend_image(ctx, refs)
+        with progress.step("load images into kind") as info:
+            info["note"] = load_images(ctx, refs)
+    with progress.step("namespaces") as info:
+        info["note"] = ensure_namespaces(ctx)
+    with progress.step("secrets") as info:
+        info["note"] = ensure_secrets(ctx)
+    with progress.step("network policies") as info:
+        pols = netpol.network_policies(spec)
+        ctx.apply(pols)
+        info["note"] = f"{len(pols)} applied"
+    if opts.registry is not None or spec.image_pull_secret:
+        with progress.step("image pull secret") as info:
+            info["note"] = ensure_pull_secret(ctx)
+    if opts.registry is not None and not runner.dry_run:
+        with progress.step("images in the registry") as info:
+            I.verify_present(runner, opts.registry,
+                             {k: refs[k] for k in cluster_image_keys(spec)})
+            info["note"] = "all present by digest"
+    with progress.step("helm releases (parallel)") as info:
+        info["note"] = install_releases(ctx, refs)
+    with progress.step("backend deployment") as info:
+        info["note"] = deploy_backend(ctx, refs[BACKEND_IMAGE_KEY])
+    if not runner.dry_run:
+        progress.say(summary(spec, cluster, progress, time.monotonic() - start))
+    return refs
+
+
+def summary(spec: StackSpec, cluster, progress: Progress, total: float) -> str:
+    lines = [f"DuckLake stack is up on {cluster.context} in {total:.1f}s", "  phases:"]
+    for name, took, note in progress.timings:
+        lines.append(f"    {name:<28} {took:7.1f}s  {note}")
+    m, p, b = spec.minio, spec.postgresql, spec.backend
+    lines += [
+        f"  MinIO:      {m.endpoint}  buckets {spec.raw_bucket}, {spec.lake_bucket}  "
+        f"(root credentials: Secret {m.namespace}/{m.root_secret.name})",
+        f"  PostgreSQL: {p.host}:{p.port}  catalog {p.catalog.database} owned by "
+        f"{p.catalog.owner}",
+        f"  Backend:    {b.service.name}.{b.namespace}.svc:{b.service.ports[0]}  "
+        f"(deployment {b.deployment})",
+    ]
+    return "\n".join(lines)
+
+
+def plan(cluster, spec: StackSpec, runner: Runner, progress: Progress,
+         opts: Options | None = None) -> list[str]:
+    """Every command ``up`` would run, changing nothing (``runner`` must be dry-run).
+
+    Reads run when the cluster exists; otherwise they are listed too, marked ``# read``.
+    """
+    if not runner.dry_run:
+        raise ValueError("plan needs a Runner(dry_run=True)")
+    opts = opts or Options()
+    offline = False
+    try:
+        if cluster.is_kind:
+            offline = isinstance(cluster, KindCluster) and not cluster.exists()
+        else:
+            cluster.ensure()
+    except (CommandError, DucklakeInfraError) as exc:
+        progress.say(f"note: cluster not reachable ({str(exc).splitlines()[0]}); "
+                     "reads are listed, not run")
+        offline = True
+    if offline:
+        rec = _RecordingRunner(runner)
+        cluster.runner = rec
+        ctx = _Ctx(cluster, spec, rec, progress, opts, offline=True)
+    else:
+        ctx = _Ctx(cluster, spec, runner, progress, opts)
+    up(cluster, spec, ctx.runner, progress, opts, _ctx=ctx)
+    marks = ctx.read_marks | getattr(ctx.runner, "read_marks", set())
+    out = []
+    for i, argv in enumerate(ctx.runner.planned):
+        line = runner.redactor(" ".join(_quote(a) for a in argv))
+        if i in marks:
+            line += "   # read"
+        elif i in ctx.notes:
+            line += f"   # {ctx.notes[i]}"
+        out.append(line)
+    if ctx.runner is not runner:
+        runner.planned[:] = ctx.runner.planned
+        runner.planned_inputs.clear()
+        runner.planned_inputs.update(ctx.runner.planned_inputs)
+    return out
+
+
+def _quote(arg: str) -> str:
+    import shlex
+    return shlex.quote(arg)
+
+
+class _RecordingRunner(Runner):
+    """Plan without a cluster: records every command (reads marked) and runs none."""
+
+    def __init__(self, base: Runner):
+        super().__init__(readonly=base.readonly, redactor=base.redactor, env=base.base_env,
+                         dry_run=True)
+        self.base = base  # local reads (docker image inspect) still run through it
+        self.read_marks: set[int] = set()
+
+    def run(self, argv, *, mutating=None, **kw):  # type: ignore[override]
+        argv = [str(a) for a in argv]
+        self.check_allowed(argv)
+        if mutating is False:
+            self.read_marks.add(len(self.planned))
+        if kw.get("input") is not None:
+            self.planned_inputs[len(self.planned)] = kw["input"]
+        self.planned.append(argv)
+        return Result(argv, 0, "", "", 0.0)
+
+
+def down(cluster, spec: StackSpec, runner: Runner, progress: Progress, *,
+         keep_cluster: bool = False, purge: bool = False) -> str:
+    """Remove the stack. A kind cluster of the spec's name is ours: deleted whole
+    unless ``keep_cluster``. Elsewhere: helm uninstall + our backend objects only;
+    PVCs, the generated Secrets and the namespaces stay (they hold the data and its
+    credentials) unless ``purge``: then the spec's PVCs and the Secrets we generated
+    go too, and namespaces only when ducklake-infra created them (label)."""
+    if cluster.is_kind and isinstance(cluster, KindCluster):
+        if not cluster.exists():
+            return f"kind cluster {cluster.name} does not exist: nothing to do"
+        if not keep_cluster:
+            with progress.step(f"delete kind cluster {cluster.name}"):
+                cluster.keep = False
+                cluster.delete()
+            return f"deleted kind cluster {cluster.name}"
+    b = spec.backend
+    with progress.step("delete backend"):
+        runner.run([*cluster.kubectl(), "delete", "--namespace", b.namespace,
+                    "--ignore-not-found", "--wait=true", f"deployment/{b.deployment}",
+                    f"service/{b.service.name}", f"configmap/{b.configmap}"],
+                   timeout=180, mutating=True)
+    with progress.step("delete network policies"):
+        label = ",".join(f"{k}={v}" for k, v in netpol.MANAGED.items())
+        for ns in sorted(set(spec.namespaces.values())):
+            runner.run([*cluster.kubectl(), "delete", "networkpolicies", "--namespace", ns,
+                        "-l", label, "--ignore-not-found"], timeout=120, mutating=True)
+    with progress.step("helm uninstall"):
+        for rel in spec.releases.values():
+            runner.run([*cluster.helm(), "uninstall", rel.name, "--namespace", rel.namespace,
+                        "--ignore-not-found", "--wait", "--timeout", f"{rel.timeout}s"],
+                       timeout=rel.timeout + 60, mutating=True)
+    pvcs = [f"{p.namespace}/{p.name}" for p in spec.all_pvcs()]
+    generated = [x for x in spec.all_secrets() if x is not spec.postgresql.superuser_secret]
+    secrets = [f"{x.namespace}/{x.name}" for x in generated]
+    namespaces = sorted(set(spec.namespaces.values()))
+    if not purge:
+        return ("stack removed (helm releases " + ", ".join(spec.releases) +
+                f", backend objects in {b.namespace}); kept PVCs " + ", ".join(pvcs) +
+                " (the data), the generated Secrets " + ", ".join(secrets) +
+                " and the namespaces " + ", ".join(namespaces) +
+                " (delete them by hand, or run down again with --purge)")
+    with progress.step("delete PVCs and generated Secrets"):
+        by_ns: dict[str, list[str]] = {}
+        for p in spec.all_pvcs():
+            by_ns.setdefault(p.namespace, []).append(f"persistentvolumeclaim/{p.name}")
+        for x in generated:
+            by_ns.setdefault(x.namespace, []).append(f"secret/{x.name}")
+        for ns, objs in sorted(by_ns.items()):
+            runner.run([*cluster.kubectl(), "delete", "--namespace", ns, "--ignore-not-found",
+                        "--wait=true", *objs], timeout=300, mutating=True)
+    label = ",".join(f"{k}={v}" for k, v in kube.MANAGED_BY.items())
+    ours: list[str] = []
+    res = runner.run([*cluster.kubectl(), "get", "namespaces", "-l", label, "-o", "name"],
+                     timeout=60, check=False, mutating=False)
+    have = {ln.split("/", 1)[-1] for ln in (res.stdout or "").split()}
+    ours = [n for n in namespaces if n in have]
+    if ours:
+        with progress.step("delete namespaces we created"):
+            runner.run([*cluster.kubectl(), "delete", "--ignore-not-found", "--wait=true",
+                        *[f"namespace/{n}" for n in ours]], timeout=600, mutating=True)
+    kept = [n for n in namespaces if n not in ours]
+    return ("stack removed with its data: PVCs " + ", ".join(pvcs) + ", Secrets " +
+            ", ".join(secrets) + (", namespaces " + ", ".join(ours) if ours else "") +
+            ("; left behind: namespaces " + ", ".join(kept) + " (not created by ducklake-infra)"
+             if kept else ""))
+
+
+def status(cluster, spec: StackSpec, runner: Runner) -> tuple[bool, str]:
+    """Releases (chart, status), pods (ready/total) and the backend rollout; read-only."""
+    ok = True
+    lines = [f"cluster: {cluster.context}"]
+    kubectl, helm = cluster.kubectl(), cluster.helm()
+    for rel in spec.releases.values():
+        res = runner.run([*helm, "list", "--namespace", rel.namespace, "--filter",
+                          f"^{rel.name}$", "--output", "json"], timeout=60, check=False,
+                         mutating=False)
+        try:
+            items = json.loads(res.stdout or "[]") if res.returncode == 0 else []
+        except ValueError:
+            items = []
+        item = next((i for i in items if i.get("name") == rel.name), None)
+        want = f"{rel.chart.name}-{rel.chart.version}"
+        if not item:
+            ok = False
+            lines.append(f"release {rel.namespace}/{rel.name}: NOT INSTALLED (want {want})")
+            continue
+        good = item.get("status") == "deployed" and item.get("chart") == want
+        ok &= good
+        lines.append(f"release {rel.namespace}/{rel.name}: {item.get('status')} "
+                     f"chart {item.get('chart')} app {item.get('app_version')} "
+                     f"rev {item.get('revision')}" + ("" if good else f"  (want {want}, deployed)"))
+    for ns in sorted(set(spec.namespaces.values())):
+        res = runner.run([*kubectl, "get", "pods", "--namespace", ns, "--output", "json"],
+                         timeout=60, check=False, mutating=False)
+        try:
+            pods = json.loads(res.stdout).get("items", []) if res.returncode == 0 else []
+        except ValueError:
+            pods = []
+        if res.returncode != 0:
+            ok = False
+            lines.append(f"namespace {ns}: cannot list pods: {res.stderr.strip()[-200:]}")
+        for pod in pods:
+            st = pod.get("status", {})
+            if st.get("phase") == "Succeeded":
+                continue
+            cs = st.get("containerStatuses") or []
+            ready = sum(1 for c in cs if c.get("ready"))
+            good = bool(cs) and ready == len(cs)
+            ok &= good
+            lines.append(f"pod {ns}/{pod['metadata']['name']}: {st.get('phase')} "
+                         f"{ready}/{len(cs)} ready" + ("" if good else "  NOT READY"))
+    b = spec.backend
+    res = runner.run([*kubectl, "get", "deployment", b.deployment, "--namespace", b.namespace,
+                      "--output", "json"], timeout=60, check=False, mutating=False)
+    if res.returncode != 0:
+        ok = False
+        lines.append(f"deployment {b.namespace}/{b.deployment}: NOT FOUND")
+    else:
+        d = json.loads(res.stdout)
+        want, ready = d["spec"].get("replicas", 1), d.get("status", {}).get("readyReplicas", 0)
+        image = d["spec"]["template"]["spec"]["containers"][0]["image"]
+        ok &= ready == want
+        lines.append(f"deployment {b.namespace}/{b.deployment}: {ready}/{want} ready, "
+                     f"image {image}")
+    lines.append("status: OK" if ok else "status: NOT READY")
+    return ok, "\n".join(lines)

@@ -1,0 +1,259 @@
+"""The ``up``, ``down``, ``status`` and ``plan`` subcommands of ``ducklake-infra``.
+
+``ducklake_infra/provision/cli.py`` calls :func:`register` once with its subparsers; each
+subcommand sets ``func`` (called with the parsed args, returns the exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from ducklake_infra.provision import spec as S
+from ducklake_infra.provision import stack
+from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.cluster import ExistingCluster, KindCluster
+from ducklake_infra.provision.errors import DucklakeInfraError
+from ducklake_infra.provision.progress import Progress
+from ducklake_infra.provision.runner import Runner
+
+
+def _common(p: argparse.ArgumentParser, real_needs_yes: bool = False) -> None:
+    p.add_argument("--cluster", required=True, metavar="kind|CONTEXT",
+                   help="'kind': the spec's kind cluster (created if absent); any other value "
+                        "is an existing kube context (never created or deleted)")
+    p.add_argument("--kubeconfig", default=None,
+                   help="kubeconfig file for --cluster CONTEXT (default: kubectl's)")
+    p.add_argument("--spec", default=None, metavar="FILE",
+                   help=f"stack spec (default: ${S.SPEC_ENV}, else ./stack.yaml, else the "
+                        "packaged default)")
+
+
+def _image_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--image", action="append", default=[], metavar="KEY=REF",
+                   help="override an image of the spec (keys: minio, mc, postgresql, "
+                        "python-base, backend); repeatable")
+    p.add_argument("--online", action="store_true",
+                   help="install charts from their online repositories, not the bundle")
+    _registry_opts(p)
+
+
+def _registry_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--registry", default=None, metavar="HOST[:PORT]/PREFIX",
+                   help="push the stack images there (skipping those already present by "
+                        "digest) and install them by digest; needed for a cluster that is "
+                        "not kind. Credentials: your Docker configuration (docker login)")
+    p.add_argument("--plain-http", action="store_true",
+                   help="the registry speaks plain http (automatic for localhost/127.x)")
+
+
+def register(sub) -> None:
+    """Add up, down, status and plan to the ``ducklake-infra`` subparsers."""
+    p = sub.add_parser("up", help="install or update the stack (idempotent)")
+    _common(p)
+    _image_opts(p)
+    p.add_argument("--yes", action="store_true",
+                   help="confirm changing a cluster that is not kind (run plan first)")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("plan", help="print every command `up` would run; change nothing")
+    _common(p)
+    _image_opts(p)
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("down", help="uninstall the stack (kind: delete the spec's cluster)")
+    _common(p)
+    p.add_argument("--keep-cluster", action="store_true",
+                   help="kind: uninstall the releases and the backend but keep the cluster")
+    p.add_argument("--yes", action="store_true",
+                   help="confirm removing the stack from a cluster that is not kind")
+    p.add_argument("--purge", action="store_true",
+                   help="not kind: also delete the PVCs (the data), the Secrets we generated "
+                        "and the namespaces we created")
+    p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("images", help="the stack images in a registry")
+    isub = p.add_subparsers(dest="images_command", metavar="ACTION")
+    isub.required = True
+    p = isub.add_parser("push", help="build the backend if needed, push every stack image "
+                        "the registry lacks (by digest), print the digest references")
+    p.add_argument("--spec", default=None, metavar="FILE",
+                   help=f"stack spec (default: ${S.SPEC_ENV}, else ./stack.yaml, else the "
+                        "packaged default)")
+    p.add_argument("--image", action="append", default=[], metavar="KEY=REF",
+                   help="override an image of the spec; repeatable")
+    _registry_opts(p)
+    p.set_defaults(func=cmd_images_push)
+
+    p = sub.add_parser("status", help="releases, chart versions and pod readiness")
+    _common(p)
+    p.set_defaults(func=cmd_status)
+
+
+# ---- helpers -----------------------------------------------------------------------
+def _layout(args) -> L.Layout:
+    return L.layout(getattr(args, "cache_dir", None))
+
+
+def make_runner(args, name: str, *, readonly: bool = False, dry_run: bool = False) -> Runner:
+    lay = _layout(args)
+    log = lay.logs / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    runner = Runner(log_path=log, readonly=readonly, dry_run=dry_run)
+    runner.base_env["PATH"] = lay.path_env(runner.base_env.get("PATH", ""))
+    return runner
+
+
+def load_spec(args) -> S.StackSpec:
+    """The stack spec the command uses; which file and why go to stderr (stdout stays
+    the command's own output)."""
+    path, how = S.locate(args.spec)
+    print(f"stack spec: {path} ({how})", file=sys.stderr)
+    return S.load(path)
+
+
+def make_cluster(args, spec: S.StackSpec, runner: Runner):
+    if args.cluster == "kind":
+        if args.kubeconfig:
+            raise DucklakeInfraError("--kubeconfig only applies to --cluster CONTEXT; the kind "
+                                     "cluster has its own kubeconfig file")
+        return KindCluster(runner, name=spec.kind_cluster, node_image=L.NODE_IMAGE)
+    return ExistingCluster(runner, context=args.cluster, kubeconfig=args.kubeconfig)
+
+
+def parse_images(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, ref = item.partition("=")
+        if not sep or not key or not ref:
+            raise DucklakeInfraError(f"--image {item!r}: expected KEY=REF, e.g. "
+                                     "--image backend=registry.example/ducklake-backend:1.0")
+        out[key] = ref
+    return out
+
+
+def _registry(args) -> "stack.I.Registry | None":
+    if not getattr(args, "registry", None):
+        return None
+    return stack.I.parse_registry(args.registry, insecure=True if args.plain_http else None)
+
+
+def _options(args) -> stack.Options:
+    return stack.Options(layout=_layout(args), images=parse_images(args.image),
+                         online=getattr(args, "online", False), registry=_registry(args))
+
+
+def check_real_context(args, opts: stack.Options, verb: str = "up") -> None:
+    """A cluster that is not kind: images must come from a registry, and changes need --yes."""
+    if args.cluster == "kind":
+        return
+    if opts.registry is None and stack.BACKEND_IMAGE_KEY not in opts.images:
+        raise DucklakeInfraError(
+            f"context {args.cluster!r} is not a kind cluster: images cannot be loaded into it. "
+            "Pass --registry HOST[:PORT]/PREFIX (a registry the cluster pulls from, e.g. "
+            "--registry registry.example.com/team/ducklake; up pushes the images there and "
+            "installs them by digest), or --image backend=<ref> and "
+            "--image minio=/mc=/postgresql=<ref>")
+    if verb == "up" and not args.yes:
+        reg = f" --registry {args.registry}" if opts.registry else ""
+        kc = f" --kubeconfig {args.kubeconfig}" if args.kubeconfig else ""
+        raise DucklakeInfraError(
+            f"up on context {args.cluster!r} changes a cluster we do not own: review "
+            f"`ducklake-infra plan --cluster {args.cluster}{kc}{reg}` (every push and install), "
+            "then add --yes")
+
+
+# ---- commands ----------------------------------------------------------------------
+def cmd_up(args) -> int:
+    spec = load_spec(args)
+    opts = _options(args)
+    check_real_context(args, opts, "up")
+    runner = make_runner(args, "up")
+    progress = Progress()
+    progress.say(f"log: {runner.log_path}")
+    cluster = make_cluster(args, spec, runner)
+    stack.up(cluster, spec, runner, progress, opts)
+    return 0
+
+
+def cmd_plan(args) -> int:
+    spec = load_spec(args)
+    opts = _options(args)
+    check_real_context(args, opts, "plan")
+    runner = make_runner(args, "plan", dry_run=True)
+    progress = Progress(quiet=True)
+    cluster = make_cluster(args, spec, runner)
+    lines = stack.plan(cluster, spec, runner, progress, opts)
+    reg = f" --registry {args.registry}" if opts.registry else ""
+    reg = (f" --kubeconfig {args.kubeconfig}" if args.kubeconfig else "") + reg
+    print(f"# `ducklake-infra up --cluster {args.cluster}{reg}` would run ({len(lines)} "
+          "commands; secret values go on stdin, never in arguments; "
+          f"{sum(1 for ln in lines if ln.startswith('docker push '))} image pushes):")
+    for line in lines:
+        print(line)
+    return 0
+
+
+def cmd_down(args) -> int:
+    spec = load_spec(args)
+    if args.cluster != "kind" and not args.yes:
+        raise DucklakeInfraError(f"down on context {args.cluster!r} removes the stack from a "
+                                 "cluster we do not own: add --yes to confirm")
+    runner = make_runner(args, "down")
+    progress = Progress()
+    cluster = make_cluster(args, spec, runner)
+    if not cluster.is_kind:
+        cluster.ensure()
+    if args.purge and cluster.is_kind and not args.keep_cluster:
+        raise DucklakeInfraError("--purge applies to a kept kind cluster (--keep-cluster) or a "
+                                 "context; without --keep-cluster the kind cluster goes whole")
+    print(stack.down(cluster, spec, runner, progress, keep_cluster=args.keep_cluster,
+                     purge=args.purge))
+    return 0
+
+
+def cmd_images_push(args) -> int:
+    spec = load_spec(args)
+    opts = _options(args)
+    if opts.registry is None:
+        raise DucklakeInfraError("images push needs --registry HOST[:PORT]/PREFIX")
+    runner = make_runner(args, "images-push")
+    progress = Progress()
+    progress.say(f"log: {runner.log_path}")
+    pushed = stack.push_only(spec, runner, progress, opts)
+    print(f"# {stack.I.summary(pushed)}")
+    for p in pushed:
+        print(f"{p.key}={p.ref}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    spec = load_spec(args)
+    # kind itself is not a read-only tool: finding the cluster and exporting its own
+    # kubeconfig file use a normal runner; every cluster query is read-only.
+    cluster = make_cluster(args, spec, make_runner(args, "status-cluster"))
+    if cluster.is_kind and not cluster.exists():
+        print(f"kind cluster {cluster.name} does not exist")
+        return 1
+    cluster.ensure()
+    ok, text = stack.status(cluster, spec, make_runner(args, "status", readonly=True))
+    print(text)
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (``python -m ducklake_infra.provision.stack_cli``); the product CLI is provision.cli."""
+    parser = argparse.ArgumentParser(prog="ducklake-infra")
+    parser.add_argument("--cache-dir", default=None)
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except DucklakeInfraError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""The ducklake-infra pytest plugin (entry point ``pytest11``): options and session fixtures.
+
+Installed with the package, so ``pytest --cluster=CONTEXT --readonly`` works from any
+directory: with no test paths it runs the packaged conformance suites.
+``pytest --cluster=kind`` creates (or reuses) the kind cluster from the bundle's
+node image, installs the stack and deploys the backend; the suites then check
+the spec. ``pytest --cluster=<context> --readonly`` audits an existing cluster
+and refuses every test or fixture marked ``mutating``.
+"""
+
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.cluster import ExistingCluster, KindCluster
+from ducklake_infra.provision.errors import DucklakeInfraError
+from ducklake_infra.provision.runner import Runner
+
+import ducklake_infra
+from ducklake_infra.provision import spec as S
+
+# The conformance suites' plugin: controls, the stack fixture, reports.
+pytest_plugins = ["ducklake_infra.suites.plugin"]
+SUITES = Path(ducklake_infra.__file__).resolve().parent / "suites"
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("ducklake-infra", "DuckLake stack conformance")
+    g.addoption("--cluster", default=None, metavar="kind|CONTEXT",
+                help="'kind' (default) creates or reuses the kind cluster from the bundle; "
+                     "any other value is an existing kube context, never created or deleted. "
+                     "Tests that need no cluster: pytest tests -m 'not cluster'")
+    g.addoption("--readonly", action="store_true",
+                help="audit mode: nothing may change; mutating tests are refused")
+    g.addoption("--keep-cluster", action="store_true",
+                help="keep the kind cluster after the run (a later run reuses it)")
+    g.addoption("--kubeconfig", default=None, help="kubeconfig file for --cluster CONTEXT")
+    g.addoption("--stack", default=None,
+                help=f"stack spec file (default: ${S.SPEC_ENV}, else ./stack.yaml, else the "
+                     "packaged default)")
+    g.addoption("--report-dir", default="reports", help="where reports are written (./reports)")
+    g.addoption("--cache-dir", default=None, help="bundle cache directory")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """Defaults that depend on what was asked: an explicit ``--cluster`` with no test
+    paths (an installed auditor in an empty directory) runs the packaged suites; the
+    stack spec is located once (see :func:`ducklake_infra.provision.spec.locate`)."""
+    explicit = config.option.cluster is not None
+    if config.option.cluster is None:
+        config.option.cluster = "kind"
+    if explicit and config.args_source == pytest.Config.ArgsSource.INVOCATION_DIR:
+        config.args[:] = [str(SUITES)]
+        config.args_source = pytest.Config.ArgsSource.ARGS
+    path, how = S.locate(config.option.stack, Path(config.invocation_params.dir))
+    config.option.stack = str(path)
+    config.stash[SPEC_SOURCE] = how
+
+
+SPEC_SOURCE = pytest.StashKey[str]()
+
+
+def pytest_report_header(config):
+    return (f"ducklake-infra {ducklake_infra.__version__}: cluster {config.option.cluster}"
+            f"{' (read-only audit)' if config.option.readonly else ''}; stack spec "
+            f"{config.option.stack} ({config.stash.get(SPEC_SOURCE, '?')})")
+
+
+def pytest_configure(config):
+    cluster = config.getoption("--cluster")
+    if config.getoption("--readonly") and cluster == "kind":
+        raise pytest.UsageError("--readonly audits an existing cluster: name its context with "
+                                "--cluster CONTEXT (a kind cluster's is kind-<name>)")
+    if config.getoption("--keep-cluster") and cluster != "kind":
+        raise pytest.UsageError("--keep-cluster only applies to --cluster=kind")
+    if config.getoption("--kubeconfig") and cluster == "kind":
+        raise pytest.UsageError("--kubeconfig only applies to --cluster CONTEXT; kind clusters "
+                                "get their own kubeconfig file")
+    kc = config.getoption("--kubeconfig")
+    if kc and not Path(kc).expanduser().is_file():
+        raise pytest.UsageError(f"--kubeconfig {kc}: no such file")
+    if config.getoption("--readonly") and \
+            config.args_source == pytest.Config.ArgsSource.ARGS:
+        outside = [a for a in config.args if not _in_suites(a.split("::")[0], config)]
+        if outside:
+            raise pytest.UsageError(f"--readonly runs the conformance suites only ({SUITES}); "
+                                    f"not an audit: {' '.join(outside)}")
+
+
+def _in_suites(path, config) -> bool:
+    p = (Path(config.invocation_params.dir) / path).resolve()
+    return p == SUITES or SUITES in p.parents
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Under --readonly nothing outside the conformance suites is collected (tests/ holds
+    docker builds, local services and bring-up tests: none of them is an audit)."""
+    if not config.getoption("--readonly"):
+        return None
+    p = Path(collection_path).resolve()
+    if p == SUITES or SUITES in p.parents or p in SUITES.parents:
+        return None
+    return True
+
+
+def pytest_sessionstart(session):
+    """An existing context is checked before anything runs: unknown context, missing
+    credentials or an unreachable API server end the run with one clear line."""
+    config = session.config
+    name = config.getoption("--cluster")
+    if name == "kind" or config.getoption("--collect-only", default=False):
+        return
+    kc = config.getoption("--kubeconfig")
+    lay = L.layout(config.getoption("--cache-dir"))
+    r = Runner(readonly=True)
+    r.base_env["PATH"] = lay.path_env(r.base_env.get("PATH", ""))
+    try:
+        ExistingCluster(r, context=name, kubeconfig=Path(kc).expanduser() if kc else None).ensure()
+    except DucklakeInfraError as exc:
+        pytest.exit(f"error: {exc}", returncode=2)
+
+
+def pytest_collection_modifyitems(config, items):
+    readonly = config.getoption("--readonly")
+    for item in items:
+        if readonly and item.get_closest_marker("mutating"):
+            item.add_marker(pytest.mark.skip(reason="not evaluated (read-only): this check "
+                                             "changes the cluster"))
+
+
+@pytest.fixture(scope="session")
+def bundle_layout(pytestconfig) -> L.Layout:
+    return L.layout(pytestconfig.getoption("--cache-dir"))
+
+
+@pytest.fixture(scope="session")
+def runner(pytestconfig, bundle_layout) -> Runner:
+    log = bundle_layout.logs / f"pytest-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    r = Runner(log_path=log, readonly=pytestconfig.getoption("--readonly"))
+    r.base_env["PATH"] = bundle_layout.path_env(r.base_env.get("PATH", ""))
+    return r
+
+
+@pytest.fixture(scope="session")
+def cluster(pytestconfig, runner, bundle_layout):
+    """The cluster under test. kind: created from the bundle (or reused), deleted
+    afterwards when we created it, unless --keep-cluster."""
+    name = pytestconfig.getoption("--cluster")
+    if name == "kind":
+        if not runner.which("kind"):
+            pytest.fail(f"kind is not built: run `ducklake-infra bundle build` "
+                        f"(looked in {bundle_layout.bin})")
+        try:
+            kind_name = S.load(pytestconfig.getoption("--stack")).kind_cluster
+        except S.SpecError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        c = KindCluster(runner, name=kind_name, node_image=L.NODE_IMAGE,
+                        kubeconfig_dir=bundle_layout.root / "kubeconfig",
+                        keep=pytestconfig.getoption("--keep-cluster"))
+    else:
+        kc = pytestconfig.getoption("--kubeconfig")
+        c = ExistingCluster(runner, context=name, kubeconfig=Path(kc).expanduser() if kc else None)
+    start = time.monotonic()
+    try:
+        c.ensure()
+    except DucklakeInfraError as exc:
+        pytest.fail(f"cluster {name!r} is not usable: {exc}", pytrace=False)
+    c.ready_seconds = time.monotonic() - start
+    yield c
+    if c.is_kind and c.owned:
+        c.delete()
+
+
+class Kubectl:
+    """kubectl through the shared runner, with the cluster's explicit context."""
+
+    def __init__(self, runner: Runner, prefix: list[str], cluster=None):
+        self.runner = runner
+        self.prefix = prefix
+        self.cluster = cluster   # for reads through the read-only API client
+
+    def __call__(self, *args: str, input: str | None = None, timeout: float = 120,
+                 check: bool = True, sensitive: bool = False):
+        return self.runner.run([*self.prefix, *args], input=input, timeout=timeout, check=check,
+                               sensitive=sensitive)
+
+    def json(self, *args: str, timeout: float = 60) -> dict:
+        return json.loads(self(*args, "-o", "json", timeout=timeout).stdout)
+
+    def apply(self, manifest: str, namespace: str | None = None):
+        ns = ["-n", namespace] if namespace else []
+        return self(*ns, "apply", "-f", "-", input=manifest)
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster, runner) -> Kubectl:
+    return Kubectl(runner, cluster.kubectl(), cluster)

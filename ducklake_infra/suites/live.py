@@ -1,0 +1,273 @@
+"""Cluster access for the suites: gather objects, the service proxy, port-forwards,
+logs and failure diagnostics. Every command goes through the shared runner
+(read-only mode refuses writes, exec and port-forward before they start).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from ducklake_infra.provision.runner import CommandError, ReadOnlyViolation, Runner
+from ducklake_infra.provision.spec import StackSpec
+
+from ducklake_infra.suites.objects import Objects, containers, pod_spec
+
+# Secrets are read first, on their own (see gather); everything else in one call
+GATHER_KINDS = (("deployments", "Deployment"), ("statefulsets", "StatefulSet"),
+                ("replicasets", "ReplicaSet"), ("jobs", "Job"), ("pods", "Pod"),
+                ("services", "Service"), ("endpointslices", "EndpointSlice"),
+                ("persistentvolumeclaims", "PersistentVolumeClaim"),
+                ("configmaps", "ConfigMap"), ("serviceaccounts", "ServiceAccount"),
+                ("networkpolicies", "NetworkPolicy"))
+
+
+def stack_namespaces(spec: StackSpec) -> list[str]:
+    return sorted(set(spec.namespaces.values()))
+
+
+def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool = False,
+           log_lines: int = 2000) -> Objects:
+    """Everything the pure checks read, from the live cluster."""
+    items: list[dict] = []
+    forbidden: dict[tuple[str, str], str] = {}
+    namespaces = stack_namespaces(spec)
+    # Secrets first, each namespace in a call of its own whose output is never logged
+    # (runner: sensitive), and their values registered with the Redactor before any
+    # other output can reach a log, an error or a report.
+    runner.redactor.allow(*spec.public_names())
+    for ns in namespaces:
+        res = kubectl("-n", ns, "get", "secrets", "-o", "json", timeout=120, check=False,
+                      sensitive=True)
+        if res.returncode == 0:
+            items.append(json.loads(res.stdout))
+        else:
+            _refused(res, runner, forbidden, "secrets", "Secret", ns)
+    from ducklake_infra.suites.checks import secret_values_of
+    runner.redactor.add(*secret_values_of(Objects(list(items)), spec))
+    for ns in namespaces:
+        every = ",".join(r for r, _ in GATHER_KINDS)
+        res = kubectl("-n", ns, "get", every, "-o", "json", timeout=120, check=False)
+        if res.returncode == 0:
+            items.append(json.loads(res.stdout))
+            continue
+        for resource, kind in GATHER_KINDS:  # something was refused: find out what
+            res = kubectl("-n", ns, "get", resource, "-o", "json", timeout=120, check=False)
+            if res.returncode == 0:
+                items.append(json.loads(res.stdout))
+            else:
+                _refused(res, runner, forbidden, resource, kind, ns)
+    objs = Objects(items, forbidden=forbidden)
+    releases: list[dict] = []
+    for ns in sorted({r.namespace for r in spec.releases.values()}):
+        res = runner.run([*cluster.helm(), "list", "-n", ns, "-o", "json"], timeout=60,
+                         check=False)
+        if res.returncode != 0:  # e.g. forbidden: helm keeps releases in Secrets
+            releases = None
+            objs.helm_error = (f"forbidden (helm list needs list on secrets in namespace {ns})"
+                               if "forbidden" in res.stderr.lower()
+                               else f"helm list failed: {runner.redactor(res.stderr.strip()[-300:])}")
+            break
+        releases += json.loads(res.stdout or "[]")
+    objs.helm_releases = releases
+    for rel in spec.releases.values() if releases is not None else ():
+        if not any(r.get("name") == rel.name and r.get("namespace") == rel.namespace for r in releases):
+            continue
+        res = runner.run([*cluster.helm(), "get", "values", rel.name, "-n", rel.namespace, "-o",
+                          "json"], timeout=60, check=False)
+        if res.returncode == 0:
+            user = json.loads(res.stdout or "null") or {}
+            # `mode` is a behaviour value: take the computed one
+            res_all = runner.run([*cluster.helm(), "get", "values", rel.name, "-n", rel.namespace,
+                                  "-a", "-o", "json"], timeout=60, check=False)
+            if res_all.returncode == 0:
+                computed = json.loads(res_all.stdout or "null") or {}
+                if "mode" in computed:
+                    user.setdefault("mode", computed["mode"])
+                user.setdefault("existingSecret", computed.get("existingSecret"))
+            objs.helm_values[rel.name] = user
+    if with_logs:
+        objs.logs = pod_logs(kubectl, objs, log_lines)
+    return objs
+
+
+def _refused(res, runner: Runner, forbidden: dict, resource: str, kind: str, ns: str) -> None:
+    """A read that failed: forbidden is recorded (the checks that need it say so), a
+    missing kind is nothing, anything else is an error (stderr only, redacted)."""
+    if "forbidden" in res.stderr.lower():
+        forbidden[(kind, ns)] = f"needs list on {resource} in namespace {ns}"
+    elif "NotFound" not in res.stderr and "not found" not in res.stderr:
+        raise CommandError(res.argv, res.returncode, runner.redactor(res.stderr[-2000:]))
+
+
+def pod_logs(kubectl, objs: Objects, lines: int = 2000) -> dict[str, str]:
+    out = {}
+    pods = [o for o in objs.items if o.get("kind") == "Pod"]  # forbidden kinds: none
+    for p in pods:
+        md = p["metadata"]
+        for c in containers(pod_spec(p), init=True):
+            res = kubectl("-n", md["namespace"], "logs", md["name"], "-c", c["name"],
+                          f"--tail={lines}", timeout=60, check=False)
+            if res.returncode == 0:
+                out[f"{md['namespace']}/{md['name']}/{c['name']}"] = res.stdout
+    return out
+
+
+def proxy_path(ns: str, service: str, port: int | str, path: str) -> str:
+    return f"/api/v1/namespaces/{ns}/services/{service}:{port}/proxy/{path.lstrip('/')}"
+
+
+def backend_token(objs: Objects, spec: StackSpec) -> str:
+    """The backend's API token, from its Secret (read with the others, so the Redactor
+    already knows it); a CheckError ("could not evaluate") when it cannot be read."""
+    from ducklake_infra.suites.registry import CheckError
+    t = spec.backend.token_secret
+    data = objs.secret_data(t.name, t.namespace)
+    if not data or not data.get(t.keys[0]):
+        raise CheckError(f"could not evaluate: the backend's API token (Secret "
+                         f"{t.namespace}/{t.name} key {t.keys[0]}) is not readable")
+    return data[t.keys[0]]
+
+
+def service_status(kubectl, ns: str, service: str, port: int | str, path: str,
+                   timeout: float = 60, token: str | None = None) -> tuple[int | None, str]:
+    """GET through the API server's service proxy (a read: allowed under --readonly).
+    Returns (HTTP status, body or error text); the status is None when nothing answered.
+    ``token``: the backend's API token, sent as X-DuckLake-Token (the API server
+    consumes Authorization).
+
+    Through the read-only API client, not ``kubectl get --raw``: kubectl follows
+    redirects, with its credentials, wherever the proxied service points them; the
+    client follows none (a 3xx is an answer here, never followed)."""
+    from ducklake_infra.provision.kubeapi import read_only_client
+    api = read_only_client(kubectl.cluster)
+    method, url, headers, _, _ = api.param_serialize(
+        method="GET", resource_path=proxy_path(ns, service, port, path),
+        header_params={"Accept": "*/*", **({"X-DuckLake-Token": token} if token else {})},
+        auth_settings=["BearerToken"])
+    try:
+        resp = api.call_api(method, url, header_params=headers, _request_timeout=timeout)
+        resp.read()
+    except ReadOnlyViolation:
+        raise
+    except Exception as exc:  # transport errors: the check reports them
+        return None, f"{type(exc).__name__}: {exc}"
+    if 300 <= resp.status < 400:
+        return resp.status, f"redirect not followed ({resp.getheader('Location')})"
+    return resp.status, (resp.data or b"").decode("utf-8", errors="replace")
+
+
+def service_get(kubectl, ns: str, service: str, port: int | str, path: str,
+                timeout: float = 60, token: str | None = None) -> tuple[bool, str]:
+    """:func:`service_status` as (ok, body or error text): ok for a 2xx."""
+    status, body = service_status(kubectl, ns, service, port, path, timeout, token)
+    if status is not None and 200 <= status < 300:
+        return True, body
+    return False, f"HTTP {status}: {body}" if status is not None else body
+
+
+class PortForward:
+    """``kubectl port-forward`` in the background; ``local_port`` once ready.
+
+    Started through the runner's read-only check (refused under --readonly)."""
+
+    def __init__(self, runner: Runner, cluster, namespace: str, target: str, remote_port: int,
+                 timeout: float = 60):
+        self.argv = [*cluster.kubectl(), "-n", namespace, "port-forward", "--address", "127.0.0.1",
+                     target, f":{remote_port}"]
+        self.runner = runner
+        self.timeout = timeout
+        self.proc: subprocess.Popen | None = None
+        self.local_port: int | None = None
+        self._out: list[str] = []
+
+    def __enter__(self) -> "PortForward":
+        self.runner.check_allowed(self.argv)
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env=dict(self.runner.base_env))
+        found = threading.Event()
+
+        def read():
+            assert self.proc and self.proc.stdout
+            for line in self.proc.stdout:
+                self._out.append(line)
+                m = re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", line)
+                if m and self.local_port is None:
+                    self.local_port = int(m.group(1))
+                    found.set()
+        threading.Thread(target=read, daemon=True).start()
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline and not found.is_set():
+            if self.proc.poll() is not None:
+                break
+            found.wait(0.2)
+        if self.local_port is None:
+            self.__exit__(None, None, None)
+            raise CommandError(self.argv, self.proc.returncode,
+                               self.runner.redactor("".join(self._out)[-1500:]),
+                               reason="port-forward did not become ready")
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def component_pods(spec: StackSpec, component: str) -> list[tuple[str, str]]:
+    """(namespace, pod name prefix) of the pods related to a control component."""
+    m, pg, b = spec.minio, spec.postgresql, spec.backend
+    table = {
+        "minio": [(m.namespace, m.fullname)],
+        "postgresql": [(pg.namespace, pg.fullname)],
+        "backend": [(b.namespace, b.deployment)],
+        "dataplane": [(b.namespace, b.deployment), (m.namespace, m.fullname),
+                      (pg.namespace, pg.fullname)],
+        "secrets": [],
+    }
+    return table.get(component, [])
+
+
+def diagnostics(kubectl, spec: StackSpec, component: str, log_lines: int = 40) -> str:
+    """Events, pod statuses and last log lines of the pods related to a component."""
+    out = []
+    targets = component_pods(spec, component) or [(ns, "") for ns in stack_namespaces(spec)]
+    for ns in sorted({ns for ns, _ in targets}):
+        res = kubectl("-n", ns, "get", "events", "--sort-by=.lastTimestamp", timeout=60, check=False)
+        ev = res.stdout.strip().splitlines()
+        out.append(f"== events in {ns} (last 25)\n" + "\n".join(ev[:1] + ev[1:][-25:]))
+        res = kubectl("-n", ns, "get", "pods", "-o", "wide", timeout=60, check=False)
+        out.append(f"== pods in {ns}\n{res.stdout.strip() or res.stderr.strip()}")
+    for ns, prefix in targets:
+        if not prefix:
+            continue
+        res = kubectl("-n", ns, "get", "pods", "-o", "json", timeout=60, check=False)
+        try:
+            pods = json.loads(res.stdout)["items"]
+        except (ValueError, KeyError):
+            continue
+        for p in pods:
+            name = p["metadata"]["name"]
+            if not name.startswith(prefix):
+                continue
+            for cs in (p.get("status") or {}).get("containerStatuses") or []:
+                state = json.dumps(cs.get("state"))
+                out.append(f"== pod {ns}/{name} container {cs['name']}: ready={cs.get('ready')} "
+                           f"restarts={cs.get('restartCount')} state={state}")
+                res = kubectl("-n", ns, "logs", name, "-c", cs["name"], f"--tail={log_lines}",
+                              timeout=60, check=False)
+                out.append(f"-- last {log_lines} log lines\n{(res.stdout or res.stderr).rstrip()}")
+    return "\n".join(out)
+
+
+@contextmanager
+def nothing() -> Iterator[None]:
+    yield

@@ -1,0 +1,147 @@
+"""An SVG picture of the deployed stack, coloured by control results.
+
+Drawn from the stack spec (names) and, when available, the live objects
+(e.g. the Service type actually found); each box lists the controls that
+cover it and takes the colour of the worst of their statuses.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Mapping
+
+from ducklake_infra.provision.spec import StackSpec
+
+from ducklake_infra.suites.registry import ERROR, FAIL, NOT_EVALUATED, NOT_RUN, PASS, WARN, worst
+
+COLOURS = {PASS: "#2e7d32", WARN: "#f9a825", FAIL: "#c62828", ERROR: "#6a1b9a",
+           NOT_EVALUATED: "#78909c", NOT_RUN: "#b0bec5"}
+FILL = {PASS: "#e8f5e9", WARN: "#fff8e1", FAIL: "#ffebee", ERROR: "#f3e5f5",
+        NOT_EVALUATED: "#eceff1", NOT_RUN: "#fafafa"}
+
+# which controls colour which box (by box key)
+BOX_CONTROLS = {
+    "minio-release": ["MINIO-REL-001", "MINIO-MODE-001", "DRIFT-CHART-001"],
+    "minio-deploy": ["MINIO-MODE-001", "MINIO-POD-001", "MINIO-POD-002", "MINIO-BKT-001",
+                     "MINIO-IAM-002", "DRIFT-IMG-001", "DRIFT-REPL-001", "DRIFT-RES-001"],
+    "minio-svc": ["MINIO-SVC-001", "DRIFT-SVC-001"],
+    "minio-pvc": ["MINIO-PVC-001", "DRIFT-PVC-001"],
+    "minio-secret": ["MINIO-SEC-001", "MINIO-SEC-002"],
+    "pg-release": ["PG-REL-001", "DRIFT-CHART-002"],
+    "pg-sts": ["PG-REP-001", "PG-POD-001", "PG-DB-001", "PG-CFG-001", "PG-PERSIST-001",
+               "DRIFT-IMG-002", "DRIFT-REPL-002", "DRIFT-RES-002"],
+    "pg-svc": ["PG-SVC-001", "DRIFT-SVC-002"],
+    "pg-pvc": ["PG-PVC-001", "PG-PERSIST-001", "DRIFT-PVC-002"],
+    "pg-secret": ["PG-SEC-001"],
+    "be-deploy": ["BE-DEP-001", "BE-RES-001", "BE-PRB-001", "BE-SEC-001", "BE-RDY-001",
+                  "BE-MEM-001", "BE-CRED-001",
+                  "DRIFT-IMG-003", "DRIFT-REPL-003", "DRIFT-RES-003"],
+    "be-svc": ["BE-SVC-001", "BE-AUTH-001", "DRIFT-SVC-003"],
+    "be-cm": ["BE-CFG-001", "SEC-CM-001"],
+    "be-secret": ["BE-CFG-001", "MINIO-IAM-001", "BE-QRY-001", "BE-QRY-002"],
+    "dataplane": ["DP-ING-001", "DP-S3-001", "DP-CAT-001", "DP-TT-001", "DP-DUCK-001",
+                  "DP-READ-001"],
+    # AUDIT-PRIV-001 (audit credentials) only applies under --readonly: not drawn here,
+    # so a provisioning run's hygiene box is not greyed by a control that cannot apply
+    "hygiene": ["SEC-CM-001", "SEC-ENV-001", "SEC-ANN-001", "SEC-LOG-001", "SEC-RPT-001",
+                "NET-POL-001", "NET-CNI-001", "NET-ENF-001", "SEC-PSS-001",
+                "SEC-ACC-001"],
+}
+
+
+def box_status(key: str, statuses: Mapping[str, str]) -> str:
+    got = [statuses[c] for c in BOX_CONTROLS.get(key, []) if c in statuses]
+    return worst(got) if got else NOT_RUN
+
+
+def _box(x, y, w, h, title, lines, key, statuses, rx=6) -> str:
+    st = box_status(key, statuses)
+    ids = [c for c in BOX_CONTROLS.get(key, []) if c in statuses]
+    tip = escape(f"{title}: {st}\n" + "\n".join(f"{c}: {statuses[c]}" for c in ids))
+    out = [f'<g class="node" data-key="{key}" data-status="{st}"><title>{tip}</title>',
+           f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="{rx}" fill="{FILL[st]}" '
+           f'stroke="{COLOURS[st]}" stroke-width="2"/>',
+           f'<text x="{x + 8}" y="{y + 17}" font-weight="bold">{escape(title)}</text>']
+    for i, line in enumerate(lines):
+        out.append(f'<text x="{x + 8}" y="{y + 34 + 15 * i}" font-size="11">{escape(line)}</text>')
+    out.append(f'<text x="{x + w - 8}" y="{y + 17}" text-anchor="end" font-size="10" '
+               f'fill="{COLOURS[st]}">{st}</text></g>')
+    return "\n".join(out)
+
+
+def _ns(x, y, w, h, name) -> str:
+    return (f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="10" fill="none" stroke="#455a64" '
+            f'stroke-dasharray="6 4"/><text x="{x + 10}" y="{y + 20}" font-size="13" '
+            f'fill="#455a64">namespace {escape(name)}</text>')
+
+
+def render(spec: StackSpec, statuses: Mapping[str, str], title: str = "") -> str:
+    m, pg, b = spec.minio, spec.postgresql, spec.backend
+    mrel, prel = spec.releases[m.release], spec.releases[pg.release]
+    parts = []
+    W, H = 1080, 560
+    parts.append(_ns(10, 40, 640, 500, m.namespace))
+    parts.append(_ns(670, 40, 400, 500, b.namespace))
+    # MinIO release
+    parts.append(_box(25, 70, 300, 40, f"helm: {mrel.name} ({mrel.chart.name} {mrel.chart.version})",
+                      [], "minio-release", statuses, rx=3))
+    parts.append(_box(25, 120, 300, 80, f"Deployment {m.fullname}",
+                      ["MinIO standalone", f"buckets: {spec.raw_bucket}, {spec.lake_bucket}",
+                       f"backend user: {m.backend_user.access_key}"], "minio-deploy", statuses))
+    parts.append(_box(25, 210, 300, 30 + 15 * len(m.services), "Services",
+                      [f"{s.name} {s.type} :{','.join(map(str, s.ports))}" for s in m.services],
+                      "minio-svc", statuses))
+    parts.append(_box(25, 290, 300, 30 + 15 * len(m.pvcs), "PVC",
+                      [f"{p.name} {p.size} ({p.storage_class})" for p in m.pvcs], "minio-pvc", statuses))
+    parts.append(_box(25, 350, 300, 60, "Secrets",
+                      [f"{m.root_secret.name} (root)", f"{m.backend_user.secret.name} (backend user)"],
+                      "minio-secret", statuses))
+    # PostgreSQL release
+    parts.append(_box(340, 70, 300, 40, f"helm: {prel.name} ({prel.chart.name} {prel.chart.version})",
+                      [], "pg-release", statuses, rx=3))
+    parts.append(_box(340, 120, 300, 80, f"StatefulSet {pg.fullname}",
+                      ["single node", f"catalog db: {pg.catalog.database}",
+                       f"owner: {pg.catalog.owner}"], "pg-sts", statuses))
+    parts.append(_box(340, 210, 300, 30 + 15 * len(pg.services), "Services",
+                      [f"{s.name} {s.type} :{','.join(map(str, s.ports))}" for s in pg.services],
+                      "pg-svc", statuses))
+    parts.append(_box(340, 290, 300, 30 + 15 * len(pg.pvcs), "PVC",
+                      [f"{p.name} {p.size} ({p.storage_class})" for p in pg.pvcs], "pg-pvc", statuses))
+    parts.append(_box(340, 350, 300, 60, "Secrets",
+                      [f"{pg.superuser_secret.name} (superuser)", f"{pg.catalog.secret.name} (catalog owner)"],
+                      "pg-secret", statuses))
+    # backend
+    parts.append(_box(685, 70, 370, 80, f"Deployment {b.deployment}",
+                      [f"container {b.container} :{b.port}", f"probes {b.liveness_path} {b.readiness_path}",
+                       f"replicas {b.replicas}"], "be-deploy", statuses))
+    parts.append(_box(685, 165, 370, 45, "Service",
+                      [f"{b.service.name} {b.service.type} :{','.join(map(str, b.service.ports))}"],
+                      "be-svc", statuses))
+    parts.append(_box(685, 225, 370, 45, "ConfigMap", [b.configmap], "be-cm", statuses))
+    parts.append(_box(685, 285, 370, 60, "Secrets",
+                      [f"{b.postgres_secret.name} (catalog)", f"{b.s3_secret.name} (S3)"],
+                      "be-secret", statuses))
+    parts.append(_box(685, 365, 370, 60, "Data plane (through the backend)",
+                      ["upload, ingest > inlining limit, read back", "Parquet in S3, snapshot, time travel, DuckDB"],
+                      "dataplane", statuses))
+    parts.append(_box(25, 440, 615, 45, "Secrets hygiene",
+                      ["ConfigMaps, env literals, annotations, pod logs, reports"], "hygiene", statuses))
+    # connections: backend -> MinIO API, backend -> PostgreSQL
+    parts.append('<defs><marker id="arr" markerWidth="8" markerHeight="8" refX="7" refY="4" '
+                 'orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#455a64"/></marker></defs>')
+    parts.append('<path d="M685,110 C660,110 660,160 327,160" fill="none" stroke="#455a64" '
+                 'marker-end="url(#arr)"><title>S3 API</title></path>')
+    parts.append('<path d="M685,130 C665,130 665,175 642,175" fill="none" stroke="#455a64" '
+                 'marker-end="url(#arr)"><title>catalog</title></path>')
+    # legend
+    lx = 10
+    for st in (PASS, WARN, FAIL, ERROR, NOT_EVALUATED, NOT_RUN):
+        parts.append(f'<rect x="{lx}" y="{H - 14}" width="12" height="12" fill="{FILL[st]}" '
+                     f'stroke="{COLOURS[st]}"/><text x="{lx + 16}" y="{H - 4}" font-size="11">'
+                     f'{st.replace("_", " ").lower()}</text>')
+        lx += 120
+    head = escape(title or f"DuckLake stack ({spec.path.name})")
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H + 10}" width="{W}" '
+            f'height="{H + 10}" font-family="sans-serif" font-size="12" role="img" '
+            f'aria-label="{head}"><text x="10" y="22" font-size="15" font-weight="bold">{head}</text>'
+            + "\n".join(parts) + "</svg>")

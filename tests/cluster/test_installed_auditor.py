@@ -1,0 +1,109 @@
+"""The auditor as its users get it: the wheel, installed into a fresh venv, run from an
+empty directory (no repository, no conftest, no stack.yaml) against the kind stack.
+
+`pytest --cluster=CONTEXT --readonly` with no test paths must find the packaged suites,
+the packaged stack spec (and say so), and write every report; `ducklake-infra plan`
+must work from there too. Dependencies are installed at the versions of uv.lock.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ducklake_infra
+from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.suites import registry as R
+
+pytestmark = [pytest.mark.cluster]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(argv, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A venv holding only the built wheel and its runtime dependencies."""
+    uv = shutil.which("uv")
+    assert uv, "uv is not on PATH (scripts/bootstrap.sh installs it)"
+    work = tmp_path_factory.mktemp("wheel")
+    res = _run([uv, "build", "--wheel", "--out-dir", str(work / "dist"), str(ROOT)], timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    wheels = list((work / "dist").glob("ducklake_infra-*.whl"))
+    assert len(wheels) == 1, wheels
+    res = _run([uv, "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project",
+                "--no-emit-workspace", "-o", str(work / "constraints.txt")], cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    venv = work / "venv"
+    res = _run([uv, "venv", "-q", str(venv), "--python", sys.executable], timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = _run([uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
+                "-c", str(work / "constraints.txt"), str(wheels[0])], timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return venv
+
+
+def _env(venv: Path) -> dict:
+    path = L.layout().path_env(f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin")
+    return {"PATH": path, "HOME": str(Path.home()), "LANG": "C.UTF-8"}
+
+
+def test_the_installed_package_audits_from_an_empty_directory(installed, cluster, stack,
+                                                                tmp_path):
+    empty = tmp_path / "audit"
+    empty.mkdir()
+    res = _run([str(installed / "bin" / "pytest"), f"--cluster={cluster.context}",
+                f"--kubeconfig={cluster.kubeconfig}", "--readonly",
+                "--junitxml=reports/junit.xml", "-p", "no:cacheprovider"],
+               cwd=empty, env=_env(installed), timeout=900)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    packaged = installed / "lib"
+    assert "(the packaged default)" in out and str(packaged) in out, out[:2000]
+    assert "unrecognized arguments" not in out and "fixture 'cluster' not found" not in out
+    reports = empty / "reports"
+    doc = json.loads((reports / "results.json").read_text())
+    ids = {c["id"] for c in doc["controls"]}
+    assert ids == set(R.registry().controls), ids ^ set(R.registry().controls)
+    assert doc["verdict"] == "partial"       # mutating controls are not evaluated read-only
+    assert (reports / "report.html").is_file() and (reports / "junit.xml").is_file()
+    # nothing from the repository ran: every node id is a packaged suite
+    junit = (reports / "junit.xml").read_text()
+    suites = {p.stem for p in (ROOT / "ducklake_infra" / "suites").glob("test_*.py")}
+    ran = set(re.findall(r'classname="([^"]+)"', junit))
+    assert ran and ran <= suites, ran - suites
+    assert sorted(p.name for p in empty.iterdir()) == ["reports"]
+
+
+def test_the_installed_cli_plans_from_an_empty_directory(installed, tmp_path):
+    cli = installed / "bin" / "ducklake-infra"
+    res = _run([str(cli), "--version"], env=_env(installed), timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == f"ducklake-infra {ducklake_infra.__version__}"
+    res = _run([str(cli), "plan", "--cluster", "kind"], cwd=tmp_path, env=_env(installed),
+               timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "(the packaged default)" in res.stderr
+    assert "would run" in res.stdout and str(ROOT) not in res.stdout, res.stdout[:3000]
+
+
+def test_the_packaged_backend_builds_the_same_image_as_the_repository(installed):
+    """The backend image tag is a content hash of its sources: the packaged copy must
+    hash the same, or `up` from the wheel would deploy a different image."""
+    code = ("from ducklake_infra.provision import spec, stack; "
+            "print(stack.backend_image_tag(spec.load(spec.DEFAULT_SPEC)))")
+    res = _run([str(installed / "bin" / "python"), "-c", code], cwd="/", env=_env(installed),
+               timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    from ducklake_infra.provision import spec, stack
+    assert res.stdout.strip() == stack.backend_image_tag(spec.load(ROOT / "stack.yaml"))
+    assert os.sep + "site-packages" + os.sep not in str(spec.DEFAULT_SPEC)  # repo copy here
