@@ -8,6 +8,7 @@ the file and the dotted path, e.g.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ DATA_DIR = PACKAGE_DIR / "data" if (PACKAGE_DIR / "data" / "stack.yaml").is_file
     else PACKAGE_DIR.parent
 DEFAULT_SPEC = DATA_DIR / "stack.yaml"
 SPEC_ENV = "DUCKLAKE_INFRA_STACK"
+API_VERSION = "ducklake-infra/v1"
 BUNDLE_PREFIX = "bundle:"
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -266,16 +268,34 @@ def split_image(ref: str) -> tuple[str, str]:
 
 # ---- validation helpers ---------------------------------------------------------
 class _V:
-    """Walks the raw YAML, raising one-line errors with the dotted path."""
+    """Walks the raw YAML, raising one-line errors with the dotted path. Every key it is
+    asked for is remembered, so that afterwards :meth:`refuse_unknown` can refuse any key
+    the parser never asked for: the parser itself is the schema (one of each)."""
 
-    def __init__(self, fname: str):
+    def __init__(self, fname: str, root: Any = None):
         self.fname = fname
+        self._root = root
+        self._asked: dict[int, tuple[Mapping, str, set]] = {}
+
+    def refuse_unknown(self) -> None:
+        """A key nobody reads is a typo or a setting that does nothing: refuse it."""
+        for d, path, asked in self._asked.values():
+            for key in d:
+                if key not in asked:
+                    near = difflib.get_close_matches(str(key), sorted(asked), n=1, cutoff=0.6)
+                    hint = f" (did you mean {near[0]!r}?)" if near else \
+                        f" (valid: {', '.join(sorted(asked))})"
+                    raise self.fail(_join(path, str(key)), "unknown key" + hint)
+        unread = [p for p in _mapping_paths(self._root, "") if id(p[0]) not in self._asked]
+        if unread:   # a mapping the parser never looked into: nothing in it would be checked
+            raise self.fail(unread[0][1], "unexpected mapping")
 
     def fail(self, path: str, msg: str) -> SpecError:
         return SpecError(f"{self.fname}: {path}: {msg}" if path else f"{self.fname}: {msg}")
 
     def get(self, d: Mapping, path: str, key: str, optional: bool = False):
         full = f"{path}.{key}" if path else key
+        self._asked.setdefault(id(d), (d, path, set()))[2].add(key)
         if key not in d or d[key] is None:
             if optional:
                 return None
@@ -338,6 +358,17 @@ class _V:
         return v
 
 
+def _mapping_paths(x: Any, path: str):
+    """(mapping, dotted path) of every mapping inside ``x``."""
+    if isinstance(x, Mapping):
+        yield x, path
+        for k, val in x.items():
+            yield from _mapping_paths(val, _join(path, str(k)))
+    elif isinstance(x, list):
+        for i, val in enumerate(x):
+            yield from _mapping_paths(val, _join(path, i))
+
+
 def _join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
@@ -377,11 +408,14 @@ def load(path: str | Path | None = None) -> StackSpec:
 
 
 def parse(raw: Any, path: Path) -> StackSpec:
-    v = _V(path.name)
+    v = _V(path.name, raw)
     if not isinstance(raw, dict):
         raise v.fail("", "expected a mapping at the top level")
-    if raw.get("kind") != "Stack":
+    if v.get(raw, "", "kind") != "Stack":
         raise v.fail("kind", "expected 'Stack'")
+    if v.get(raw, "", "apiVersion") != API_VERSION:
+        raise v.fail("apiVersion", f"{raw.get('apiVersion')!r} is not supported "
+                                   f"(expected {API_VERSION!r})")
     root = path.parent
 
     cluster = v.map(raw, "", "cluster")
@@ -438,7 +472,8 @@ def parse(raw: Any, path: Path) -> StackSpec:
                 raise v.fail(f"{p}.values[{i}]", f"no such file {f!r}")
             values.append(root / f)
         imgs = v.map(r, p, "images", optional=True)
-        for prefix, ikey in imgs.items():
+        for prefix in imgs:
+            ikey = v.str(imgs, f"{p}.images", prefix)
             if ikey not in images:
                 raise v.fail(f"{p}.images.{prefix}", f"unknown image key {ikey!r}")
         releases[key] = ReleaseSpec(key=key, name=key, namespace=ns_key(r, p), chart=chart,
@@ -566,6 +601,7 @@ def parse(raw: Any, path: Path) -> StackSpec:
     reg = v.map(raw, "", "registry", optional=True)
     pull_secret = v.name(reg, "registry", "image_pull_secret", optional=True)
 
+    v.refuse_unknown()
     return StackSpec(path=path, kind_cluster=kind_cluster, namespaces=namespaces, images=images,
                      storage_class=storage_class, buckets=buckets, releases=releases,
                      minio=minio, postgresql=postgresql, backend=backend, raw=raw,

@@ -92,3 +92,61 @@ def test_invalid_yaml_and_missing_file(tmp_path):
 def test_spec_error_is_an_expected_error():
     from ducklake_infra.provision.errors import DucklakeInfraError
     assert issubclass(S.SpecError, DucklakeInfraError)
+
+
+# ---- strict: a key the parser never reads is refused (issue 11, item 5) -------------------
+@pytest.mark.parametrize("mutate,message", [
+    (lambda r: r["releases"]["minio"].__setitem__("timout", 60),
+     "stack.yaml: releases.minio.timout: unknown key (did you mean 'timeout'?)"),
+    (lambda r: r.__setitem__("monitoring", {"enabled": True}),
+     "stack.yaml: monitoring: unknown key"),
+    (lambda r: r["minio"]["services"][1].__setitem__("nodePort", 30001),
+     "stack.yaml: minio.services[1].nodePort: unknown key"),
+    (lambda r: r["postgresql"]["catalog"]["reader"].__setitem__("statement_timout", "1s"),
+     "stack.yaml: postgresql.catalog.reader.statement_timout: unknown key "
+     "(did you mean 'statement_timeout'?)"),
+    (lambda r: r["backend"]["image"].__setitem__("Dockerfile", "x"),
+     "stack.yaml: backend.image.Dockerfile: unknown key (did you mean 'dockerfile'?)"),
+    (lambda r: r["registry"].__setitem__("image_pull_secrets", "x"),
+     "stack.yaml: registry.image_pull_secrets: unknown key (did you mean 'image_pull_secret'?)"),
+    (lambda r: r["cluster"].__setitem__("name", "x"),
+     "stack.yaml: cluster.name: unknown key (did you mean 'kind_name'?)"),
+    (lambda r: r["cluster"].__setitem__("zone", "x"),
+     "stack.yaml: cluster.zone: unknown key (valid: kind_name)"),
+    (lambda r: r.__setitem__("apiVersion", "ducklake-infra/v2"),
+     "stack.yaml: apiVersion: 'ducklake-infra/v2' is not supported (expected 'ducklake-infra/v1')"),
+    (lambda r: r.pop("apiVersion"), "stack.yaml: apiVersion: missing"),
+    (lambda r: r.__setitem__("kind", "Stak"), "stack.yaml: kind: expected 'Stack'"),
+])
+def test_unknown_keys_and_versions_are_refused(mutate, message):
+    raw = _raw()
+    mutate(raw)
+    with pytest.raises(S.SpecError) as exc:
+        _parse(raw)
+    assert str(exc.value).startswith(message), str(exc.value)
+
+
+def test_every_mapping_of_the_spec_is_read_by_the_parser():
+    """refuse_unknown only sees mappings the parser asked for a key: a section read any
+    other way would escape the check. The repository spec must load (no false alarm),
+    and a mapping the parser never looks into is itself refused."""
+    _parse(_raw())
+    root = {"a": {"b": 1}}
+    v = S._V("f.yaml", root)
+    v.get(root, "", "a")         # read "a" but never look inside it
+    with pytest.raises(S.SpecError, match=r"^f.yaml: a: unexpected mapping$"):
+        v.refuse_unknown()
+
+
+def test_unknown_key_in_a_file_is_reported_with_the_file_name(tmp_path):
+    text = S.DEFAULT_SPEC.read_text().replace("  replicas: 1", "  replicas: 1\n  replica: 2")
+    assert text != S.DEFAULT_SPEC.read_text()
+    f = tmp_path / "prod-stack.yaml"
+    f.write_text(text)
+    for d in ("values", "charts", "k8s", "backend"):
+        (tmp_path / d).symlink_to(S.DEFAULT_SPEC.parent / d)
+    (tmp_path / "Dockerfile").symlink_to(S.DEFAULT_SPEC.parent / "Dockerfile")
+    with pytest.raises(S.SpecError) as exc:
+        S.load(f)
+    assert str(exc.value) == ("prod-stack.yaml: backend.replica: unknown key "
+                              "(did you mean 'replicas'?)")
