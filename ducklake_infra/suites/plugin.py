@@ -40,6 +40,7 @@ class State:
     # time to green: (phase, seconds, note) for cluster, each up phase, suites
     phases: list = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    selection: "Selection | None" = None
 
 
 STATE = pytest.StashKey[State]()
@@ -65,6 +66,57 @@ def _targets_suites(config) -> bool:
     return False
 
 
+def pytest_addoption(parser):
+    g = parser.getgroup("ducklake-infra", "DuckLake stack conformance")
+    g.addoption("--control", action="append", default=[], metavar="ID[,ID]",
+                help="run only these controls (repeatable)")
+    g.addoption("--min-severity", default=None, choices=R.SEVERITIES,
+                help="run only controls of at least this severity")
+    g.addoption("--section", action="append", default=[], metavar="N",
+                help="run only controls of this seed plan section, e.g. 2.1 (repeatable)")
+    g.addoption("--component", action="append", default=[], metavar="NAME",
+                help="run only controls of this component, e.g. minio (repeatable)")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which controls a run asked for; controls left out are NOT RUN, and the verdict
+    of a run that left any out is partial (exemptions apply as always)."""
+    ids: frozenset = frozenset()
+    min_severity: str | None = None
+    sections: frozenset = frozenset()
+    components: frozenset = frozenset()
+
+    @classmethod
+    def from_config(cls, config, reg: R.Registry) -> "Selection":
+        ids = frozenset(i.strip() for a in config.getoption("--control", default=[]) or []
+                        for i in a.split(",") if i.strip())
+        sections = frozenset(config.getoption("--section", default=[]) or [])
+        components = frozenset(config.getoption("--component", default=[]) or [])
+        for what, asked, known in (("--control", ids, {c.id for c in reg}),
+                                   ("--section", sections, {c.section for c in reg}),
+                                   ("--component", components, {c.component for c in reg})):
+            unknown = sorted(asked - known)
+            if unknown:
+                raise pytest.UsageError(f"{what} {', '.join(unknown)}: unknown (known: "
+                                        f"{', '.join(sorted(known))})")
+        return cls(ids, config.getoption("--min-severity", default=None), sections, components)
+
+    def __bool__(self) -> bool:
+        return bool(self.ids or self.min_severity or self.sections or self.components)
+
+    def wants(self, c: R.Control) -> bool:
+        order = R.SEVERITIES.index
+        return ((not self.ids or c.id in self.ids)
+                and (not self.min_severity or order(c.severity) <= order(self.min_severity))
+                and (not self.sections or c.section in self.sections)
+                and (not self.components or c.component in self.components))
+
+    def as_dict(self) -> dict:
+        return {"controls": sorted(self.ids), "min_severity": self.min_severity,
+                "sections": sorted(self.sections), "components": sorted(self.components)}
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     config.addinivalue_line("markers", "control(id): the conformance control (ducklake_infra/suites/controls.yaml) "
@@ -73,7 +125,7 @@ def pytest_configure(config):
         reg = R.load()
     except R.ControlsError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.stash[STATE] = State(reg)
+    config.stash[STATE] = State(reg, selection=Selection.from_config(config, reg))
     # the HTML report goes to <report-dir>/report.html unless --html says otherwise
     if hasattr(config.option, "htmlpath") and not config.option.htmlpath and \
             _targets_suites(config) and not config.option.collectonly:
@@ -112,6 +164,11 @@ def control_of(item) -> R.Control | None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     st = _state(config)
+    if st.selection:
+        dropped = [i for i in items if control_of(i) and not st.selection.wants(control_of(i))]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [i for i in items if i not in set(dropped)]
     for item in items:
         c = control_of(item)
         if c is None:
@@ -343,6 +400,7 @@ def pytest_sessionfinish(session, exitstatus):
     meta = {"cluster": config.getoption("--cluster", default=None),
             "readonly": bool(config.getoption("--readonly", default=False)),
             "stack": str(config.getoption("--stack", default="")),
+            "selection": st.selection.as_dict() if st.selection else None,
             "phases": [{"phase": n, "seconds": round(t, 1), "note": note}
                        for n, t, note in st.phases + [("session total",
                                                        time.monotonic() - st.started, "")]]}

@@ -324,3 +324,65 @@ def test_verdicts():
     assert rep.verdict([res(R.PASS), res(R.NOT_EVALUATED)]) == ("partial", 1)
     assert rep.verdict([res(R.FAIL), res(R.NOT_RUN)]) == ("not conformant", 1)
     assert rep.verdict([res(R.FAIL, exempt="why"), res(R.PASS)]) == ("conformant", 0)
+
+
+# ---- selection by control id, severity, section, component (issue 11, item 2) ---------------
+def _ran(pytester) -> set[str]:
+    return {i for i, c in _results(pytester).items() if c["status"] != "NOT_RUN"}
+
+
+@pytest.mark.parametrize("args", [
+    ["--min-severity", "critical"],
+    ["--min-severity", "high"],
+    ["--section", "2.2"],
+    ["--component", "postgresql", "--component", "backend"],
+    ["--control", "MINIO-SVC-001,PG-CFG-001"],
+    ["--control", "MINIO-SEC-002", "--control", "BE-RDY-001"],
+    ["--component", "minio", "--min-severity", "critical"],
+])
+def test_selection_runs_exactly_the_matching_controls(run, pytester, args):
+    reg = R.registry()
+    defined = {"MINIO-SVC-001", "MINIO-SEC-002", "PG-CFG-001", "BE-RDY-001", "DP-ING-001"}
+    opts = dict(zip(args[::2], args[1::2]))
+    ids = {i for a, v in zip(args[::2], args[1::2]) if a == "--control" for i in v.split(",")}
+    comps = {v for a, v in zip(args[::2], args[1::2]) if a == "--component"}
+    order = R.SEVERITIES.index
+    want = {i for i in defined
+            if (not ids or i in ids)
+            and (not comps or reg[i].component in comps)
+            and ("--section" not in opts or reg[i].section == opts["--section"])
+            and ("--min-severity" not in opts
+                 or order(reg[i].severity) <= order(opts["--min-severity"]))}
+    res = run(*args)
+    assert _ran(pytester) == want
+    assert f"{len(defined) - len(want)} deselected" in res.stdout.str()
+    doc = json.loads((pytester.path / "out" / "results.json").read_text())
+    assert doc["verdict"] != "conformant"            # controls were left out
+    assert doc["selection"]["min_severity"] == opts.get("--min-severity")
+    assert doc["not_run"] >= len(doc["controls"]) - len(want)
+
+
+def test_selection_keeps_exemptions(run, pytester, monkeypatch):
+    """An exempted failing control selected alone is still exempt: the run passes,
+    the control shows FAIL with its exemption, and the verdict stays partial."""
+    reg = R.load()
+    reg.exemptions.append(R.Exemption("MINIO-SEC-002", "accepted risk in the lab"))
+    monkeypatch.setattr(R, "load", lambda *a, **k: reg)
+    assert reg["MINIO-SEC-002"].severity == "critical"
+    res = run("--control", "MINIO-SEC-002")
+    res.assert_outcomes(passed=2)        # the exempted control and the non-control test
+    c = _results(pytester)
+    assert c["MINIO-SEC-002"]["status"] == "FAIL" and c["MINIO-SEC-002"]["exempt"]
+    assert json.loads((pytester.path / "out" / "results.json").read_text())["verdict"] == "partial"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--control", "NOPE-001"], "--control NOPE-001: unknown"),
+    (["--section", "9.9"], "--section 9.9: unknown (known: 2.1, 2.2, 2.3)"),
+    (["--component", "kafka"], "--component kafka: unknown"),
+    (["--min-severity", "urgent"], "invalid choice: 'urgent'"),
+])
+def test_unknown_selection_is_a_usage_error(run, args, needle):
+    res = run(*args)
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    assert needle in res.stdout.str() + res.stderr.str()
