@@ -12,6 +12,7 @@ Loaded by the root conftest (``pytest_plugins = ["ducklake_infra.suites.plugin"]
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,14 +313,15 @@ def stack(pytestconfig, cluster, spec, runner, kubectl):
     if cluster.is_kind and not pytestconfig.getoption("--readonly"):
         from ducklake_infra.provision.errors import DucklakeInfraError
         from ducklake_infra.provision.progress import Progress
-        try:
-            from ducklake_infra.provision.stack import up
-        except ImportError as exc:
-            pytest.fail(f"ducklake_infra.provision.stack is not available: {exc}", pytrace=False)
+        from ducklake_infra.provision.stack import up
         start = time.monotonic()
-        progress = Progress()
+        # shown as it happens (helm waits and rollouts take minutes), not captured
+        capman = pytestconfig.pluginmanager.getplugin("capturemanager")
+        live = capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
         try:
-            up(cluster, spec, runner, progress)
+            with live:
+                progress = Progress(log_path=runner.log_path)
+                up(cluster, spec, runner, progress)
         except DucklakeInfraError as exc:
             pytest.fail(f"the stack could not be installed: {runner.redactor(str(exc))}",
                         pytrace=False)
