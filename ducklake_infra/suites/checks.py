@@ -13,8 +13,8 @@ from typing import Any, Callable, Mapping
 
 from ducklake_infra.provision.spec import PvcSpec, ReleaseSpec, ServiceSpec, StackSpec
 
-from ducklake_infra.suites.objects import Objects, containers, decode_secret, name_of, pod_spec, secret_forms, \
-    WORKLOAD_KINDS
+from ducklake_infra.suites.objects import Objects, containers, decode_secret, name_of, pod_spec, \
+    same_quantity, secret_forms, WORKLOAD_KINDS
 from ducklake_infra.suites.registry import ERROR, FAIL, PASS, CheckError, Result, registry, result
 
 CHECKS: dict[str, Callable[[Objects, StackSpec], Result]] = {}
@@ -160,10 +160,6 @@ def _mounts_of_claim(objs: Objects, workload: Mapping, pvc: PvcSpec) -> tuple[st
     return vol, None
 
 
-def _quantity_equal(a: str | None, b: str) -> bool:
-    return (a or "").strip() == b.strip()
-
-
 def _pvc_check(objs: Objects, pvc: PvcSpec, workload: Mapping | None,
                data_path: Callable[[dict], str | None]) -> tuple[list[str], list[str]]:
     problems, good = [], []
@@ -186,7 +182,7 @@ def _pvc_check(objs: Objects, pvc: PvcSpec, workload: Mapping | None,
     if cls != pvc.storage_class:
         problems.append(f"PVC {pvc.name} storage class {cls!r}, expected {pvc.storage_class!r}")
     size = (st.get("resources") or {}).get("requests", {}).get("storage")
-    if not _quantity_equal(size, pvc.size):
+    if not same_quantity(size, pvc.size):
         problems.append(f"PVC {pvc.name} requests {size!r}, expected {pvc.size!r}")
     else:
         good.append(f"class {cls}, size {size}")

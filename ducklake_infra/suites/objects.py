@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Mapping
 
 import yaml
@@ -147,3 +149,30 @@ def containers(ps: Mapping[str, Any], init: bool = False) -> list[dict]:
 def name_of(obj: Mapping[str, Any]) -> str:
     md = obj.get("metadata", {})
     return f"{obj.get('kind')}/{md.get('namespace', '?')}/{md.get('name', '?')}"
+
+
+# ---- quantities: the one parser (PVC sizes, requests and limits) ------------------------
+_SUFFIX = {"": 1, "m": Decimal("0.001"), "k": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9,
+           "T": 10 ** 12, "P": 10 ** 15, "E": 10 ** 18, "Ki": 2 ** 10, "Mi": 2 ** 20,
+           "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60}
+_QTY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
+
+
+def quantity(q: Any) -> Decimal | None:
+    """A Kubernetes quantity as a number ("100m" == "0.1", "1Gi" == "1024Mi")."""
+    if q is None:
+        return None
+    m = _QTY.match(str(q).strip())
+    if not m:
+        return None
+    try:
+        return Decimal(m.group(1)) * Decimal(_SUFFIX[m.group(2) or ""])
+    except InvalidOperation:
+        return None
+
+
+def same_quantity(a: Any, b: Any) -> bool:
+    qa, qb = quantity(a), quantity(b)
+    if qa is None or qb is None:
+        return str(a) == str(b)
+    return qa == qb

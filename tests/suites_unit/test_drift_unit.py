@@ -10,7 +10,7 @@ import pytest
 
 from ducklake_infra.provision.spec import split_image
 from ducklake_infra.provision.stack import BACKEND_IMAGE_KEY
-from ducklake_infra.suites import drift
+from ducklake_infra.suites import drift, objects
 from ducklake_infra.suites.objects import Objects
 from ducklake_infra.suites.registry import ERROR, FAIL, PASS, WARN, registry
 
@@ -269,7 +269,7 @@ def test_missing_workload_fails(ok, spec, refs):
                                       ("1G", "1000M", True), ("1e3", "1k", True),
                                       ("1Gi", "1G", False), ("500m", "1", False)])
 def test_quantities(a, b, same):
-    assert drift.same_quantity(a, b) is same
+    assert objects.same_quantity(a, b) is same
 
 
 def test_deep_merge_is_helms():

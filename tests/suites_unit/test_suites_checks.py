@@ -97,6 +97,19 @@ def test_pvc_pending_wrong_size_and_not_mounted(good, spec, find):
     assert any("requests '1Gi'" in e for e in res.evidence)
 
 
+@pytest.mark.parametrize("size,status", [("5120Mi", PASS), (str(5 * 2 ** 30), PASS),
+                                         ("5121Mi", FAIL), ("5G", FAIL)])
+def test_pvc_size_is_compared_as_a_quantity(good, spec, find, size, status):
+    """Issue 12: 2048Mi against a spec of 2Gi FAILed here and PASSed in drift. Both now
+    use the one quantity parser (suites.objects)."""
+    from ducklake_infra.suites import drift, objects
+    assert spec.minio.pvcs[0].size == "5Gi"
+    find(good, "PersistentVolumeClaim", spec.minio.pvcs[0].name)["spec"]["resources"][
+        "requests"]["storage"] = size
+    assert checks.run("MINIO-PVC-001", good, spec).status == status
+    assert drift.same_quantity is objects.same_quantity is checks.same_quantity
+
+
 def test_pg_pvc_from_claim_template(good, spec, find):
     sts = find(good, "StatefulSet", spec.postgresql.fullname)
     sts["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] = "/pgdata"
