@@ -5,6 +5,7 @@ diagnostics for failed waits. Argument lists only; the cluster gives the
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import secrets as _secrets
 import string
@@ -49,9 +50,18 @@ def as_list(objects: Sequence[dict]) -> str:
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
 
 
-def decode_secret(obj: Mapping) -> dict[str, str]:
-    return {k: base64.b64decode(v).decode(errors="replace")
-            for k, v in (obj.get("data") or {}).items()}
+def decode_secret(secret: Mapping) -> dict[str, str]:
+    """A Secret's values as text: ``data`` (base64; an undecodable value reads as "") and
+    ``stringData`` (as written), the latter winning as the API server does."""
+    out: dict[str, str] = {}
+    for k, v in (secret.get("data") or {}).items():
+        try:
+            out[k] = base64.b64decode(v or "", validate=True).decode("utf-8", errors="replace")
+        except (binascii.Error, ValueError):
+            out[k] = ""
+    for k, v in (secret.get("stringData") or {}).items():
+        out[k] = "" if v is None else str(v)
+    return out
 
 
 def diagnose(runner: Runner, kubectl: Sequence[str], namespace: str,

@@ -14,7 +14,6 @@ Components: ``minio``, ``postgresql`` (Helm releases) and ``backend``.
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 

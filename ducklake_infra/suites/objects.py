@@ -7,8 +7,6 @@ tests), so every check runs identically on both.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -17,6 +15,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from ducklake_infra.provision.guard import MIN_SECRET_LEN, secret_forms  # noqa: F401 (one definition)
+from ducklake_infra.provision.kube import decode_secret  # noqa: F401 (one definition)
 
 # Secret types that hold no credentials of the stack (and can be huge)
 _NON_CREDENTIAL_SECRET_TYPES = ("helm.sh/release.v1", "kubernetes.io/service-account-token")
@@ -108,20 +107,6 @@ class Objects:
             return []
         return [p for p in self.all("Pod", ns)
                 if all(p.get("metadata", {}).get("labels", {}).get(k) == v for k, v in sel.items())]
-
-
-def decode_secret(secret: Mapping[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in (secret.get("data") or {}).items():
-        try:
-            out[k] = base64.b64decode(v or "").decode("utf-8", errors="replace")
-        except (binascii.Error, ValueError):
-            out[k] = ""
-    for k, v in (secret.get("stringData") or {}).items():
-        out[k] = "" if v is None else str(v)
-    return out
-
-
 
 
 # -- pod spec helpers ---------------------------------------------------------------------

@@ -9,7 +9,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import pytest
 
 from ducklake_infra.suites import evidence as ev
 from ducklake_infra.suites.objects import Objects

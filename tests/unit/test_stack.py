@@ -381,3 +381,13 @@ def test_a_cluster_from_an_older_node_image_is_recreated(spec, progress, fake_la
     _kind(r, spec).ensure()
     assert r.executed(r"^kind delete cluster --name ducklake")
     assert r.executed(r"^kind create cluster --name ducklake")
+
+
+def test_decode_secret_is_one_function_for_provisioner_and_suites():
+    """Issue 12: two copies, and only one handled stringData and bad base64."""
+    from ducklake_infra.provision import kube
+    from ducklake_infra.suites import checks, objects
+    assert objects.decode_secret is kube.decode_secret is checks.decode_secret
+    s = {"data": {"a": "aHVudGVyMg==", "bad": "not base64!", "none": None,
+                  "b": "b2xk"}, "stringData": {"b": "new", "n": None}}
+    assert kube.decode_secret(s) == {"a": "hunter2", "bad": "", "none": "", "b": "new", "n": ""}
