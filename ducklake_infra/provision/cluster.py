@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ducklake_infra.provision.errors import DucklakeInfraError
+from ducklake_infra.provision.images import local_image_id
 from ducklake_infra.provision.runner import CommandError, Runner
 
 
@@ -136,10 +137,7 @@ class KindCluster:
         have = self.runner.run(["docker", "inspect", "--format", "{{.Image}}",
                                 self.node_container()], timeout=60, check=False,
                                mutating=False).stdout.strip()
-        want = self.runner.run(["docker", "image", "inspect", "--format", "{{.Id}}",
-                                self.node_image], timeout=60, check=False,
-                               mutating=False).stdout.strip()
-        return bool(have) and have == want
+        return bool(have) and have == local_image_id(self.runner, self.node_image)
 
     def ensure(self) -> None:
         """Create the cluster, or reuse a running one of the same name that runs the
@@ -196,12 +194,10 @@ class KindCluster:
                             timeout=900)
 
     def node_has_image(self, image: str) -> bool:
-        try:
-            want = self.runner.run(["docker", "image", "inspect", "--format", "{{.Id}}", image],
-                                   timeout=60, mutating=False).stdout.strip()
-        except CommandError:
+        want = local_image_id(self.runner, image)
+        if want is None:
             raise DucklakeInfraError(f"image {image} is not in the local Docker engine; "
-                                     "run: ducklake-infra bundle build") from None
+                                     "run: ducklake-infra bundle build")
         res = self.runner.run(["docker", "exec", self.node_container(), "crictl", "inspecti",
                                "-o", "json", image], timeout=60, check=False, mutating=False)
         if res.returncode != 0:

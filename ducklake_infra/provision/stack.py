@@ -28,7 +28,7 @@ from ducklake_infra.provision.cluster import KindCluster
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
 from ducklake_infra.provision.runner import CommandError, Result, Runner
-from ducklake_infra.provision.spec import BUNDLE_PREFIX, ReleaseSpec, StackSpec, split_image
+from ducklake_infra.provision.spec import BUNDLE_PREFIX, ReleaseSpec, StackSpec
 
 CACERT = "/etc/ssl/certs/ca-certificates.crt"
 HASH_VALUE = "ducklakeInfra.specHash"
@@ -302,11 +302,11 @@ class _Ctx:
     def helm(self, *args: str) -> list[str]:
         return [*self.cluster.helm(), *args]
 
-    def local_read(self, argv: Sequence[str], timeout: float = 60) -> Result:
-        """A read of this machine's state (the Docker engine): runs even when the
-        cluster is absent, so the plan shows the real values (e.g. image IDs)."""
-        runner = getattr(self.runner, "base", self.runner)
-        return runner.run(argv, timeout=timeout, check=False, mutating=False)
+    @property
+    def local_runner(self) -> Runner:
+        """Reads of this machine's state (the Docker engine) run even when the cluster is
+        absent, so the plan shows the real values (e.g. image IDs)."""
+        return getattr(self.runner, "base", self.runner)
 
     def read(self, argv: Sequence[str], timeout: float = 60) -> Result | None:
         """A read: runs (even in dry-run), or is only listed when the cluster is absent."""
@@ -477,9 +477,7 @@ def build_backend_image(ctx: _Ctx, refs: Mapping[str, str]) -> str:
         return f"{ref} (given)"
     # The tag hashes our sources; the base image is tracked by a label, so a rebuilt
     # base (e.g. a new bundle) rebuilds the backend under the same source tag.
-    base = ctx.local_read(["docker", "image", "inspect", "--format", "{{.Id}}",
-                           refs["python-base"]])
-    base_id = base.stdout.strip() if base is not None and base.returncode == 0 else ""
+    base_id = I.local_image_id(ctx.local_runner, refs["python-base"]) or ""
     res = ctx.read(["docker", "image", "inspect", "--format",
                     f'{{{{index .Config.Labels "{BASE_LABEL}"}}}}', ref])
     if res is not None and res.returncode == 0 and res.stdout.strip() == base_id and base_id:

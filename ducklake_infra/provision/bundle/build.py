@@ -17,6 +17,7 @@ from pathlib import Path
 from ducklake_infra.provision import host
 from ducklake_infra.provision.bundle import gobuild
 from ducklake_infra.provision.bundle import images as I
+from ducklake_infra.provision.images import local_image_id
 from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.bundle import nodeimage, pins
 from ducklake_infra.provision.errors import DucklakeInfraError
@@ -184,7 +185,7 @@ def artifacts(runner: Runner, lay: L.Layout) -> list[Artifact]:
     image_rows += [(nodeimage.NODE_BASE_IMAGE, f"debian {pins.DEBIAN_SUITE} + kind {pins.KIND_VERSION} base files"),
                    (L.NODE_IMAGE, f"kind node image, Kubernetes {pins.K8S_VERSION}")]
     for ref, source in image_rows:
-        iid = I.image_id(runner, ref) if docker_ok else None
+        iid = local_image_id(runner, ref) if docker_ok else None
         out.append(Artifact(f"image/{ref}", ref.rsplit(":", 1)[1], source, iid, iid is not None,
                             I.image_size(runner, ref) if iid else None))
     chart = lay.chart("minio") / "Chart.yaml"

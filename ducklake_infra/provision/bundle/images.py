@@ -32,12 +32,6 @@ def stamp_of(*parts) -> str:
     return h.hexdigest()[:16]
 
 
-def image_id(runner: Runner, ref: str) -> str | None:
-    res = runner.run([DOCKER, "image", "inspect", "--format", "{{.Id}}", ref], timeout=60,
-                     check=False, mutating=False)
-    return res.stdout.strip() if res.returncode == 0 else None
-
-
 def image_stamp(runner: Runner, ref: str) -> str | None:
     res = runner.run([DOCKER, "image", "inspect", "--format",
                       "{{json .Config.Labels}}", ref], timeout=60, check=False, mutating=False)

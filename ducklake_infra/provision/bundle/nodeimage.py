@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from ducklake_infra.provision.bundle import images as I
+from ducklake_infra.provision.images import local_image_id
 from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.bundle import pins
 from ducklake_infra.provision.errors import DucklakeInfraError
@@ -97,7 +98,7 @@ def build_node_base(runner: Runner, lay: L.Layout, kind_dir: Path) -> bool:
 def build_node_image(runner: Runner, lay: L.Layout, kind_dir: Path, bins: Path,
                      node_images: list[str]) -> bool:
     """Node base + Kubernetes binaries + manifests + images in containerd."""
-    ids = [I.image_id(runner, r) for r in node_images]
+    ids = [local_image_id(runner, r) for r in node_images]
     if None in ids:
         missing = [r for r, i in zip(node_images, ids) if i is None]
         raise DucklakeInfraError(f"node images missing before node assembly: {missing}")
