@@ -62,9 +62,18 @@ def pytest_cmdline_main(config):
     path, how = S.locate(config.option.stack, Path(config.invocation_params.dir))
     config.option.stack = str(path)
     config.stash[SPEC_SOURCE] = how
+    config.stash[RUN_STARTED] = time.time()
+
+
+@pytest.fixture(scope="session")
+def run_started(pytestconfig) -> float:
+    """Wall-clock time this run started: tests that read cluster history (events, audit
+    logs) look only at what happened since, so a kept cluster's past cannot fail them."""
+    return pytestconfig.stash[RUN_STARTED]
 
 
 SPEC_SOURCE = pytest.StashKey[str]()
+RUN_STARTED = pytest.StashKey[float]()
 
 
 def pytest_report_header(config):

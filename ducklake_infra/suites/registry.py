@@ -289,7 +289,12 @@ def warn(message: str) -> None:
 
 def verdict(res: Result) -> Result:
     """Turn a check's Result into the test outcome: PASS returns, WARN records a
-    warning and returns, FAIL raises AssertionError, ERROR raises CheckError."""
+    warning and returns, FAIL raises AssertionError, ERROR raises CheckError.
+    A result of another control than the test's marker is an ERROR: reported under the
+    marker's id, it would certify a control nobody checked."""
+    if _current is not None and res.control and res.control != _current.control.id:
+        raise CheckError(f"this test is marked {_current.control.id} but evaluated check "
+                         f"{res.control}: fix the test's marker or the check it calls")
     evidence(*res.evidence)
     if res.status == FAIL:
         raise AssertionError("\n".join(res.evidence) or "check failed")

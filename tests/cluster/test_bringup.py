@@ -8,6 +8,8 @@ built by ``ducklake-infra bundle build`` and are already in the node, with
 
 from __future__ import annotations
 
+import datetime
+
 import json
 import time
 import uuid
@@ -64,9 +66,20 @@ def test_node_is_ready(kubectl):
     assert node["status"]["nodeInfo"]["kubeletVersion"] == pins.K8S_VERSION
 
 
-def test_no_image_was_pulled(kubectl):
-    """Every event about images says 'already present'; none says Pulling."""
-    events = kubectl.json("get", "events", "-A")["items"]
+def event_time(e: dict) -> float:
+    """An event's last occurrence as a Unix time (0 when it has none)."""
+    t = e.get("lastTimestamp") or e.get("eventTime") or \
+        (e.get("series") or {}).get("lastObservedTime") or e["metadata"].get("creationTimestamp")
+    if not t:
+        return 0.0
+    return datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
+
+
+def test_no_image_was_pulled(kubectl, run_started):
+    """Every event of this run about images says 'already present'; none says Pulling.
+    Older events (a kept cluster reused after other work) are not this run's."""
+    events = [e for e in kubectl.json("get", "events", "-A")["items"]
+              if event_time(e) >= run_started - 2]
     pulls = [e for e in events if e.get("reason") in ("Pulling", "Pulled")
              and "already present" not in e.get("message", "")]
     failed = [e for e in events if e.get("reason") in ("Failed", "ErrImagePull", "BackOff")

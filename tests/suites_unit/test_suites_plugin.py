@@ -386,3 +386,28 @@ def test_unknown_selection_is_a_usage_error(run, args, needle):
     res = run(*args)
     assert res.ret == pytest.ExitCode.USAGE_ERROR
     assert needle in res.stdout.str() + res.stderr.str()
+
+
+def test_a_test_that_evaluates_another_controls_check_is_an_error(pytester):
+    """Issue 12: verdict() never compared the result's control with the test's marker, so
+    a test calling the wrong check reported a PASS under the wrong id."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_wrong='''
+import pytest
+from ducklake_infra.suites.registry import Result, verdict
+
+@pytest.mark.control("MINIO-SVC-001")
+def test_calls_the_wrong_check():
+    verdict(Result("PASS", ["pvc fine"], control="MINIO-PVC-001"))
+
+@pytest.mark.control("MINIO-PVC-001")
+def test_calls_its_own_check():
+    verdict(Result("PASS", ["pvc fine"], control="MINIO-PVC-001"))
+''')
+    res = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--report-dir", "out")
+    c = _results(pytester)
+    assert c["MINIO-SVC-001"]["status"] == "ERROR"
+    assert "marked MINIO-SVC-001 but evaluated check MINIO-PVC-001" in \
+        " ".join(c["MINIO-SVC-001"]["evidence"])
+    assert c["MINIO-PVC-001"]["status"] == "PASS"
+    assert res.ret == pytest.ExitCode.TESTS_FAILED

@@ -391,3 +391,19 @@ def test_decode_secret_is_one_function_for_provisioner_and_suites():
     s = {"data": {"a": "aHVudGVyMg==", "bad": "not base64!", "none": None,
                   "b": "b2xk"}, "stringData": {"b": "new", "n": None}}
     assert kube.decode_secret(s) == {"a": "hunter2", "bad": "", "none": "", "b": "new", "n": ""}
+
+
+def test_bringup_reads_only_events_of_its_own_run():
+    """Issue 12: test_no_image_was_pulled failed on a Pulling event an hour older than
+    the run on a kept cluster. It now keeps only events since the run started."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).parents[1] / "cluster" / "test_bringup.py"
+    spec = importlib.util.spec_from_file_location("bringup_for_test", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    old = {"lastTimestamp": "2026-11-29T10:00:00Z", "metadata": {}}
+    new = {"eventTime": "2026-11-29T11:00:05.123456Z", "metadata": {}}
+    started = mod.event_time({"lastTimestamp": "2026-11-29T11:00:00Z", "metadata": {}})
+    assert mod.event_time(old) < started - 2 <= mod.event_time(new)
+    assert mod.event_time({"metadata": {"creationTimestamp": "2026-11-29T11:00:01Z"}}) > started
