@@ -82,13 +82,32 @@ def parse_registry(text: str, *, insecure: bool | None = None) -> Registry:
     return Registry(host=host, prefix=prefix, insecure=local if insecure is None else insecure)
 
 
+@dataclass(frozen=True)
+class ImageRef:
+    """An image reference ``repo[:tag][@digest]``, parsed once for every user (the
+    provisioner's pushes and Helm values, the suites' drift checks)."""
+    repo: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, ref: str) -> "ImageRef":
+        name, _, digest = ref.partition("@")
+        slash, colon = name.rfind("/"), name.rfind(":")
+        if colon > slash:        # a registry port (host:5000/x) is not a tag
+            return cls(name[:colon], name[colon + 1:], digest or None)
+        return cls(name, None, digest or None)
+
+    @property
+    def version(self) -> str:
+        """What pins the content: the digest if any, else the tag (``latest`` if none)."""
+        return self.digest or self.tag or "latest"
+
+
 def split_ref(ref: str) -> tuple[str, str]:
-    """``repo[:tag][@digest]`` -> (repo, tag); a registry port is not a tag."""
-    ref = ref.split("@", 1)[0]
-    slash, colon = ref.rfind("/"), ref.rfind(":")
-    if colon > slash:
-        return ref[:colon], ref[colon + 1:]
-    return ref, "latest"
+    """``repo[:tag][@digest]`` -> (repo, tag or ``latest``); the digest is dropped."""
+    r = ImageRef.parse(ref)
+    return r.repo, r.tag or "latest"
 
 
 def digest_ref(target: str, digest: str) -> str:

@@ -255,17 +255,6 @@ def resolve_image(ref: str, where: str = "image") -> str:
     return ref
 
 
-def split_image(ref: str) -> tuple[str, str]:
-    """``repo[:tag]`` -> (repo, tag); a registry port is not a tag; digests kept in repo."""
-    if "@" in ref:
-        return ref, ""
-    slash = ref.rfind("/")
-    colon = ref.rfind(":")
-    if colon > slash:
-        return ref[:colon], ref[colon + 1:]
-    return ref, "latest"
-
-
 # ---- validation helpers ---------------------------------------------------------
 class _V:
     """Walks the raw YAML, raising one-line errors with the dotted path. Every key it is

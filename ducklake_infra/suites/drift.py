@@ -19,7 +19,8 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from ducklake_infra.provision.spec import ReleaseSpec, ServiceSpec, StackSpec, split_image
+from ducklake_infra.provision.images import ImageRef
+from ducklake_infra.provision.spec import ReleaseSpec, ServiceSpec, StackSpec
 
 from ducklake_infra.suites.objects import Objects, containers, pod_spec, quantity, same_quantity
 from ducklake_infra.suites.registry import ERROR, PASS, Result, registry, result
@@ -270,13 +271,14 @@ def check_image_drift(objs: Objects, spec: StackSpec, component: str, *,
                 good.append(f"{where}: {live}")
                 return
             shown = expected if expected is not None else " or ".join(sorted(allowed))
-            lrepo, ltag = split_image(lv)
+            lref = ImageRef.parse(lv)
             what = f"drift: {where}: live {live}, expected {shown}"
             if component == "backend":
-                erepo, etag = split_image(_norm_image(expected or next(iter(allowed))))
-                tag = backend_tag or etag
-                if lrepo == erepo:
-                    problems.append(f"{what} (tag {ltag} is not the content hash {tag} of "
+                eref = ImageRef.parse(_norm_image(expected or next(iter(allowed))))
+                tag = backend_tag or eref.version
+                if lref.repo == eref.repo:
+                    problems.append(f"{what} ({'digest' if lref.digest else 'tag'} {lref.version} is "
+                                    f"not the content hash {tag} of "
                                     f"{', '.join(p.name for p in spec.backend.image.hash_paths)}:"
                                     f" the backend source changed since it was deployed); "
                                     f"reconcile: {UP} (rebuilds and rolls out the backend)")

@@ -8,7 +8,7 @@ import copy
 
 import pytest
 
-from ducklake_infra.provision.spec import split_image
+from ducklake_infra.provision.images import ImageRef, helm_image_parts
 from ducklake_infra.provision.stack import BACKEND_IMAGE_KEY
 from ducklake_infra.suites import drift, objects
 from ducklake_infra.suites.objects import Objects
@@ -44,7 +44,7 @@ def aligned(objs: Objects, spec, refs) -> Objects:
         c["resources"] = copy.deepcopy(drift.release_values(spec, rel)["resources"])
         vals = objs.helm_values.setdefault(rel.name, {})
         for prefix, key in rel.images.items():
-            repo, tag = split_image(refs[key])
+            repo, tag = helm_image_parts(refs[key])
             vals[prefix] = {"repository": repo, "tag": tag}
         vals["ducklakeInfra"] = {"specHash": "h-" + rel.name}
     # the kubelet's view: docker.io prefix on a Job that still exists (mc)
@@ -174,11 +174,22 @@ def test_backend_stale_source_is_drift_even_where_overrides_are_legitimate(ok, s
     b = spec.backend
     c = get(ok, "Deployment", b.deployment)["spec"]["template"]["spec"]["containers"][0]
     c["image"] = f"{b.image.repository}:0123456789ab"
-    want_tag = split_image(refs[BACKEND_IMAGE_KEY])[1]
+    want_tag = ImageRef.parse(refs[BACKEND_IMAGE_KEY]).version
     for overridable in (False, True):
         lines = drifted(run(ok, spec, "image", "backend", refs=refs, overridable=overridable),
                         FAIL, "backend source changed")
         assert want_tag in lines[0] and "0123456789ab" in lines[0]
+
+
+def test_backend_pinned_by_another_digest_is_named_as_a_digest(ok, spec, refs):
+    """Issue 12: a digest-pinned ref was split with the digest inside the repository, so
+    the same repository at another digest was not recognised as the backend's."""
+    b = spec.backend
+    c = get(ok, "Deployment", b.deployment)["spec"]["template"]["spec"]["containers"][0]
+    c["image"] = f"{b.image.repository}@sha256:{'0' * 64}"
+    lines = drifted(run(ok, spec, "image", "backend", refs=refs, overridable=True), FAIL,
+                    "backend source changed")
+    assert f"digest sha256:{'0' * 64} is not the content hash" in lines[0]
 
 
 def test_backend_pushed_elsewhere_warns_on_other_contexts(ok, spec, refs):

@@ -241,3 +241,19 @@ def test_plan_lists_every_push_when_the_registry_cannot_be_asked(spec, progress,
                        _opts(fake_layout))
     assert len([ln for ln in lines if ln.startswith("docker push ")]) == 4
     assert any(f"image.repository={REG}/minio@sha256" in ln for ln in lines)
+
+
+# ---- one parser of image references (issue 12: split_image and split_ref disagreed) -------
+@pytest.mark.parametrize("ref,repo,tag,digest,version", [
+    ("ducklake-infra/minio:RELEASE.2026", "ducklake-infra/minio", "RELEASE.2026", None,
+     "RELEASE.2026"),
+    ("reg.example:5000/x/y:1.2", "reg.example:5000/x/y", "1.2", None, "1.2"),
+    ("reg.example:5000/x/y", "reg.example:5000/x/y", None, None, "latest"),
+    ("reg.example:5000/x/y@sha256:ab12", "reg.example:5000/x/y", None, "sha256:ab12",
+     "sha256:ab12"),
+    ("x/y:1.2@sha256:ab12", "x/y", "1.2", "sha256:ab12", "sha256:ab12"),
+])
+def test_image_ref_parse(ref, repo, tag, digest, version):
+    r = I.ImageRef.parse(ref)
+    assert (r.repo, r.tag, r.digest, r.version) == (repo, tag, digest, version)
+    assert I.split_ref(ref) == (repo, tag or "latest")

@@ -31,15 +31,6 @@ def test_bundle_images_resolve_through_layout(spec):
     assert spec.image("minio", {"minio": "reg.example/minio:1"}) == "reg.example/minio:1"
 
 
-@pytest.mark.parametrize("ref,expected", [
-    ("ducklake-infra/minio:RELEASE.2026", ("ducklake-infra/minio", "RELEASE.2026")),
-    ("reg.example:5000/x/y:1.2", ("reg.example:5000/x/y", "1.2")),
-    ("reg.example:5000/x/y", ("reg.example:5000/x/y", "latest")),
-])
-def test_split_image(ref, expected):
-    assert S.split_image(ref) == expected
-
-
 def _raw():
     return yaml.safe_load(S.DEFAULT_SPEC.read_text())
 
