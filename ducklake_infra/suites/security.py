@@ -17,7 +17,7 @@ from ducklake_infra.suites.registry import ERROR, FAIL, PASS, WARN, Result, resu
 def check_backend_memory_bound(objs: Objects, spec: StackSpec) -> Result:
     """DuckDB's memory_limit follows the container's limit (cgroup): so the container needs
     one, and an explicit DUCKLAKE_MEMORY_LIMIT_BYTES may not exceed it."""
-    from ducklake_infra.suites.drift import quantity
+    from ducklake_infra.suites.objects import quantity
     b = spec.backend
     dep = _backend_deployment(objs, spec)
     if dep is None:

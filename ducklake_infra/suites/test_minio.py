@@ -133,3 +133,9 @@ def test_backend_user_reads_and_writes_its_buckets_only(objs, spec, runner, clus
             mc.remove_bucket(probe)
             raise AssertionError("the backend user could create a bucket: its policy is wider "
                                  "than the raw and lake buckets")
+
+
+@pytest.mark.control("STORE-RWO-001")
+def test_single_volume_workloads_never_run_twice(objs, spec):
+    from ducklake_infra.suites import resilience
+    verdict(resilience.check_single_volume_workloads_never_run_twice(objs, spec))

@@ -123,6 +123,20 @@ def test_minio_uses_existing_secret_and_the_spec(minio_objects, spec):
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
 
 
+def test_minio_never_runs_twice_on_its_volume(minio_objects, spec):
+    """STORE-RWO-001 on the rendered chart: Recreate, so an update or a deleted pod never
+    starts a second server on the same ReadWriteOnce volume."""
+    from ducklake_infra.suites.objects import Objects
+    from ducklake_infra.suites.registry import PASS
+    from ducklake_infra.suites.resilience import check_single_volume_workloads_never_run_twice
+    dep = one(minio_objects, "Deployment", spec.minio.fullname)
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    installed = [{**o, "metadata": {**o["metadata"], "namespace": spec.minio.namespace}}
+                 for o in minio_objects]            # as helm install --namespace places them
+    res = check_single_volume_workloads_never_run_twice(Objects(installed), spec)
+    assert res.status == PASS and any("strategy Recreate" in e for e in res.evidence), res
+
+
 @pytest.mark.parametrize("objs_fixture", ["postgres_objects", "minio_objects"])
 def test_no_secret_values_in_configmaps(objs_fixture, request):
     objs = request.getfixturevalue(objs_fixture)

@@ -57,6 +57,7 @@ def build(spec: specmod.StackSpec) -> Objects:
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": m.fullname, "namespace": sns, "labels": {**mlabels, "chart": "minio-5.4.0"}},
         "spec": {"replicas": 1, "selector": {"matchLabels": mlabels},
+                 "strategy": {"type": "Recreate"},
                  "template": {"metadata": {"labels": mlabels}, "spec": {
                      "securityContext": {"runAsUser": 1000, "runAsNonRoot": True, "fsGroup": 1000},
                      "containers": [{
@@ -79,6 +80,7 @@ def build(spec: specmod.StackSpec) -> Objects:
         items.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                       "metadata": {"name": p.name, "namespace": sns, "labels": mlabels},
                       "spec": {"storageClassName": p.storage_class, "volumeName": "pvc-1",
+                               "accessModes": ["ReadWriteOnce"],
                                "resources": {"requests": {"storage": p.size}}},
                       "status": {"phase": "Bound"}})
     items.append(ready_pod("minio-abc", sns, mlabels))

@@ -410,3 +410,29 @@ def test_access_surface_beyond_the_spec_fails(spec, weaken, needle):
     weaken(users, buckets, roles)
     res = security.judge_access_surface(spec, users, buckets, roles)
     assert res.status == FAIL and any(needle in e for e in res.evidence), res.evidence
+
+
+@pytest.mark.parametrize("strategy,needle", [
+    (None, "strategy RollingUpdate with maxSurge 25%"),
+    ({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "100%"}}, "maxSurge 100%"),
+    ({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}, "maxSurge 1"),
+])
+def test_rolling_update_on_a_single_volume_fails(good, spec, find, strategy, needle):
+    """Issue 13: the chart's default started a second MinIO on the same volume."""
+    dep = find(good, "Deployment", spec.minio.fullname)
+    if strategy is None:
+        del dep["spec"]["strategy"]
+    else:
+        dep["spec"]["strategy"] = strategy
+    _fails("STORE-RWO-001", good, spec, needle)
+
+
+def test_single_volume_workload_with_two_replicas_fails(good, spec, find):
+    find(good, "Deployment", spec.minio.fullname)["spec"]["replicas"] = 2
+    _fails("STORE-RWO-001", good, spec, "2 replicas on one ReadWriteOnce volume")
+
+
+def test_rolling_update_without_surge_passes(good, spec, find):
+    dep = find(good, "Deployment", spec.minio.fullname)
+    dep["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0}}
+    assert checks.run("STORE-RWO-001", good, spec).status == PASS
