@@ -4,7 +4,8 @@ Loaded by the root conftest (``pytest_plugins = ["ducklake_infra.suites.plugin"]
 
 * ``@pytest.mark.control("MINIO-SVC-001")`` ties a test to a control from
   ``ducklake_infra/suites/controls.yaml``; the node id carries the ID (``test_x[MINIO-SVC-001]``),
-  and so do the JUnit properties, ``<report-dir>/results.json`` and the HTML report.
+  and so do the JUnit properties, ``<report-dir>/results.json``, ``policyreport.yaml``,
+  ``results.sarif`` (suites.formats) and the HTML report.
 * Statuses PASS / FAIL / WARN / ERROR / NOT_EVALUATED (see suites.registry).
 * Controls with ``mutating: true`` are marked ``mutating``; under ``--readonly``
   they are reported "not evaluated (read-only)", never as passed.
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from ducklake_infra.provision.guard import Redactor, find_leaks
+from ducklake_infra.suites import formats
 from ducklake_infra.suites import registry as R
 from ducklake_infra.suites import report as rep
 from ducklake_infra.suites import svg
@@ -407,10 +409,24 @@ def pytest_sessionfinish(session, exitstatus):
                        for n, t, note in st.phases + [("session total",
                                                        time.monotonic() - st.started, "")]]}
     st.written.append(rep.write_json(rd / "results.json", results, meta, st.redactor))
-    if st.spec is not None or _spec_or_none(config) is not None:
+    spec = _spec_or_none(config)
+    st.written.append(formats.write_policy_report(rd / "policyreport.yaml", results, spec,
+                                                  st.redactor))
+    st.written.append(formats.write_sarif(rd / "results.sarif", results, spec,
+                                          _run_facts(config), st.redactor))
+    if spec is not None:
         (rd / "stack.svg").write_text(_svg(config), encoding="utf-8")
         st.written.append(rd / "stack.svg")
     _write_evidence(config, st, results, rd)  # evidence bundle
+
+
+def _run_facts(config) -> dict[str, str]:
+    stack = config.getoption("--stack", default=None)
+    spec = _spec_or_none(config)
+    return formats.run_facts(cluster=config.getoption("--cluster", default=None),
+                             evidence=_state(config).evidence,
+                             spec_path=Path(stack) if stack else getattr(spec, "path", None),
+                             readonly=bool(config.getoption("--readonly", default=False)))
 
 
 @pytest.hookimpl(hookwrapper=True, specname="pytest_sessionfinish")
