@@ -429,6 +429,31 @@ def _run_facts(config) -> dict[str, str]:
                              readonly=bool(config.getoption("--readonly", default=False)))
 
 
+@pytest.hookimpl(tryfirst=True, specname="pytest_sessionfinish")
+def pytest_sessionfinish_run_facts(session, exitstatus):
+    """Run-level facts, before JUnit and HTML are written: JUnit <properties> of the
+    testsuite, and rows of the HTML report's Environment table (pytest-metadata)."""
+    config = session.config
+    st = _state(config)
+    if not st.records or config.option.collectonly:
+        return
+    facts = {k: st.redactor(v) for k, v in _run_facts(config).items()}
+    try:
+        from _pytest.junitxml import xml_key   # the LogXML of --junitxml (no public handle)
+        xml = config.stash.get(xml_key, None)
+    except ImportError:
+        xml = None
+    if xml is not None:
+        for name, value in facts.items():
+            xml.add_global_property(name, value)
+    try:
+        from pytest_metadata.plugin import metadata_key
+    except ImportError:
+        return
+    if metadata_key in config.stash:   # pytest-html renders this dict at its sessionfinish
+        config.stash[metadata_key].update(facts)
+
+
 @pytest.hookimpl(hookwrapper=True, specname="pytest_sessionfinish")
 def pytest_sessionfinish_leak_probe(session, exitstatus):
     """Proof for SEC-RPT-001, after every report is written (ours, JUnit, HTML): no
@@ -499,9 +524,10 @@ def pytest_html_results_summary(prefix, summary, postfix, session):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_html_results_table_header(cells):
-    cells.insert(1, "<th>Control</th>")
-    cells.insert(2, "<th>Severity</th>")
-    cells.insert(3, "<th>Status</th>")
+    # sortable: pytest-html sorts by the text of each row's <td class="col-<type>">
+    cells[1:1] = [f'<th class="sortable" data-column-type="{col}">{title}</th>'
+                  for col, title in (("control", "Control"), ("severity", "Severity"),
+                                     ("status", "Status"))]
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -509,12 +535,20 @@ def pytest_html_results_table_row(report, cells):
     config = _CONFIG[0]
     rec = _state(config).records.get(report.nodeid) if config else None
     if rec is None:
-        cells[1:1] = ["<td></td>", "<td></td>", "<td></td>"]
+        cells[1:1] = ['<td class="col-control"></td>', '<td class="col-severity"></td>',
+                      '<td class="col-status"></td>']
         return
     exempt = any(k == "exempt" for k, _ in report.user_properties)
+    # a hidden rank first: severity sorts critical..low, status worst first
     cells[1:1] = [f'<td class="col-control">{rec.control.id}</td>',
-                  f"<td>{rec.control.severity}</td>",
-                  f"<td>{rep.badge(rec.status, exempt)}</td>"]
+                  f'<td class="col-severity">{_rank(rep.SEVERITY_ORDER[rec.control.severity])}'
+                  f"{rec.control.severity}</td>",
+                  f'<td class="col-status">{_rank(R.rank(rec.status))}'
+                  f"{rep.badge(rec.status, exempt)}</td>"]
+
+
+def _rank(n: int) -> str:
+    return f'<span hidden class="sort-rank">{n}</span>'
 
 
 _CONFIG: list = [None]

@@ -1,14 +1,17 @@
 """The formats other tools read (ducklake_infra/suites/formats.py, issue 11 item 3):
 results.json against its packaged schema, the PolicyReport against the upstream CRD,
-SARIF against the OASIS schema; secrets in none of them."""
+SARIF against the OASIS schema, run-level JUnit properties, the HTML report's sortable
+control columns and Environment facts; secrets in none of them."""
 
 from __future__ import annotations
 
 import base64
 import copy
 import hashlib
+import html
 import json
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -27,6 +30,18 @@ from test_suites_plugin import CONFTEST, ROOT, TESTS
 pytest_plugins = ["pytester"]
 SECRET = "hunter2-secret-value"        # what CONFTEST registers with the Redactor
 STACK = ROOT / "stack.yaml"
+# the cluster facts a session that read the cluster holds (plugin State.evidence)
+WITH_EVIDENCE = CONFTEST + '''
+
+@pytest.fixture(autouse=True, scope="session")
+def _evidence(pytestconfig):
+    from ducklake_infra.suites import evidence as ev
+    from ducklake_infra.suites.plugin import STATE
+    rec = ev.Recorder(context="prod-ctx", server_version={"gitVersion": "v1.31.2"})
+    rec.record(*({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n, "uid": n}}
+                 for n in ("node-a", "node-b")))
+    pytestconfig.stash[STATE].evidence = rec
+'''
 
 
 @pytest.fixture
@@ -376,6 +391,62 @@ def _a_sarif_doc() -> dict:
 def test_the_oasis_schema_rejects_a_broken_sarif_log(mutate, where):
     require_upstream("sarif-schema-2.1.0.json")
     assert_rejected(sarif_errors, _a_sarif_doc(), mutate, where)
+
+
+# ---- run-level facts: JUnit and the HTML report ----------------------------------------------
+def junit_properties(pytester) -> dict[str, str]:
+    suite = ET.parse(out(pytester, "junit.xml")).getroot().find("testsuite")
+    return {p.get("name"): p.get("value") for p in suite.find("properties")}
+
+
+def test_junit_carries_run_level_properties(run, pytester):
+    run()
+    props = junit_properties(pytester)
+    assert props == {"context": "kind", "stack_spec": str(STACK),
+                     "stack_spec_sha256": hashlib.sha256(STACK.read_bytes()).hexdigest(),
+                     "readonly": "false"}
+
+
+def test_junit_run_properties_with_cluster_facts(run, pytester):
+    run("--readonly", "--cluster", "prod-ctx", conftest=WITH_EVIDENCE)
+    props = junit_properties(pytester)
+    assert props["context"] == "prod-ctx" and props["readonly"] == "true"
+    assert props["server_version"] == "v1.31.2" and props["node_count"] == "2"
+
+
+def html_data(pytester) -> dict:
+    text = out(pytester, "report.html").read_text()
+    return json.loads(html.unescape(re.search(r'data-jsonblob="([^"]*)"', text).group(1)))
+
+
+def test_html_control_columns_sort_by_rank(run, pytester):
+    run()
+    text = out(pytester, "report.html").read_text()
+    for col in ("control", "severity", "status"):
+        assert f'<th class="sortable" data-column-type="{col}">' in text
+    rows = {k.split("[")[-1].rstrip("]"): v[0] for k, v in html_data(pytester)["tests"].items()
+            if "[" in k}
+    # pytest-html sorts by the cell's HTML as text: the hidden rank decides
+    by_severity = sorted(rows, key=lambda k: rows[k]["severity"])
+    assert [R.registry()[k].severity for k in by_severity] == \
+        sorted((R.registry()[k].severity for k in rows), key=rep.SEVERITY_ORDER.get)
+    by_status = sorted(rows, key=lambda k: rows[k]["status"])
+    assert by_status[:2] == ["BE-RDY-001", "MINIO-SEC-002"]          # ERROR, then FAIL
+    assert rows["MINIO-SVC-001"]["control"] == "MINIO-SVC-001"
+
+
+def test_html_environment_has_the_cluster_facts(run, pytester):
+    run("--cluster", "prod-ctx", conftest=WITH_EVIDENCE)
+    env = html_data(pytester)["environment"]
+    assert env["context"] == "prod-ctx" and env["server_version"] == "v1.31.2"
+    assert env["node_count"] == "2" and env["stack_spec"] == str(STACK)
+    assert env["stack_spec_sha256"] == hashlib.sha256(STACK.read_bytes()).hexdigest()
+
+
+def test_run_facts_leave_out_what_is_not_known(tmp_path):
+    facts = formats.run_facts(cluster=None, evidence=None, spec_path=tmp_path / "gone.yaml",
+                              readonly=True)
+    assert facts == {"stack_spec": str(tmp_path / "gone.yaml"), "readonly": "true"}
 
 
 # ---- secrets ---------------------------------------------------------------------------------
