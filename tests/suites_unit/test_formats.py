@@ -79,6 +79,8 @@ def a_results_doc() -> dict:
     recs = [R.TestRecord(f"t.py::test_{i}", c, status=s, evidence=["seen"])
             for i, (c, s) in enumerate(zip(R.registry(), (R.PASS, R.FAIL)))]
     meta = {"cluster": "kind", "readonly": False, "stack": str(STACK),
+            "selection": {"controls": [], "min_severity": "high", "sections": ["2.1"],
+                          "components": []},
             "phases": [{"phase": "session total", "seconds": 1.5, "note": ""}]}
     return json.loads(rep.to_json(rep.aggregate(R.registry(), recs, only_run=True), meta,
                                   lambda s: s))
@@ -132,18 +134,20 @@ def assert_rejected(errors_of, doc, mutate, where: str) -> None:
     (_set(["totals", "MAYBE"], 1), "totals: Additional properties"),
     (_set(["surprise"], True), "(document): Additional properties"),
     (_set(["not_run"], -1), "not_run"),
+    (_set(["selection", "min_severity"], "urgent"), "selection"),
+    (_drop(["selection"]), "(document): 'selection' is a required property"),
 ])
 def test_results_schema_rejects_a_broken_document(mutate, where):
     assert_rejected(results_errors, a_results_doc(), mutate, where)
 
 
 def test_results_schema_enums_are_the_registrys():
-    schema = json.loads(rep.SCHEMA_FILE.read_text())
-    assert schema["$defs"]["status"]["enum"] == list(R.STATUSES)
-    control = schema["$defs"]["control"]["properties"]
-    assert control["severity"]["enum"] == list(R.SEVERITIES)
-    assert control["component"]["enum"] == list(R.COMPONENTS)
-    assert list(schema["properties"]["totals"]["required"]) == list(rep.STATUS_LABEL)
+    defs = json.loads(rep.SCHEMA_FILE.read_text())["$defs"]
+    assert defs["status"]["enum"] == list(R.STATUSES)
+    assert defs["severity"]["enum"] == list(R.SEVERITIES)
+    assert defs["component"]["enum"] == list(R.COMPONENTS)
+    totals = json.loads(rep.SCHEMA_FILE.read_text())["properties"]["totals"]
+    assert totals["required"] == list(rep.STATUS_LABEL)
 
 
 def test_every_pytester_run_has_its_reports_checked(run, pytester):
