@@ -4,7 +4,8 @@ Loaded by the root conftest (``pytest_plugins = ["ducklake_infra.suites.plugin"]
 
 * ``@pytest.mark.control("MINIO-SVC-001")`` ties a test to a control from
   ``ducklake_infra/suites/controls.yaml``; the node id carries the ID (``test_x[MINIO-SVC-001]``),
-  and so do the JUnit properties, ``<report-dir>/results.json`` and the HTML report.
+  and so do the JUnit properties, ``<report-dir>/results.json``, ``policyreport.yaml``,
+  ``results.sarif`` (suites.formats) and the HTML report.
 * Statuses PASS / FAIL / WARN / ERROR / NOT_EVALUATED (see suites.registry).
 * Controls with ``mutating: true`` are marked ``mutating``; under ``--readonly``
   they are reported "not evaluated (read-only)", never as passed.
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from ducklake_infra.provision.guard import Redactor, find_leaks
+from ducklake_infra.suites import formats
 from ducklake_infra.suites import registry as R
 from ducklake_infra.suites import report as rep
 from ducklake_infra.suites import svg
@@ -407,10 +409,49 @@ def pytest_sessionfinish(session, exitstatus):
                        for n, t, note in st.phases + [("session total",
                                                        time.monotonic() - st.started, "")]]}
     st.written.append(rep.write_json(rd / "results.json", results, meta, st.redactor))
-    if st.spec is not None or _spec_or_none(config) is not None:
+    spec = _spec_or_none(config)
+    st.written.append(formats.write_policy_report(rd / "policyreport.yaml", results, spec,
+                                                  st.redactor))
+    st.written.append(formats.write_sarif(rd / "results.sarif", results, spec,
+                                          _run_facts(config), st.redactor))
+    if spec is not None:
         (rd / "stack.svg").write_text(_svg(config), encoding="utf-8")
         st.written.append(rd / "stack.svg")
     _write_evidence(config, st, results, rd)  # evidence bundle
+
+
+def _run_facts(config) -> dict[str, str]:
+    stack = config.getoption("--stack", default=None)
+    spec = _spec_or_none(config)
+    return formats.run_facts(cluster=config.getoption("--cluster", default=None),
+                             evidence=_state(config).evidence,
+                             spec_path=Path(stack) if stack else getattr(spec, "path", None),
+                             readonly=bool(config.getoption("--readonly", default=False)))
+
+
+@pytest.hookimpl(tryfirst=True, specname="pytest_sessionfinish")
+def pytest_sessionfinish_run_facts(session, exitstatus):
+    """Run-level facts, before JUnit and HTML are written: JUnit <properties> of the
+    testsuite, and rows of the HTML report's Environment table (pytest-metadata)."""
+    config = session.config
+    st = _state(config)
+    if not st.records or config.option.collectonly:
+        return
+    facts = {k: st.redactor(v) for k, v in _run_facts(config).items()}
+    try:
+        from _pytest.junitxml import xml_key   # the LogXML of --junitxml (no public handle)
+        xml = config.stash.get(xml_key, None)
+    except ImportError:
+        xml = None
+    if xml is not None:
+        for name, value in facts.items():
+            xml.add_global_property(name, value)
+    try:
+        from pytest_metadata.plugin import metadata_key
+    except ImportError:
+        return
+    if metadata_key in config.stash:   # pytest-html renders this dict at its sessionfinish
+        config.stash[metadata_key].update(facts)
 
 
 @pytest.hookimpl(hookwrapper=True, specname="pytest_sessionfinish")
@@ -483,9 +524,10 @@ def pytest_html_results_summary(prefix, summary, postfix, session):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_html_results_table_header(cells):
-    cells.insert(1, "<th>Control</th>")
-    cells.insert(2, "<th>Severity</th>")
-    cells.insert(3, "<th>Status</th>")
+    # sortable: pytest-html sorts by the text of each row's <td class="col-<type>">
+    cells[1:1] = [f'<th class="sortable" data-column-type="{col}">{title}</th>'
+                  for col, title in (("control", "Control"), ("severity", "Severity"),
+                                     ("status", "Status"))]
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -493,12 +535,20 @@ def pytest_html_results_table_row(report, cells):
     config = _CONFIG[0]
     rec = _state(config).records.get(report.nodeid) if config else None
     if rec is None:
-        cells[1:1] = ["<td></td>", "<td></td>", "<td></td>"]
+        cells[1:1] = ['<td class="col-control"></td>', '<td class="col-severity"></td>',
+                      '<td class="col-status"></td>']
         return
     exempt = any(k == "exempt" for k, _ in report.user_properties)
+    # a hidden rank first: severity sorts critical..low, status worst first
     cells[1:1] = [f'<td class="col-control">{rec.control.id}</td>',
-                  f"<td>{rec.control.severity}</td>",
-                  f"<td>{rep.badge(rec.status, exempt)}</td>"]
+                  f'<td class="col-severity">{_rank(rep.SEVERITY_ORDER[rec.control.severity])}'
+                  f"{rec.control.severity}</td>",
+                  f'<td class="col-status">{_rank(R.rank(rec.status))}'
+                  f"{rep.badge(rec.status, exempt)}</td>"]
+
+
+def _rank(n: int) -> str:
+    return f'<span hidden class="sort-rank">{n}</span>'
 
 
 _CONFIG: list = [None]

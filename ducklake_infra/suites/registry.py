@@ -104,6 +104,11 @@ def result(problems: Iterable[str], good: Iterable[str] = (), warnings: Iterable
     return Result(PASS, good)
 
 
+def rank(status: str) -> int:
+    """0 for the worst status (ERROR) up to NOT_RUN: the order of :func:`worst`."""
+    return _RANK[status]
+
+
 def worst(statuses: Iterable[str]) -> str:
     statuses = list(statuses)
     return min(statuses, key=lambda s: _RANK[s]) if statuses else NOT_RUN

@@ -21,6 +21,9 @@ STATUS_LABEL = {PASS: "PASS", FAIL: "FAIL", WARN: "WARN", ERROR: "ERROR",
 STATUS_CSS = {PASS: "#2e7d32", FAIL: "#c62828", WARN: "#f9a825", ERROR: "#6a1b9a",
               NOT_EVALUATED: "#78909c", NOT_RUN: "#9e9e9e"}
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+# results.json names its format; the JSON Schema of that format ships with the package
+SCHEMA_VERSION = "ducklake-infra/results/v1"
+SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "results.schema.json"
 
 
 @dataclass
@@ -80,6 +83,7 @@ def verdict(results: list[ControlResult]) -> tuple[str, int]:
 
 def to_json(results: list[ControlResult], meta: dict, redact: Callable[[str], str]) -> str:
     doc = {
+        "schemaVersion": SCHEMA_VERSION,
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **meta,
         "totals": totals(results),

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ducklake_infra.provision.guard import find_leaks
-from ducklake_infra.suites import checks, security
+from ducklake_infra.suites import checks, formats, security
 from ducklake_infra.suites import report as rep
 from ducklake_infra.suites.live import gather
 from ducklake_infra.suites.registry import CheckError, TestRecord, evidence, registry, verdict
@@ -47,14 +47,16 @@ def test_reports_redact_secret_values(objs, spec, runner, control):
     rec = TestRecord("probe", control, status="FAIL", evidence=sorted(values), reason=" ".join(values))
     results = rep.aggregate(registry(), [rec], only_run=True)
     outputs = {"results.json": rep.to_json(results, {}, runner.redactor),
+               "policyreport.yaml": formats.policy_report_text(results, spec, runner.redactor),
+               "results.sarif": formats.sarif_text(results, spec, {}, runner.redactor),
                "html": rep.controls_html(results, runner.redactor),
                "terminal": runner.redactor("\n".join(rep.terminal_lines(results)))}
     for where, text in outputs.items():
         leaked = find_leaks(text, values)   # raw, base64, JSON- and HTML-escaped, decoded
         assert not leaked, f"{len(leaked)} Secret value(s) reach the {where} output"
     json.loads(outputs["results.json"])
-    evidence(f"{len(values)} secret forms registered; results.json, HTML and terminal output "
-             "redact them in every encoding")
+    evidence(f"{len(values)} secret forms registered; results.json, policyreport.yaml, "
+             "results.sarif, HTML and terminal output redact them in every encoding")
 
 
 @pytest.mark.control("SEC-PSS-001")

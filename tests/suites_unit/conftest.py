@@ -15,6 +15,7 @@ import yaml
 
 from ducklake_infra.provision import spec as specmod
 from ducklake_infra.suites.objects import Objects
+from report_schemas import check_written_reports
 
 ROOT_PW = "r00t-Pa55word-very-long-xyz"
 CATALOG_PW = "catalog-pw-0123456789"
@@ -188,6 +189,8 @@ __all__ = ["build", "clone", "json"]
 @pytest.fixture
 def pytester(pytester):
     """These tests host the suites plugin alone, under a stand-in conftest: the
-    installed entry-point plugin (real options, cluster fixtures) stays out."""
+    installed entry-point plugin (real options, cluster fixtures) stays out. Every
+    report such a run writes is then checked against its schema (report_schemas)."""
     pytester.makeini("[pytest]\naddopts = -p no:ducklake-infra\n")
-    return pytester
+    yield pytester
+    check_written_reports(pytester.path)
