@@ -43,10 +43,17 @@ def upstream_file(name: str) -> Path | None:
     return path
 
 
+def upstream_available() -> bool:
+    return all(upstream_file(n) for n in UPSTREAM)
+
+
 def require_upstream(name: str) -> Path:
+    """Tests marked ``upstream_schemas`` run only when the files are there (the conftest
+    deselects them otherwise, and says so): a missing file here is a failure."""
     path = upstream_file(name)
     if path is None:
-        pytest.skip(f"upstream schema {name} not found (see tests/suites_unit/data/README.md)")
+        pytest.fail(f"upstream schema {name} not found in ${UPSTREAM_ENV} or {DATA} "
+                    "(see tests/suites_unit/data/README.md)")
     return path
 
 

@@ -229,8 +229,8 @@ def test_policy_mappings_cover_every_status_and_severity():
     assert formats.POLICY_RESULT[R.NOT_EVALUATED] == formats.POLICY_RESULT[R.NOT_RUN] == "skip"
 
 
+@pytest.mark.upstream_schemas
 def test_policy_report_matches_the_crd(run, pytester):
-    require_upstream("wgpolicyk8s.io_policyreports.yaml")
     run()
     docs = policy_docs(pytester)
     assert {d["kind"] for d in docs} == {"PolicyReport", "ClusterPolicyReport"}
@@ -250,6 +250,7 @@ def _one_report():
                 if d["kind"] == "PolicyReport")
 
 
+@pytest.mark.upstream_schemas
 @pytest.mark.parametrize("mutate,where", [
     (_set(["results", 0, "result"], "maybe"), "results/0/result"),
     (_set(["results", 0, "severity"], "urgent"), "results/0/severity"),
@@ -262,7 +263,6 @@ def _one_report():
     (_drop(["metadata", "namespace"]), "metadata.namespace"),
 ])
 def test_the_crd_rejects_a_broken_policy_report(mutate, where):
-    require_upstream("wgpolicyk8s.io_policyreports.yaml")
     assert_rejected(policy_report_errors, _one_report(), mutate, where)
 
 
@@ -371,8 +371,8 @@ def test_exempt_results_are_suppressed_not_dropped(run, pytester, monkeypatch):
     assert "suppressions" not in got["BE-RDY-001"]
 
 
+@pytest.mark.upstream_schemas
 def test_sarif_matches_the_oasis_schema(run, pytester):
-    require_upstream("sarif-schema-2.1.0.json")
     run("--readonly", "--cluster", "prod")
     assert sarif_errors(json.loads(out(pytester, "results.sarif").read_text())) == []
 
@@ -384,6 +384,7 @@ def _a_sarif_doc() -> dict:
     return formats.sarif(results, spec, version="1.0", facts={"context": "kind"})
 
 
+@pytest.mark.upstream_schemas
 @pytest.mark.parametrize("mutate,where", [
     (_set(["runs", 0, "results", 0, "level"], "fatal"), "runs/0/results/0/level"),
     (_drop(["version"]), "(document): 'version' is a required property"),
@@ -393,7 +394,6 @@ def _a_sarif_doc() -> dict:
            "startLine"], 0), "runs/0/results/0/locations/0/physicalLocation/region/startLine"),
 ])
 def test_the_oasis_schema_rejects_a_broken_sarif_log(mutate, where):
-    require_upstream("sarif-schema-2.1.0.json")
     assert_rejected(sarif_errors, _a_sarif_doc(), mutate, where)
 
 
