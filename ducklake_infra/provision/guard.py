@@ -322,7 +322,9 @@ def find_leaks(text: str, secrets: Iterable[str]) -> list[str]:
     views = [text, html.unescape(text), unquote(text), _unicode_unescape(text)]
     for candidate in (text, *(html.unescape(b) for b in _JSON_BLOB.findall(text))):
         try:
-            views += list(_strings(json.loads(candidate)))
+            # every decoded string, NUL-separated: one view to search, and no form (which
+            # never holds a NUL) can match across two strings
+            views.append("\0".join(_strings(json.loads(candidate))))
         except ValueError:
             pass
     found = []

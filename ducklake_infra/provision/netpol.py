@@ -11,7 +11,7 @@ enforcement, NET-CNI-001 names the plugin (ducklake_infra/suites/test_network.py
 
 from __future__ import annotations
 
-import yaml
+from ducklake_infra import yamlio
 
 from ducklake_infra.provision.spec import StackSpec
 
@@ -32,7 +32,7 @@ def postgres_pod_labels(spec: StackSpec) -> dict[str, str]:
 def backend_pod_labels(spec: StackSpec) -> dict[str, str]:
     """The selector of the backend Deployment in the repository's manifest."""
     for f in spec.backend.manifests:
-        for doc in yaml.safe_load_all(f.read_text()):
+        for doc in yamlio.load_all(f.read_text()):
             if doc and doc.get("kind") == "Deployment":
                 return dict(doc["spec"]["selector"]["matchLabels"])
     raise ValueError("no Deployment among backend.manifests")

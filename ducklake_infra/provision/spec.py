@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
+from ducklake_infra import yamlio
 
 from ducklake_infra.provision.errors import DucklakeInfraError
 
@@ -387,8 +387,8 @@ def load(path: str | Path | None = None) -> StackSpec:
     except OSError as exc:
         raise SpecError(f"{path}: cannot read the stack spec: {exc.strerror}") from None
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        raw = yamlio.load(text)
+    except yamlio.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import yaml
+from ducklake_infra import yamlio
 
 from ducklake_infra.provision import images as I
 from ducklake_infra.provision import kube, netpol
@@ -249,7 +249,7 @@ def backend_objects(spec: StackSpec, image: str) -> list[dict]:
     b = spec.backend
     objs: list[dict] = []
     for f in b.manifests:
-        for doc in yaml.safe_load_all(f.read_text()):
+        for doc in yamlio.load_all(f.read_text()):
             if doc:
                 objs.append(copy.deepcopy(doc))
     for o in objs:

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from ducklake_infra import yamlio
 from ducklake_infra.provision.images import ImageRef
 from ducklake_infra.provision.spec import ReleaseSpec, ServiceSpec, StackSpec
 
@@ -135,7 +136,7 @@ def chart_defaults(spec: StackSpec, rel: ReleaseSpec) -> dict:
     if path is None or not path.is_file():
         return {}
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yamlio.load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
         return {}
 
@@ -144,7 +145,7 @@ def release_values(spec: StackSpec, rel: ReleaseSpec) -> dict:
     """Chart defaults overlaid with the release's values files from stack.yaml."""
     vals = chart_defaults(spec, rel)
     for f in rel.values:
-        vals = deep_merge(vals, yaml.safe_load(Path(f).read_text(encoding="utf-8")) or {})
+        vals = deep_merge(vals, yamlio.load(Path(f).read_text(encoding="utf-8")) or {})
     return vals
 
 

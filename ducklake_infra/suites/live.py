@@ -41,18 +41,25 @@ def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool
     # (runner: sensitive), and their values registered with the Redactor before any
     # other output can reach a log, an error or a report.
     runner.redactor.allow(*spec.public_names())
-    for ns in namespaces:
-        res = kubectl("-n", ns, "get", "secrets", "-o", "json", timeout=120, check=False,
-                      sensitive=True)
+    secret_reads = _parallel([
+        lambda ns=ns: kubectl("-n", ns, "get", "secrets", "-o", "json", timeout=120,
+                              check=False, sensitive=True) for ns in namespaces])
+    for ns, res in zip(namespaces, secret_reads):
         if res.returncode == 0:
             items.append(json.loads(res.stdout))
         else:
             _refused(res, runner, forbidden, "secrets", "Secret", ns)
     from ducklake_infra.suites.checks import secret_values_of
     runner.redactor.add(*secret_values_of(Objects(list(items)), spec))
-    for ns in namespaces:
-        every = ",".join(r for r, _ in GATHER_KINDS)
-        res = kubectl("-n", ns, "get", every, "-o", "json", timeout=120, check=False)
+    # then everything else, the independent reads side by side (the audit's wall time)
+    every = ",".join(r for r, _ in GATHER_KINDS)
+    release_namespaces = sorted({r.namespace for r in spec.releases.values()})
+    reads = _parallel(
+        [lambda ns=ns: kubectl("-n", ns, "get", every, "-o", "json", timeout=120, check=False)
+         for ns in namespaces] +
+        [lambda ns=ns: runner.run([*cluster.helm(), "list", "-n", ns, "-o", "json"],
+                                  timeout=60, check=False) for ns in release_namespaces])
+    for ns, res in zip(namespaces, reads):
         if res.returncode == 0:
             items.append(json.loads(res.stdout))
             continue
@@ -63,10 +70,8 @@ def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool
             else:
                 _refused(res, runner, forbidden, resource, kind, ns)
     objs = Objects(items, forbidden=forbidden)
-    releases: list[dict] = []
-    for ns in sorted({r.namespace for r in spec.releases.values()}):
-        res = runner.run([*cluster.helm(), "list", "-n", ns, "-o", "json"], timeout=60,
-                         check=False)
+    releases: list[dict] | None = []
+    for ns, res in zip(release_namespaces, reads[len(namespaces):]):
         if res.returncode != 0:  # e.g. forbidden: helm keeps releases in Secrets
             releases = None
             objs.helm_error = (f"forbidden (helm list needs list on secrets in namespace {ns})"
@@ -75,16 +80,18 @@ def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool
             break
         releases += json.loads(res.stdout or "[]")
     objs.helm_releases = releases
-    for rel in spec.releases.values() if releases is not None else ():
-        if not any(r.get("name") == rel.name and r.get("namespace") == rel.namespace for r in releases):
-            continue
-        res = runner.run([*cluster.helm(), "get", "values", rel.name, "-n", rel.namespace, "-o",
-                          "json"], timeout=60, check=False)
+    installed = [rel for rel in spec.releases.values() if releases is not None and any(
+        r.get("name") == rel.name and r.get("namespace") == rel.namespace for r in releases)]
+    values = _parallel([
+        lambda rel=rel, a=a: runner.run([*cluster.helm(), "get", "values", rel.name, "-n",
+                                         rel.namespace, *a, "-o", "json"], timeout=60,
+                                        check=False)
+        for rel in installed for a in ([], ["-a"])])
+    for i, rel in enumerate(installed):
+        res, res_all = values[2 * i], values[2 * i + 1]
         if res.returncode == 0:
             user = json.loads(res.stdout or "null") or {}
             # `mode` is a behaviour value: take the computed one
-            res_all = runner.run([*cluster.helm(), "get", "values", rel.name, "-n", rel.namespace,
-                                  "-a", "-o", "json"], timeout=60, check=False)
             if res_all.returncode == 0:
                 computed = json.loads(res_all.stdout or "null") or {}
                 if "mode" in computed:
@@ -106,16 +113,24 @@ def _refused(res, runner: Runner, forbidden: dict, resource: str, kind: str, ns:
 
 
 def pod_logs(kubectl, objs: Objects, lines: int = 2000) -> dict[str, str]:
-    out = {}
     pods = [o for o in objs.items if o.get("kind") == "Pod"]  # forbidden kinds: none
-    for p in pods:
-        md = p["metadata"]
-        for c in containers(pod_spec(p), init=True):
-            res = kubectl("-n", md["namespace"], "logs", md["name"], "-c", c["name"],
-                          f"--tail={lines}", timeout=60, check=False)
-            if res.returncode == 0:
-                out[f"{md['namespace']}/{md['name']}/{c['name']}"] = res.stdout
-    return out
+    keys = [(p["metadata"]["namespace"], p["metadata"]["name"], c["name"])
+            for p in pods for c in containers(pod_spec(p), init=True)]
+    reads = _parallel([lambda k=k: kubectl("-n", k[0], "logs", k[1], "-c", k[2],
+                                           f"--tail={lines}", timeout=60, check=False)
+                       for k in keys])
+    return {"/".join(k): res.stdout for k, res in zip(keys, reads) if res.returncode == 0}
+
+
+def _parallel(calls: list, workers: int = 6) -> list:
+    """Run independent reads side by side; results in the order of ``calls`` (the
+    first exception is raised, as a sequential loop would)."""
+    if len(calls) <= 1:
+        return [c() for c in calls]
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=min(workers, len(calls))) as pool:
+        futures = [pool.submit(c) for c in calls]
+        return [f.result() for f in futures]
 
 
 def proxy_path(ns: str, service: str, port: int | str, path: str) -> str:

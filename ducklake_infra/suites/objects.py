@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Mapping
 
-import yaml
 
+from ducklake_infra import yamlio
 from ducklake_infra.provision.guard import MIN_SECRET_LEN, secret_forms  # noqa: F401 (one definition)
 from ducklake_infra.provision.kube import decode_secret  # noqa: F401 (one definition)
 
@@ -48,7 +48,7 @@ class Objects:
     def from_manifests(cls, text: str, namespace: str, **kw) -> "Objects":
         """Objects from rendered YAML (``helm template``); objects without a
         namespace get ``namespace`` (what helm install would do)."""
-        items = [d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d.get("kind")]
+        items = [d for d in yamlio.load_all(text) if isinstance(d, dict) and d.get("kind")]
         for d in items:
             d.setdefault("metadata", {}).setdefault("namespace", namespace)
         return cls(items, **kw)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
+from ducklake_infra import yamlio
 
 HERE = Path(__file__).resolve().parent
 CONTROLS_FILE = HERE / "controls.yaml"
@@ -219,10 +219,10 @@ def parse_exemptions(raw: Any, controls: dict[str, Control],
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yamlio.load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ControlsError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
+    except yamlio.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         raise ControlsError(f"{path.name}: not valid YAML{where}: "
