@@ -104,6 +104,21 @@ class ImageRef:
         return self.digest or self.tag or "latest"
 
 
+_DOCKER_HUB = ("docker.io/", "index.docker.io/", "registry-1.docker.io/")
+
+
+def familiar(ref: str) -> str:
+    """``ref`` in Docker's familiar form, so that two spellings of one image compare equal:
+    Docker Hub's registry names and its ``library/`` namespace dropped
+    (``docker.io/library/postgres:16`` -> ``postgres:16``, ``index.docker.io/bitnami/x`` ->
+    ``bitnami/x``); a reference to any other registry is kept as it is."""
+    for host in _DOCKER_HUB:
+        if ref.startswith(host):
+            ref = ref[len(host):]
+            break
+    return ref.removeprefix("library/")
+
+
 def split_ref(ref: str) -> tuple[str, str]:
     """``repo[:tag][@digest]`` -> (repo, tag or ``latest``); the digest is dropped."""
     r = ImageRef.parse(ref)
