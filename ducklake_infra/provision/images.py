@@ -25,7 +25,7 @@ from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.runner import CommandError, Runner
 
 PLACEHOLDER_DIGEST = "sha256:<digest-after-push>"
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _PUSH_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 _HOST = re.compile(r"^(localhost|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+|\[[0-9a-fA-F:]+\]|[A-Za-z0-9-]+)"
                    r"(:[0-9]{1,5})?$")
@@ -166,7 +166,7 @@ def local_repo_digest(runner: Runner, ref: str, repo: str) -> str | None:
         return None
     for d in digests:
         name, _, dig = d.partition("@")
-        if name == repo and _DIGEST.fullmatch(dig):
+        if name == repo and DIGEST.fullmatch(dig):
             return dig
     return None
 
