@@ -969,3 +969,4 @@ __all__ = ["CHECKS", "run", "check", "CheckInputMissing", "secret_values_of", "d
 # the security checks register with the same registry (kept in a module of their own)
 import ducklake_infra.suites.security  # noqa: E402,F401
 import ducklake_infra.suites.resilience  # noqa: E402,F401
+import ducklake_infra.suites.supply_chain  # noqa: E402,F401
