@@ -182,8 +182,8 @@ def parse_withdrawn(raw: Any, fname: str = WITHDRAWN_FILE.name) -> tuple[Withdra
     """The entries of ``withdrawn_sources.yaml``; a ControlsError names what is wrong."""
     def bad(where: str, msg: str) -> ControlsError:
         return ControlsError(f"{fname}: {where}: {msg}")
-    if not isinstance(raw, dict) or set(raw) != {"sources"} or not isinstance(raw["sources"], list) \
-            or not raw["sources"]:
+    if not isinstance(raw, dict) or set(raw) != {"sources"} \
+            or not isinstance(raw["sources"], list) or not raw["sources"]:
         raise ControlsError(f"{fname}: expected a mapping with one key, 'sources', a "
                             "non-empty list")
     out: dict[str, Withdrawn] = {}
@@ -233,11 +233,13 @@ def withdrawn_sources() -> tuple[Withdrawn, ...]:
     return load_withdrawn()
 
 
-def withdrawn_matches(img: Image, sources: tuple[Withdrawn, ...]) -> Iterator[tuple[str, Withdrawn]]:
+def withdrawn_matches(img: Image, sources: tuple[Withdrawn, ...]
+                      ) -> Iterator[tuple[str, Withdrawn]]:
     """(what, entry) for the reference and each running repository of ``img`` that a
     withdrawn source covers."""
     names = [("image", ImageRef.parse(img.ref).repo)] if img.ref else []
-    names += [("running imageID of", r) for r in sorted({running_repo(i) for i in img.image_ids} - {None})]
+    running = sorted({running_repo(i) for i in img.image_ids} - {None})
+    names += [("running imageID of", r) for r in running]
     for what, repo in names:
         for w in sources:
             if w.matches(repo):
