@@ -25,7 +25,7 @@ from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.runner import CommandError, Runner
 
 PLACEHOLDER_DIGEST = "sha256:<digest-after-push>"
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _PUSH_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 _HOST = re.compile(r"^(localhost|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+|\[[0-9a-fA-F:]+\]|[A-Za-z0-9-]+)"
                    r"(:[0-9]{1,5})?$")
@@ -104,6 +104,21 @@ class ImageRef:
         return self.digest or self.tag or "latest"
 
 
+_DOCKER_HUB = ("docker.io/", "index.docker.io/", "registry-1.docker.io/")
+
+
+def familiar(ref: str) -> str:
+    """``ref`` in Docker's familiar form, so that two spellings of one image compare equal:
+    Docker Hub's registry names and its ``library/`` namespace dropped
+    (``docker.io/library/postgres:16`` -> ``postgres:16``, ``index.docker.io/bitnami/x`` ->
+    ``bitnami/x``); a reference to any other registry is kept as it is."""
+    for host in _DOCKER_HUB:
+        if ref.startswith(host):
+            ref = ref[len(host):]
+            break
+    return ref.removeprefix("library/")
+
+
 def split_ref(ref: str) -> tuple[str, str]:
     """``repo[:tag][@digest]`` -> (repo, tag or ``latest``); the digest is dropped."""
     r = ImageRef.parse(ref)
@@ -151,7 +166,7 @@ def local_repo_digest(runner: Runner, ref: str, repo: str) -> str | None:
         return None
     for d in digests:
         name, _, dig = d.partition("@")
-        if name == repo and _DIGEST.fullmatch(dig):
+        if name == repo and DIGEST.fullmatch(dig):
             return dig
     return None
 

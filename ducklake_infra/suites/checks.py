@@ -41,11 +41,12 @@ def as_control(res: Result, cid: str) -> Result:
 
 def check(cid: str):
     """Register a pure check for a control; the returned Result carries the ID
-    and (unless PASS) the control's remediation."""
+    and (unless PASS) the control's remediation. Keyword arguments (facts about the
+    cluster that are not objects, e.g. whether its images were loaded) pass through."""
     def deco(fn):
-        def wrapper(objs: Objects, spec: StackSpec) -> Result:
+        def wrapper(objs: Objects, spec: StackSpec, **kw) -> Result:
             try:
-                res = fn(objs, spec)
+                res = fn(objs, spec, **kw)
             except CheckInputMissing as exc:
                 res = Result(ERROR, [f"could not evaluate: {exc}"])
             return as_control(res, cid)
@@ -968,3 +969,4 @@ __all__ = ["CHECKS", "run", "check", "CheckInputMissing", "secret_values_of", "d
 # the security checks register with the same registry (kept in a module of their own)
 import ducklake_infra.suites.security  # noqa: E402,F401
 import ducklake_infra.suites.resilience  # noqa: E402,F401
+import ducklake_infra.suites.supply_chain  # noqa: E402,F401

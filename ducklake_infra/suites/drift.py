@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from ducklake_infra import yamlio
-from ducklake_infra.provision.images import ImageRef
+from ducklake_infra.provision.images import ImageRef, familiar
 from ducklake_infra.provision.spec import ReleaseSpec, ServiceSpec, StackSpec
 
 from ducklake_infra.suites.objects import Objects, containers, pod_spec, quantity, same_quantity
@@ -149,14 +149,6 @@ def release_values(spec: StackSpec, rel: ReleaseSpec) -> dict:
     return vals
 
 
-def _norm_image(ref: str) -> str:
-    for prefix in ("docker.io/library/", "docker.io/", "index.docker.io/library/",
-                   "index.docker.io/"):
-        if ref.startswith(prefix):
-            return ref[len(prefix):]
-    return ref
-
-
 def _norm_resources(r: Mapping | None) -> dict[str, dict[str, Any]]:
     """requests/limits with the API server's defaulting: a limit without a request
     makes the request equal to the limit."""
@@ -260,12 +252,12 @@ def check_image_drift(objs: Objects, spec: StackSpec, component: str, *,
     def run() -> Result:
         want = dict(refs) if refs is not None else expected_images(spec)
         exp = component_images(spec, component, want)
-        allowed = {_norm_image(r) for r in exp.values()}
+        allowed = {familiar(r) for r in exp.values()}
         problems, good, warnings = [], [], []
 
         def diff(where: str, live: str, expected: str | None) -> None:
-            lv = _norm_image(live)
-            if expected is not None and lv == _norm_image(expected):
+            lv = familiar(live)
+            if expected is not None and lv == familiar(expected):
                 good.append(f"{where}: {live}")
                 return
             if expected is None and lv in allowed:
@@ -275,7 +267,7 @@ def check_image_drift(objs: Objects, spec: StackSpec, component: str, *,
             lref = ImageRef.parse(lv)
             what = f"drift: {where}: live {live}, expected {shown}"
             if component == "backend":
-                eref = ImageRef.parse(_norm_image(expected or next(iter(allowed))))
+                eref = ImageRef.parse(familiar(expected or next(iter(allowed))))
                 tag = backend_tag or eref.version
                 if lref.repo == eref.repo:
                     problems.append(f"{what} ({'digest' if lref.digest else 'tag'} {lref.version} is "

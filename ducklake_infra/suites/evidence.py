@@ -1,7 +1,8 @@
 """The evidence bundle of an audit run: ``<report-dir>/<run-id>/evidence.json``.
 
 What was inspected, where and when: every object read (kind, namespace, name,
-uid, resourceVersion, generation), the Helm releases, the cluster's server
+uid, resourceVersion, generation; a Pod also each container's image reference and the
+imageID its runtime reports: what ran, SUPPLY-PIN-001), the Helm releases, the cluster's server
 version, the context, whether the run was ``--readonly``, the per-control
 statuses, and a sha256 over the canonical JSON of all of that (stored in the
 bundle as ``sha256``). ``evidence.json.sha256`` next to it is the usual
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ducklake_infra.provision.guard import redact_tree
+from ducklake_infra.suites.objects import containers
 
 BUNDLE_NAME = "evidence.json"
 FORMAT = "ducklake-infra/evidence/v1"
@@ -46,6 +48,13 @@ def object_record(obj: Mapping[str, Any]) -> dict:
             keys[k] = len(str(v or "").encode())
         rec["type"] = obj.get("type")
         rec["keys"] = {k: {"length": n} for k, n in sorted(keys.items())}
+    if obj.get("kind") == "Pod":
+        st = obj.get("status") or {}
+        ids = {cs.get("name"): cs.get("imageID") or None for cs in
+               (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or [])}
+        rec["containers"] = [{"name": c.get("name"), "image": c.get("image"),
+                              "imageID": ids.get(c.get("name"))}
+                             for c in containers(obj.get("spec") or {}, init=True)]
     return rec
 
 

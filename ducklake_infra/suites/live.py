@@ -31,6 +31,12 @@ def stack_namespaces(spec: StackSpec) -> list[str]:
     return sorted(set(spec.namespaces.values()))
 
 
+def images_loaded(cluster, spec: StackSpec) -> bool:
+    """Whether the cluster is the spec's own kind cluster, whose images `ducklake-infra up`
+    loads into the node (never pulled, never overridden with --image)."""
+    return bool(cluster.is_kind or getattr(cluster, "context", "") == f"kind-{spec.kind_cluster}")
+
+
 def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool = False,
            log_lines: int = 2000) -> Objects:
     """Everything the pure checks read, from the live cluster."""

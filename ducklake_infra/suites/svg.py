@@ -42,10 +42,12 @@ BOX_CONTROLS = {
     "dataplane": ["DP-ING-001", "DP-S3-001", "DP-CAT-001", "DP-TT-001", "DP-DUCK-001",
                   "DP-READ-001"],
     # AUDIT-PRIV-001 (audit credentials) only applies under --readonly: not drawn here,
-    # so a provisioning run's hygiene box is not greyed by a control that cannot apply
+    # so a provisioning run's hygiene box is not greyed by a control that cannot apply.
+    # Controls of every workload (SEC-PSS-001, SUPPLY-*) colour this box only: one
+    # workload's failure would otherwise colour the other workloads' boxes too.
     "hygiene": ["SEC-CM-001", "SEC-ENV-001", "SEC-ANN-001", "SEC-LOG-001", "SEC-RPT-001",
                 "NET-POL-001", "NET-CNI-001", "NET-ENF-001", "SEC-PSS-001",
-                "SEC-ACC-001"],
+                "SEC-ACC-001", "SUPPLY-PIN-001", "SUPPLY-SRC-001"],
 }
 
 
@@ -124,8 +126,10 @@ def render(spec: StackSpec, statuses: Mapping[str, str], title: str = "") -> str
     parts.append(_box(685, 365, 370, 60, "Data plane (through the backend)",
                       ["upload, ingest > inlining limit, read back", "Parquet in S3, snapshot, time travel, DuckDB"],
                       "dataplane", statuses))
-    parts.append(_box(25, 440, 615, 45, "Secrets hygiene",
-                      ["ConfigMaps, env literals, annotations, pod logs, reports"], "hygiene", statuses))
+    parts.append(_box(25, 440, 615, 60, "Secrets hygiene, isolation, provenance",
+                      ["ConfigMaps, env literals, annotations, pod logs, reports",
+                       "every workload's images: pinned, from maintained sources"],
+                      "hygiene", statuses))
     # connections: backend -> MinIO API, backend -> PostgreSQL
     parts.append('<defs><marker id="arr" markerWidth="8" markerHeight="8" refX="7" refY="4" '
                  'orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#455a64"/></marker></defs>')

@@ -10,14 +10,10 @@ from __future__ import annotations
 import pytest
 
 from ducklake_infra.suites import drift
+from ducklake_infra.suites.live import images_loaded
 from ducklake_infra.suites.registry import verdict
 
 pytestmark = [pytest.mark.cluster]
-
-
-def _ours(cluster, spec) -> bool:
-    """The kind cluster of the spec: images are loaded by `up`, never overridden."""
-    return bool(cluster.is_kind or getattr(cluster, "context", "") == f"kind-{spec.kind_cluster}")
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +22,13 @@ def refs(spec):
 
 
 def _chart(objs, spec, cluster, refs, component):
-    h = drift.release_spec_hash(spec, component, refs) if _ours(cluster, spec) else None
+    h = drift.release_spec_hash(spec, component, refs) if images_loaded(cluster, spec) else None
     return drift.check_chart_drift(objs, spec, component, spec_hash=h)
 
 
 def _image(objs, spec, cluster, refs, component):
     return drift.check_image_drift(objs, spec, component, refs=refs,
-                                   overridable=not _ours(cluster, spec))
+                                   overridable=not images_loaded(cluster, spec))
 
 
 @pytest.mark.control("DRIFT-CHART-001")

@@ -1,6 +1,8 @@
 """The suite can fail: MinIO rendered with a NodePort Service and the default
 credentials (``helm template`` of the stack's own chart, values and overrides,
-plus a bad override) must FAIL the matching controls, with remediation.
+plus a bad override) must FAIL the matching controls, with remediation; so must
+MinIO rendered with the chart's own default image (MinIO's frozen quay.io image) beside
+the backend's manifests at ``:latest``.
 
 Nothing is installed: the rendered objects go through the same pure check
 functions as the live ones. Not a control test (it proves the checks)."""
@@ -10,15 +12,19 @@ from __future__ import annotations
 import pytest
 
 from ducklake_infra.provision import stack as stackmod
-from ducklake_infra.suites import checks
+from ducklake_infra.suites import checks, supply_chain
 from ducklake_infra.suites.objects import Objects
-from ducklake_infra.suites.registry import FAIL, PASS, registry
+from ducklake_infra.suites.registry import FAIL, PASS, WARN, registry
 
 pytestmark = [pytest.mark.cluster]
 
 BAD = ["--set", "service.type=NodePort", "--set", "service.nodePort=32000",
        "--set-string", "existingSecret=",
        "--set-string", "rootUser=minioadmin", "--set-string", "rootPassword=minioadmin"]
+
+# the MinIO chart's own default image (values.yaml of chart 5.4.0), which up overrides
+STALE = ["--set-string", "image.repository=quay.io/minio/minio",
+         "--set-string", "image.tag=RELEASE.2024-12-18T13-15-44Z"]
 
 
 def render(spec, runner, extra: list[str]) -> Objects:
@@ -41,6 +47,14 @@ def rendered_bad(spec, runner):
     objs.helm_values[spec.minio.release] = {"mode": "standalone", "existingSecret": "",
                                            "rootUser": "minioadmin", "rootPassword": "minioadmin"}
     return objs
+
+
+@pytest.fixture(scope="module")
+def rendered_stale(spec, runner):
+    """MinIO from a withdrawn source, the backend's manifests at :latest (nothing runs:
+    no pod reports a digest)."""
+    backend = stackmod.backend_objects(spec, f"{spec.backend.image.repository}:latest")
+    return render(spec, runner, STALE).merged(Objects(backend))
 
 
 def test_nodeport_service_fails_minio_svc_001(rendered_bad, spec):
@@ -69,3 +83,22 @@ def test_the_stack_values_render_conforming(spec, runner):
     assert checks.check_minio_services(objs, spec).status == PASS
     res = checks.check_minio_standalone(objs, spec)
     assert res.status == PASS, res.evidence
+    assert supply_chain.check_image_sources(objs, spec).status == PASS
+    # rendered, nothing runs: tags without a running digest are a WARN, never a FAIL
+    assert supply_chain.check_images_pinned(objs, spec, loaded=True).status == WARN
+
+
+def test_a_latest_backend_fails_supply_pin_001_even_on_kind(rendered_stale, spec):
+    res = supply_chain.check_images_pinned(rendered_stale, spec, loaded=True)
+    assert res.status == FAIL, res.evidence
+    assert any(f"container {spec.backend.container}: image {spec.backend.image.repository}:latest"
+               in e and "-> FAIL" in e for e in res.evidence), res.evidence
+    assert res.remediation == registry()["SUPPLY-PIN-001"].remediation
+
+
+def test_minio_from_a_withdrawn_source_fails_supply_src_001(rendered_stale, spec):
+    res = supply_chain.check_image_sources(rendered_stale, spec)
+    assert res.status == FAIL, res.evidence
+    assert any("image quay.io/minio/minio:RELEASE.2024-12-18T13-15-44Z;" in e
+               and "withdrawn source quay.io/minio/minio" in e for e in res.evidence), res.evidence
+    assert res.remediation == registry()["SUPPLY-SRC-001"].remediation

@@ -36,13 +36,31 @@ def secret(name, ns, data, **kw):
             "data": {k: b64(v) for k, v in data.items()}}
 
 
-def ready_pod(name, ns, labels, uid=1000):
+def digest(ch: str) -> str:
+    return "sha256:" + ch * 64
+
+
+# the conforming stack runs every image by digest (as `up --registry` installs it)
+IMAGES = {"minio": f"ducklake-infra/minio@{digest('a')}",
+          "postgresql": f"ducklake-infra/postgresql@{digest('b')}",
+          "backend": f"ducklake-infra/backend@{digest('c')}"}
+
+
+def ready_pod(name, ns, labels, uid=1000, *, owner=("ReplicaSet", "rs"), container="c",
+              image=""):
+    """A Ready pod of ``owner`` running ``image`` in ``container``; its imageID is the
+    digest the runtime reports for it (``docker.io/<repo>@<digest>``)."""
+    image_id = f"docker.io/{image}" if "@" in image else ""
     return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "metadata": {"name": name, "namespace": ns, "labels": labels,
+                         "ownerReferences": [{"kind": owner[0], "name": owner[1],
+                                              "controller": True}]},
             "spec": {"securityContext": {"runAsUser": uid, "runAsNonRoot": True},
-                     "containers": [{"name": "c"}]},
+                     "containers": [{"name": container, "image": image}]},
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
-                       "containerStatuses": [{"name": "c", "ready": True, "state": {"running": {}}}]}}
+                       "containerStatuses": [{"name": container, "ready": True,
+                                              "state": {"running": {}}, "image": image,
+                                              "imageID": image_id}]}}
 
 
 RES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
@@ -62,7 +80,7 @@ def build(spec: specmod.StackSpec) -> Objects:
                  "template": {"metadata": {"labels": mlabels}, "spec": {
                      "securityContext": {"runAsUser": 1000, "runAsNonRoot": True, "fsGroup": 1000},
                      "containers": [{
-                         "name": "minio", "image": "ducklake-infra/minio:x",
+                         "name": "minio", "image": IMAGES["minio"],
                          "command": ["/bin/sh", "-ce", "/usr/bin/docker-entrypoint.sh minio server /export -S /etc/minio/certs/ --address :9000 --console-address :9001"],
                          "volumeMounts": [{"name": "export", "mountPath": "/export"}],
                          "env": [{"name": "MINIO_ROOT_USER", "valueFrom": {"secretKeyRef": {"name": m.root_secret.name, "key": "rootUser"}}},
@@ -84,7 +102,8 @@ def build(spec: specmod.StackSpec) -> Objects:
                                "accessModes": ["ReadWriteOnce"],
                                "resources": {"requests": {"storage": p.size}}},
                       "status": {"phase": "Bound"}})
-    items.append(ready_pod("minio-abc", sns, mlabels))
+    items.append(ready_pod("minio-abc", sns, mlabels, owner=("ReplicaSet", f"{m.fullname}-1"),
+                           container="minio", image=IMAGES["minio"]))
     items.append(secret(m.root_secret.name, sns, {"rootUser": "root-user-xyz", "rootPassword": ROOT_PW}))
     items.append(secret(m.backend_user.secret.name, sns, {"secretKey": BACKEND_SK}))
     # ---- PostgreSQL
@@ -96,7 +115,7 @@ def build(spec: specmod.StackSpec) -> Objects:
         "spec": {"replicas": 1, "selector": {"matchLabels": plabels},
                  "template": {"metadata": {"labels": plabels}, "spec": {
                      "securityContext": {"runAsUser": 999, "runAsNonRoot": True},
-                     "containers": [{"name": "postgresql", "env": [{"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"}],
+                     "containers": [{"name": "postgresql", "image": IMAGES["postgresql"], "env": [{"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"}],
                                      "volumeMounts": [{"name": tmpl_name, "mountPath": "/var/lib/postgresql/data"}],
                                      "resources": RES}],
                      "volumes": [{"name": "su", "secret": {"secretName": pg.superuser_secret.name}},
@@ -115,7 +134,9 @@ def build(spec: specmod.StackSpec) -> Objects:
                       "spec": {"storageClassName": p.storage_class, "volumeName": "pvc-2",
                                "resources": {"requests": {"storage": p.size}}},
                       "status": {"phase": "Bound"}})
-    items.append(ready_pod(f"{pg.fullname}-0", sns, plabels, uid=999))
+    items.append(ready_pod(f"{pg.fullname}-0", sns, plabels, uid=999,
+                           owner=("StatefulSet", pg.fullname), container="postgresql",
+                           image=IMAGES["postgresql"]))
     items.append(secret(pg.superuser_secret.name, sns, {"postgres-password": SUPER_PW}))
     items.append(secret(pg.catalog.secret.name, sns, {"username": pg.catalog.owner, "password": CATALOG_PW}))
     items.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": pg.fullname, "namespace": sns},
@@ -130,7 +151,11 @@ def build(spec: specmod.StackSpec) -> Objects:
     dep["status"] = {"availableReplicas": 1, "updatedReplicas": 1,
                      "conditions": [{"type": "Available", "status": "True"}]}
     blabels = dep["spec"]["template"]["metadata"]["labels"]
-    items.append(ready_pod("ducklake-backend-xyz", bns, blabels, uid=10001))
+    bc = next(c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == b.container)
+    bc["image"] = IMAGES["backend"]   # what the provisioner sets (k8s/deployment.yaml: latest)
+    items.append(ready_pod("ducklake-backend-xyz", bns, blabels, uid=10001,
+                           owner=("ReplicaSet", f"{b.deployment}-1"), container=b.container,
+                           image=IMAGES["backend"]))
     items.append({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                   "metadata": {"name": "be-1", "namespace": bns,
                                "labels": {"kubernetes.io/service-name": b.service.name}},
@@ -183,7 +208,7 @@ def clone(objs: Objects) -> Objects:
     return copy.deepcopy(objs)
 
 
-__all__ = ["build", "clone", "json"]
+__all__ = ["build", "clone", "digest", "json", "IMAGES"]
 
 
 @pytest.fixture

@@ -80,6 +80,24 @@ def test_objects_by_identity_and_run_metadata():
     assert b["controls"] == {"MINIO-SVC-001": "PASS"}
 
 
+def test_a_pod_records_what_runs_reference_and_imageid():
+    """SUPPLY-PIN-001's evidence in the hashed bundle: each container's reference and the
+    imageID its runtime reports (none yet: null); nothing else of the spec or status."""
+    digest = "sha256:" + "7" * 64
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "minio-1", "namespace": "storage", "uid": "u-3"},
+           "spec": {"initContainers": [{"name": "init", "image": "busybox:1.36"}],
+                    "containers": [{"name": "minio", "image": "ducklake-infra/minio:R1",
+                                    "env": [{"name": "X", "value": VALUE}]}]},
+           "status": {"containerStatuses": [{"name": "minio", "imageID": digest,
+                                             "image": "docker.io/ducklake-infra/minio:R1"}]}}
+    rec = ev.object_record(pod)
+    assert rec["containers"] == [
+        {"name": "minio", "image": "ducklake-infra/minio:R1", "imageID": digest},
+        {"name": "init", "image": "busybox:1.36", "imageID": None}]
+    assert VALUE not in json.dumps(rec)
+
+
 def test_recording_twice_keeps_one_entry_per_object():
     rec = ev.Recorder()
     rec.record(objects(), objects(), objects().items[1])

@@ -257,3 +257,17 @@ def test_image_ref_parse(ref, repo, tag, digest, version):
     r = I.ImageRef.parse(ref)
     assert (r.repo, r.tag, r.digest, r.version) == (repo, tag, digest, version)
     assert I.split_ref(ref) == (repo, tag or "latest")
+
+
+@pytest.mark.parametrize("ref,want", [
+    ("docker.io/library/postgres:16", "postgres:16"),
+    ("index.docker.io/library/postgres", "postgres"),
+    ("registry-1.docker.io/bitnami/postgresql:16", "bitnami/postgresql:16"),
+    ("docker.io/bitnami/postgresql@sha256:ab12", "bitnami/postgresql@sha256:ab12"),
+    ("library/postgres:16", "postgres:16"),
+    ("bitnami/postgresql:16", "bitnami/postgresql:16"),
+    ("quay.io/minio/minio:RELEASE.x", "quay.io/minio/minio:RELEASE.x"),
+    ("reg.example:5000/library/x:1", "reg.example:5000/library/x:1"),
+])
+def test_familiar_names_one_docker_hub_image_one_way(ref, want):
+    assert I.familiar(ref) == want
