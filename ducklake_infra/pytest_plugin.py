@@ -127,9 +127,7 @@ def pytest_sessionstart(session):
     if name == "kind" or config.getoption("--collect-only", default=False):
         return
     kc = config.getoption("--kubeconfig")
-    lay = L.layout(config.getoption("--cache-dir"))
-    r = Runner(readonly=True)
-    r.base_env["PATH"] = lay.path_env(r.base_env.get("PATH", ""))
+    r = L.bundle_runner(L.layout(config.getoption("--cache-dir")), readonly=True)
     try:
         ExistingCluster(r, context=name, kubeconfig=Path(kc).expanduser() if kc else None).ensure()
     except DucklakeInfraError as exc:
@@ -151,10 +149,7 @@ def bundle_layout(pytestconfig) -> L.Layout:
 
 @pytest.fixture(scope="session")
 def runner(pytestconfig, bundle_layout) -> Runner:
-    log = bundle_layout.logs / f"pytest-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    r = Runner(log_path=log, readonly=pytestconfig.getoption("--readonly"))
-    r.base_env["PATH"] = bundle_layout.path_env(r.base_env.get("PATH", ""))
-    return r
+    return L.bundle_runner(bundle_layout, "pytest", readonly=pytestconfig.getoption("--readonly"))
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import ducklake_infra
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.cli_common import layout_of, make_runner
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
-from ducklake_infra.provision.runner import CommandError, Runner
+from ducklake_infra.provision.runner import CommandError
 
 EPILOG = """\
 examples:
@@ -30,18 +30,9 @@ The bundle cache lives in ~/.cache/ducklake-infra (or $DUCKLAKE_INFRA_CACHE, or 
 """
 
 
-def make_runner(args, log_name: str, readonly: bool = False, dry_run: bool = False) -> Runner:
-    lay = L.layout(getattr(args, "cache_dir", None))
-    log = lay.logs / f"{log_name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    runner = Runner(log_path=log, readonly=readonly, dry_run=dry_run)
-    runner.base_env["PATH"] = lay.path_env(runner.base_env.get("PATH", ""))
-    runner.base_env.setdefault("GOTOOLCHAIN", "local")
-    return runner
-
-
 def cmd_bundle_build(args) -> int:
     from ducklake_infra.provision.bundle import build as B
-    lay = L.layout(args.cache_dir)
+    lay = layout_of(args)
     runner = make_runner(args, "bundle-build")
     progress = Progress()
     progress.say(f"bundle cache: {lay.root}   log: {runner.log_path}")
@@ -53,7 +44,7 @@ def cmd_bundle_build(args) -> int:
 
 def cmd_bundle_status(args) -> int:
     from ducklake_infra.provision.bundle import build as B
-    lay = L.layout(args.cache_dir)
+    lay = layout_of(args)
     runner = make_runner(args, "bundle-status")
     arts = B.artifacts(runner, lay)
     print(B.status_json(arts) if args.json else B.status_table(arts))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from ducklake_infra.provision import spec as S
 from ducklake_infra.provision import stack
@@ -16,6 +15,7 @@ from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.cluster import ExistingCluster, KindCluster
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
+from ducklake_infra.provision.cli_common import layout_of, make_runner
 from ducklake_infra.provision.runner import Runner
 
 
@@ -92,18 +92,6 @@ def register(sub) -> None:
 
 
 # ---- helpers -----------------------------------------------------------------------
-def _layout(args) -> L.Layout:
-    return L.layout(getattr(args, "cache_dir", None))
-
-
-def make_runner(args, name: str, *, readonly: bool = False, dry_run: bool = False) -> Runner:
-    lay = _layout(args)
-    log = lay.logs / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    runner = Runner(log_path=log, readonly=readonly, dry_run=dry_run)
-    runner.base_env["PATH"] = lay.path_env(runner.base_env.get("PATH", ""))
-    return runner
-
-
 def load_spec(args) -> S.StackSpec:
     """The stack spec the command uses; which file and why go to stderr (stdout stays
     the command's own output)."""
@@ -139,7 +127,7 @@ def _registry(args) -> "stack.I.Registry | None":
 
 
 def _options(args) -> stack.Options:
-    return stack.Options(layout=_layout(args), images=parse_images(args.image),
+    return stack.Options(layout=layout_of(args), images=parse_images(args.image),
                          online=getattr(args, "online", False), registry=_registry(args))
 
 
@@ -239,21 +227,3 @@ def cmd_status(args) -> int:
     ok, text = stack.status(cluster, spec, make_runner(args, "status", readonly=True))
     print(text)
     return 0 if ok else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (``python -m ducklake_infra.provision.stack_cli``); the product CLI is provision.cli."""
-    parser = argparse.ArgumentParser(prog="ducklake-infra")
-    parser.add_argument("--cache-dir", default=None)
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except DucklakeInfraError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

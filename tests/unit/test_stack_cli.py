@@ -71,3 +71,15 @@ def test_images_push_registered():
     args = _parser().parse_args(["images", "push", "--registry", "localhost:5000/x"])
     assert args.func is stack_cli.cmd_images_push
     assert stack_cli._registry(args).insecure
+
+
+def test_one_runner_helper_for_every_command(tmp_path):
+    """The bundle and stack commands make their runners with one function (bundle bin/
+    first on PATH, GOTOOLCHAIN=local, a log per command)."""
+    from ducklake_infra.provision import cli, cli_common
+    assert stack_cli.make_runner is cli.make_runner is cli_common.make_runner
+    args = cli.build_parser().parse_args(["--cache-dir", str(tmp_path), "plan", "--cluster",
+                                          "kind"])
+    r = stack_cli.make_runner(args, "plan", dry_run=True)
+    assert r.base_env["PATH"].startswith(str(tmp_path / "bin")) and r.dry_run
+    assert "GOTOOLCHAIN" in r.base_env and r.log_path.parent == tmp_path / "logs"
