@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import ducklake_infra
+from ducklake_infra.provision import stack_cli
 from ducklake_infra.provision.cli_common import layout_of, make_runner
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
@@ -75,12 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_bundle_status)
 
-    try:
-        from ducklake_infra.provision import stack_cli
-    except ImportError:
-        stack_cli = None
-    if stack_cli is not None:
-        stack_cli.register(sub)
+    stack_cli.register(sub)
     return p
 
 

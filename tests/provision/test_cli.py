@@ -42,3 +42,15 @@ def test_status_json_shape(tmp_path):
 
 def test_parser_builds():
     assert cli.build_parser().prog == "ducklake-infra"
+
+
+def test_a_broken_import_shows_itself():
+    """A subcommand module that fails to import is a bug: its ImportError shows, not
+    argparse's "invalid choice" for every command it registers."""
+    code = ("import sys; sys.modules['ducklake_infra.provision.stack'] = None\n"
+            "from ducklake_infra.provision import cli\n"
+            "sys.exit(cli.main(['plan', '--cluster', 'kind']))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode != 0
+    assert "invalid choice" not in res.stderr
+    assert "Error: import of ducklake_infra.provision.stack halted" in res.stderr
