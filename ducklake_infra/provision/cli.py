@@ -18,6 +18,8 @@ from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
 from ducklake_infra.provision.runner import CommandError
 
+# --help is plain text: no reStructuredText (the module docstring is for developers)
+DESCRIPTION = "Build the registry-free bundle and provision the DuckLake stack."
 EPILOG = """\
 examples:
   ducklake-infra bundle build            build or verify every image and tool (cached)
@@ -54,7 +56,7 @@ def cmd_bundle_status(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="ducklake-infra", description=__doc__.splitlines()[0],
+        prog="ducklake-infra", description=DESCRIPTION,
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version",
                    version=f"%(prog)s {ducklake_infra.__version__}")

@@ -57,7 +57,7 @@ def register(sub) -> None:
                    help="confirm changing a cluster that is not kind (run plan first)")
     p.set_defaults(func=cmd_up)
 
-    p = sub.add_parser("plan", help="print every command `up` would run; change nothing")
+    p = sub.add_parser("plan", help="print every command 'up' would run; change nothing")
     _common(p)
     _image_opts(p)
     p.set_defaults(func=cmd_plan)

@@ -54,3 +54,22 @@ def test_a_broken_import_shows_itself():
     assert res.returncode != 0
     assert "invalid choice" not in res.stderr
     assert "Error: import of ducklake_infra.provision.stack halted" in res.stderr
+
+
+def _all_parsers(parser):
+    """The parser and every subcommand's parser, depth first."""
+    import argparse
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _all_parsers(sub)
+
+
+def test_help_is_plain_text():
+    """--help of every command: no reStructuredText from docstrings (``x``, `x`, :func:)."""
+    import re
+    helps = [p.format_help() for p in _all_parsers(cli.build_parser())]
+    assert len(helps) >= 10
+    for text in helps:
+        assert "`" not in text and not re.search(r":\w+:`|\*\*", text), text
