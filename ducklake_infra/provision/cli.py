@@ -13,7 +13,8 @@ from pathlib import Path
 
 import ducklake_infra
 from ducklake_infra.provision import stack_cli
-from ducklake_infra.provision.cli_common import layout_of, make_runner
+from ducklake_infra.provision.cli_common import (SubcommandParser, global_options, layout_of,
+                                                 make_runner)
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
 from ducklake_infra.provision.runner import CommandError
@@ -57,13 +58,11 @@ def cmd_bundle_status(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ducklake-infra", description=DESCRIPTION,
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[global_options(in_subcommand=False)])
     p.add_argument("--version", action="version",
                    version=f"%(prog)s {ducklake_infra.__version__}")
-    p.add_argument("--cache-dir", default=None,
-                   help="bundle cache directory (default: $DUCKLAKE_INFRA_CACHE or "
-                        "~/.cache/ducklake-infra)")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=SubcommandParser)
     sub.required = True
 
     bundle = sub.add_parser("bundle", help="build or inspect the registry-free bundle")

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from ducklake_infra.provision import cli
 
 
@@ -73,3 +75,21 @@ def test_help_is_plain_text():
     assert len(helps) >= 10
     for text in helps:
         assert "`" not in text and not re.search(r":\w+:`|\*\*", text), text
+
+
+@pytest.mark.parametrize("argv", [
+    ["--cache-dir", "/c", "plan", "--cluster", "kind"],
+    ["plan", "--cluster", "kind", "--cache-dir", "/c"],
+    ["plan", "--cache-dir", "/c", "--cluster", "kind"],
+    ["--cache-dir", "/c", "bundle", "status"],
+    ["bundle", "status", "--cache-dir", "/c"],
+    ["bundle", "--cache-dir", "/c", "status"],
+    ["images", "push", "--registry", "r.example/x", "--cache-dir", "/c"],
+])
+def test_global_options_before_or_after_the_command(argv):
+    assert cli.build_parser().parse_args(argv).cache_dir == "/c"
+
+
+@pytest.mark.parametrize("argv", [["plan", "--cluster", "kind"], ["bundle", "status"]])
+def test_global_option_default_when_not_given(argv):
+    assert cli.build_parser().parse_args(argv).cache_dir is None
