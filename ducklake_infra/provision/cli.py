@@ -7,9 +7,9 @@ unexpected bugs show a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
-from pathlib import Path
 
 import ducklake_infra
 from ducklake_infra.provision import stack_cli
@@ -17,7 +17,6 @@ from ducklake_infra.provision.cli_common import (SubcommandParser, global_option
                                                  make_runner)
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
-from ducklake_infra.provision.runner import CommandError
 
 # --help is plain text: no reStructuredText (the module docstring is for developers)
 DESCRIPTION = "Build the registry-free bundle and provision the DuckLake stack."
@@ -31,6 +30,9 @@ examples:
   ducklake-infra down --cluster kind     uninstall (and delete the kind cluster we created)
 
 The bundle cache lives in ~/.cache/ducklake-infra (or $DUCKLAKE_INFRA_CACHE, or --cache-dir).
+
+exit status: 0 done (status: ready), 1 not ready or artifacts missing, 2 error or bad
+usage, 130 interrupted, 141 the reader of the output went away (e.g. | head)
 """
 
 
@@ -81,14 +83,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# 128 + SIGPIPE: what a shell reports for any tool stopped by a closed pipe, so
+# `set -o pipefail` sees a truncated `ducklake-infra plan | head` as other tools do
+EXIT_PIPE_CLOSED = 141
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        try:
+            return run(argv)
+        finally:
+            sys.stdout.flush()   # a closed pipe shows here (or in a print), not at exit
+    except BrokenPipeError:
+        # The reader went away (`ducklake-infra plan | head -1`): stop quietly. stdout
+        # goes to /dev/null so the interpreter's last flush cannot fail again (the
+        # recipe of https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE_CLOSED
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Parse and run one command; an expected failure is one ``error:`` line and exit 2."""
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except CommandError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except DucklakeInfraError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -100,5 +118,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-__all__ = ["main", "build_parser", "Path"]

@@ -93,3 +93,30 @@ def test_global_options_before_or_after_the_command(argv):
 @pytest.mark.parametrize("argv", [["plan", "--cluster", "kind"], ["bundle", "status"]])
 def test_global_option_default_when_not_given(argv):
     assert cli.build_parser().parse_args(argv).cache_dir is None
+
+
+def _closed_pipe_run(*args, env=None):
+    """Run the CLI with stdout a pipe whose reader is already gone (``| head`` done)."""
+    import os
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        return subprocess.run([sys.executable, "-m", "ducklake_infra.provision.cli", *args],
+                              stdout=w, stderr=subprocess.PIPE, text=True, env=env, timeout=60)
+    finally:
+        os.close(w)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["plan", "--cluster", "kind"]])
+def test_closed_pipe_exits_quietly(args, tmp_path):
+    """`ducklake-infra plan --cluster kind | head -1`: no BrokenPipeError traceback, exit
+    141 (128 + SIGPIPE, as for any tool a closed pipe stops)."""
+    fake = tmp_path / "bin"          # plan reads the local base image ID: docker answers
+    fake.mkdir()                     # "no such image"; kind is absent, so plan lists all
+    (fake / "docker").write_text("#!/bin/sh\nexit 1\n")
+    (fake / "docker").chmod(0o755)
+    env = {"PATH": str(fake), "HOME": str(tmp_path), "DUCKLAKE_INFRA_CACHE": str(tmp_path / "c")}
+    res = _closed_pipe_run(*args, env=env)
+    assert res.returncode == 141, res.stderr
+    assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr
+    assert not [ln for ln in res.stderr.splitlines() if not ln.startswith("stack spec: ")]
