@@ -14,7 +14,7 @@ import time
 import ducklake_infra
 from ducklake_infra.provision import stack_cli
 from ducklake_infra.provision.cli_common import (SubcommandParser, global_options, layout_of,
-                                                 make_runner)
+                                                 make_runner, output_option)
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
 
@@ -23,10 +23,11 @@ DESCRIPTION = "Build the registry-free bundle and provision the DuckLake stack."
 EPILOG = """\
 examples:
   ducklake-infra bundle build            build or verify every image and tool (cached)
-  ducklake-infra bundle status --json    list the bundle's artifacts
-  ducklake-infra plan --cluster kind     show every command 'up' would run
+  ducklake-infra bundle status -o json   list the bundle's artifacts
+  ducklake-infra plan --cluster kind     show every command 'up' would run (-o json)
   ducklake-infra up --cluster kind       create the kind cluster and deploy the stack
   ducklake-infra up --cluster prod       deploy to an existing kube context
+  ducklake-infra status --cluster kind   releases, pods and the backend (-o json)
   ducklake-infra down --cluster kind     uninstall (and delete the kind cluster we created)
 
 The bundle cache lives in ~/.cache/ducklake-infra (or $DUCKLAKE_INFRA_CACHE, or --cache-dir).
@@ -53,7 +54,7 @@ def cmd_bundle_status(args) -> int:
     lay = layout_of(args)
     runner = make_runner(args, "bundle-status")
     arts = B.artifacts(runner, lay)
-    print(B.status_json(arts) if args.json else B.status_table(arts))
+    print(B.status_json(arts) if args.output == "json" else B.status_table(arts))
     return 0 if all(a.present for a in arts) else 1
 
 
@@ -76,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not install or start the Docker engine (it must already run)")
     b.set_defaults(func=cmd_bundle_build)
     s = bsub.add_parser("status", help="table of every artifact: version, source, id, present")
-    s.add_argument("--json", action="store_true", help="machine-readable output")
+    output_option(s)
+    s.add_argument("--json", dest="output", action="store_const", const="json",
+                   help="same as -o json")
     s.set_defaults(func=cmd_bundle_status)
 
     stack_cli.register(sub)

@@ -1,9 +1,10 @@
-"""What every ducklake-infra subcommand shares: global options, and the bundle layout
-and runner of a parsed command line."""
+"""What every ducklake-infra subcommand shares: global options, ``-o json``, and the
+bundle layout and runner of a parsed command line."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.runner import Runner
@@ -37,3 +38,12 @@ class SubcommandParser(argparse.ArgumentParser):
     def __init__(self, **kwargs):
         kwargs["parents"] = [*kwargs.get("parents", ()), global_options(in_subcommand=True)]
         super().__init__(**kwargs)
+
+
+def output_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text",
+                   help="text (default), or json: one JSON document on stdout")
+
+
+def print_json(doc) -> None:
+    print(json.dumps(doc, indent=2))

@@ -10,12 +10,12 @@ import argparse
 import sys
 
 from ducklake_infra.provision import spec as S
-from ducklake_infra.provision import stack
+from ducklake_infra.provision import stack, status
 from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.cluster import ExistingCluster, KindCluster
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
-from ducklake_infra.provision.cli_common import layout_of, make_runner
+from ducklake_infra.provision.cli_common import layout_of, make_runner, output_option, print_json
 from ducklake_infra.provision.runner import Runner
 
 
@@ -60,6 +60,7 @@ def register(sub) -> None:
     p = sub.add_parser("plan", help="print every command 'up' would run; change nothing")
     _common(p)
     _image_opts(p)
+    output_option(p)
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("down", help="uninstall the stack (kind: delete the spec's cluster)")
@@ -88,6 +89,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("status", help="releases, chart versions and pod readiness")
     _common(p)
+    output_option(p)
     p.set_defaults(func=cmd_status)
 
 
@@ -151,6 +153,17 @@ def check_real_context(args, opts: stack.Options, verb: str = "up") -> None:
             "then add --yes")
 
 
+def plan_document(up_cmd: str, cmds: list[stack.PlannedCommand]) -> dict:
+    """``plan -o json``: every command (argv, shell line, read or not, the objects on its
+    stdin) and the counts."""
+    return {"command": up_cmd,
+            "counts": {"commands": len(cmds), "reads": sum(c.read for c in cmds),
+                       "with_stdin": sum(bool(c.stdin) for c in cmds),
+                       "image_pushes": sum(c.argv[:2] == ["docker", "push"] for c in cmds)},
+            "commands": [{"argv": c.argv, "line": c.shell, "read": c.read,
+                          "stdin": list(c.stdin)} for c in cmds]}
+
+
 # ---- commands ----------------------------------------------------------------------
 def cmd_up(args) -> int:
     spec = load_spec(args)
@@ -171,14 +184,19 @@ def cmd_plan(args) -> int:
     runner = make_runner(args, "plan", dry_run=True)
     progress = Progress(quiet=True)
     cluster = make_cluster(args, spec, runner)
-    lines = stack.plan(cluster, spec, runner, progress, opts)
-    reg = f" --registry {args.registry}" if opts.registry else ""
-    reg = (f" --kubeconfig {args.kubeconfig}" if args.kubeconfig else "") + reg
-    print(f"# `ducklake-infra up --cluster {args.cluster}{reg}` would run ({len(lines)} "
-          "commands; secret values go on stdin, never in arguments; "
-          f"{sum(1 for ln in lines if ln.startswith('docker push '))} image pushes):")
-    for line in lines:
-        print(line)
+    cmds = stack.plan_commands(cluster, spec, runner, progress, opts)
+    opts_shown = (f" --kubeconfig {args.kubeconfig}" if args.kubeconfig else "") + \
+        (f" --registry {args.registry}" if opts.registry else "")
+    up_cmd = f"ducklake-infra up --cluster {args.cluster}{opts_shown}"
+    doc = plan_document(up_cmd, cmds)
+    if args.output == "json":
+        print_json(doc)
+        return 0
+    n = doc["counts"]
+    print(f"# `{up_cmd}` would run ({n['commands']} commands; secret values go on stdin, never "
+          f"in arguments; {n['image_pushes']} image pushes):")
+    for c in cmds:
+        print(c.line)
     return 0
 
 
@@ -221,9 +239,14 @@ def cmd_status(args) -> int:
     # kubeconfig file use a normal runner; every cluster query is read-only.
     cluster = make_cluster(args, spec, make_runner(args, "status-cluster"))
     if cluster.is_kind and not cluster.exists():
-        print(f"kind cluster {cluster.name} does not exist")
-        return 1
-    cluster.ensure()
-    ok, text = stack.status(cluster, spec, make_runner(args, "status", readonly=True))
-    print(text)
-    return 0 if ok else 1
+        f = {"cluster": cluster.context, "exists": False, "ok": False}
+        text = f"kind cluster {cluster.name} does not exist"
+    else:
+        cluster.ensure()
+        f = status.facts(cluster, spec, make_runner(args, "status", readonly=True))
+        text = status.text(f)
+    if args.output == "json":
+        print_json(f)
+    else:
+        print(text)
+    return 0 if f["ok"] else 1

@@ -27,11 +27,12 @@ def test_unknown_command_is_a_usage_error():
     assert res.returncode == 2 and "invalid choice" in res.stderr
 
 
-def test_status_json_shape(tmp_path):
+@pytest.mark.parametrize("flag", [["--json"], ["-o", "json"]])
+def test_status_json_shape(tmp_path, flag):
     import json
     import os
     env = dict(os.environ, DUCKLAKE_INFRA_CACHE=str(tmp_path / "empty-cache"))
-    res = run_cli("bundle", "status", "--json", env=env)
+    res = run_cli("bundle", "status", *flag, env=env)
     data = json.loads(res.stdout)
     assert res.returncode == 1  # an empty cache has missing artifacts
     names = [a["name"] for a in data["artifacts"]]

@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from ducklake_infra.provision import stack
+from ducklake_infra.provision import stack, status
 from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.cluster import ExistingCluster, KindCluster
 from ducklake_infra.provision.errors import DucklakeInfraError
@@ -304,7 +304,8 @@ def test_status_is_read_only_and_reports_readiness(spec):
     r.on(r"get deployment ducklake-backend", stdout=json.dumps(
         {"spec": {"replicas": 1, "template": {"spec": {"containers": [{"image": "i"}]}}},
          "status": {"readyReplicas": 1}}))
-    ok, text = stack.status(ExistingCluster(r, context="prod"), spec, r)
+    f = status.facts(ExistingCluster(r, context="prod"), spec, r)
+    ok, text = f["ok"], status.text(f)
     assert not ok   # postgresql is not installed
     assert "release storage/minio: deployed chart minio-5.4.0" in text
     assert "release storage/postgresql: NOT INSTALLED (want postgresql-0.1.0)" in text
