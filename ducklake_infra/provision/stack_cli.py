@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ducklake_infra.provision import spec as S
 from ducklake_infra.provision import stack, status
@@ -16,7 +17,7 @@ from ducklake_infra.provision.cluster import ExistingCluster, KindCluster
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
 from ducklake_infra.provision.cli_common import layout_of, make_runner, output_option, print_json
-from ducklake_infra.provision.runner import Runner
+from ducklake_infra.provision.runner import Runner, require_tools
 
 
 def _common(p: argparse.ArgumentParser, real_needs_yes: bool = False) -> None:
@@ -108,16 +109,35 @@ def make_cluster(args, spec: S.StackSpec, runner: Runner):
             raise DucklakeInfraError("--kubeconfig only applies to --cluster CONTEXT; the kind "
                                      "cluster has its own kubeconfig file")
         return KindCluster(runner, name=spec.kind_cluster, node_image=L.NODE_IMAGE)
-    return ExistingCluster(runner, context=args.cluster, kubeconfig=args.kubeconfig)
+    return ExistingCluster(runner, context=args.cluster,
+                           kubeconfig=Path(args.kubeconfig).expanduser() if args.kubeconfig
+                           else None)
 
 
-def parse_images(items: list[str]) -> dict[str, str]:
+def require_bundle(args, runner: Runner) -> None:
+    """The tools a command runs against a cluster come from the bundle: a missing one
+    is an error that says where we looked and which command builds them."""
+    cache = f" --cache-dir {args.cache_dir}" if getattr(args, "cache_dir", None) else ""
+    require_tools(runner, ["kind"] * (args.cluster == "kind") + ["kubectl", "helm"],
+                  f"Looked in the bundle ({layout_of(args).bin}) and on PATH; build the "
+                  f"bundle: ducklake-infra{cache} bundle build")
+
+
+def image_keys(spec: S.StackSpec) -> list[str]:
+    """What --image may override: the spec's images and the backend."""
+    return sorted({*spec.images, stack.BACKEND_IMAGE_KEY})
+
+
+def parse_images(items: list[str], keys: list[str] | None = None) -> dict[str, str]:
     out = {}
     for item in items:
         key, sep, ref = item.partition("=")
         if not sep or not key or not ref:
             raise DucklakeInfraError(f"--image {item!r}: expected KEY=REF, e.g. "
                                      "--image backend=registry.example/ducklake-backend:1.0")
+        if keys is not None and key not in keys:
+            raise DucklakeInfraError(f"--image {item!r}: unknown image key {key!r} "
+                                     f"(keys: {', '.join(keys)})")
         out[key] = ref
     return out
 
@@ -128,8 +148,8 @@ def _registry(args) -> "stack.I.Registry | None":
     return stack.I.parse_registry(args.registry, insecure=True if args.plain_http else None)
 
 
-def _options(args) -> stack.Options:
-    return stack.Options(layout=layout_of(args), images=parse_images(args.image),
+def _options(args, spec: S.StackSpec) -> stack.Options:
+    return stack.Options(layout=layout_of(args), images=parse_images(args.image, image_keys(spec)),
                          online=getattr(args, "online", False), registry=_registry(args))
 
 
@@ -167,9 +187,10 @@ def plan_document(up_cmd: str, cmds: list[stack.PlannedCommand]) -> dict:
 # ---- commands ----------------------------------------------------------------------
 def cmd_up(args) -> int:
     spec = load_spec(args)
-    opts = _options(args)
+    opts = _options(args, spec)
     check_real_context(args, opts, "up")
     runner = make_runner(args, "up")
+    require_bundle(args, runner)
     progress = Progress()
     progress.say(f"log: {runner.log_path}")
     cluster = make_cluster(args, spec, runner)
@@ -179,7 +200,7 @@ def cmd_up(args) -> int:
 
 def cmd_plan(args) -> int:
     spec = load_spec(args)
-    opts = _options(args)
+    opts = _options(args, spec)
     check_real_context(args, opts, "plan")
     runner = make_runner(args, "plan", dry_run=True)
     progress = Progress(quiet=True)
@@ -206,6 +227,7 @@ def cmd_down(args) -> int:
         raise DucklakeInfraError(f"down on context {args.cluster!r} removes the stack from a "
                                  "cluster we do not own: add --yes to confirm")
     runner = make_runner(args, "down")
+    require_bundle(args, runner)
     progress = Progress()
     cluster = make_cluster(args, spec, runner)
     if not cluster.is_kind:
@@ -220,7 +242,7 @@ def cmd_down(args) -> int:
 
 def cmd_images_push(args) -> int:
     spec = load_spec(args)
-    opts = _options(args)
+    opts = _options(args, spec)
     if opts.registry is None:
         raise DucklakeInfraError("images push needs --registry HOST[:PORT]/PREFIX")
     runner = make_runner(args, "images-push")
@@ -237,7 +259,9 @@ def cmd_status(args) -> int:
     spec = load_spec(args)
     # kind itself is not a read-only tool: finding the cluster and exporting its own
     # kubeconfig file use a normal runner; every cluster query is read-only.
-    cluster = make_cluster(args, spec, make_runner(args, "status-cluster"))
+    runner = make_runner(args, "status-cluster")
+    require_bundle(args, runner)
+    cluster = make_cluster(args, spec, runner)
     if cluster.is_kind and not cluster.exists():
         f = {"cluster": cluster.context, "exists": False, "ok": False}
         text = f"kind cluster {cluster.name} does not exist"

@@ -163,3 +163,33 @@ def test_status_json_has_the_facts_status_prints(monkeypatch, capsys):
     # the text default says the same
     assert "release storage/postgresql: NOT INSTALLED (want postgresql-0.1.0)" in text
     assert "pod storage/minio-1: Running 1/1 ready" in text and "status: NOT READY" in text
+
+
+def _one_error_line(capsys) -> str:
+    err = [ln for ln in capsys.readouterr().err.splitlines() if not ln.startswith("stack spec: ")]
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_unknown_image_key_is_refused(capsys, spec):
+    from ducklake_infra.provision import cli
+    assert cli.main(["plan", "--cluster", "kind", "--image", "nosuchkey=x:1"]) == 2
+    keys = ", ".join(sorted([*spec.images, "backend"]))
+    assert _one_error_line(capsys) == (f"error: --image 'nosuchkey=x:1': unknown image key "
+                                       f"'nosuchkey' (keys: {keys})")
+    assert stack_cli.parse_images(["minio=r/m:1", "backend=r/b:1"], keys.split(", ")) == {
+        "minio": "r/m:1", "backend": "r/b:1"}
+
+
+@pytest.mark.parametrize("argv", [["status", "--cluster", "kind"],
+                                  ["down", "--cluster", "kind"],
+                                  ["up", "--cluster", "kind"],
+                                  ["status", "--cluster", "prod"]])
+def test_missing_bundle_says_how_to_build_it(argv, tmp_path, monkeypatch, capsys):
+    from ducklake_infra.provision import cli
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert cli.main([*argv, "--cache-dir", str(tmp_path)]) == 2
+    line = _one_error_line(capsys)
+    assert "kubectl, helm" in line and ("kind" in line) == (argv[2] == "kind")
+    assert f"Looked in the bundle ({tmp_path / 'bin'}) and on PATH" in line
+    assert line.endswith(f"build the bundle: ducklake-infra --cache-dir {tmp_path} bundle build")
