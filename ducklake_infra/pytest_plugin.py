@@ -121,7 +121,8 @@ def pytest_ignore_collect(collection_path, config):
 
 def pytest_sessionstart(session):
     """An existing context is checked before anything runs: unknown context, missing
-    credentials or an unreachable API server end the run with one clear line."""
+    credentials or an unreachable API server end the run with one clear line, exit 2,
+    and reports that say why (see :func:`ducklake_infra.suites.plugin.stop_run`)."""
     config = session.config
     name = config.getoption("--cluster")
     if name == "kind" or config.getoption("--collect-only", default=False):
@@ -131,7 +132,9 @@ def pytest_sessionstart(session):
     try:
         ExistingCluster(r, context=name, kubeconfig=Path(kc).expanduser() if kc else None).ensure()
     except DucklakeInfraError as exc:
-        pytest.exit(f"error: {exc}", returncode=2)
+        # not pytest.exit: it prints the reason twice and skips every report
+        from ducklake_infra.suites.plugin import stop_run
+        stop_run(config, str(exc), r.redactor.secrets)
 
 
 def pytest_collection_modifyitems(config, items):
