@@ -1,7 +1,14 @@
 """``ducklake-infra``: build the registry-free bundle and provision the DuckLake stack.
 
 Expected failures print one line (``error: ...``) and exit non-zero; only
-unexpected bugs show a traceback.
+unexpected bugs show a traceback (a broken import too: it is not hidden).
+
+CLI library: argparse, kept on purpose. It is the standard library (no runtime
+dependency added to an auditor people install), the subcommands already register
+into it (``stack_cli.register``), and what we need is small: global options
+accepted before or after the command (``cli_common.SubcommandParser``), ``-o json``
+and plain help. Shell completion is left out: argparse has none, and argcomplete
+(or click/typer) would be a new runtime dependency for a handful of commands.
 """
 
 from __future__ import annotations

@@ -121,3 +121,9 @@ def test_closed_pipe_exits_quietly(args, tmp_path):
     assert res.returncode == 141, res.stderr
     assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr
     assert not [ln for ln in res.stderr.splitlines() if not ln.startswith("stack spec: ")]
+
+
+def test_version():
+    import ducklake_infra
+    res = run_cli("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"ducklake-infra {ducklake_infra.__version__}"
