@@ -23,6 +23,10 @@ from ducklake_infra.provision.images import local_image_id
 from ducklake_infra.provision.runner import CommandError, Runner
 
 
+class Unreachable(DucklakeInfraError):
+    """The context is configured but its API server does not answer (or refuses us)."""
+
+
 class Cluster(Protocol):
     name: str
     context: str
@@ -255,7 +259,7 @@ class ExistingCluster:
                                "--request-timeout", "10s"], timeout=30, check=False,
                               mutating=False)
         if res.returncode != 0:
-            raise DucklakeInfraError(
+            raise Unreachable(
                 f"API server of context {self.context!r} is unreachable or refused us: "
                 f"{self.runner.redactor(kubeconfig.reason(res.stderr))}")
 

@@ -25,7 +25,7 @@ import yaml
 from ducklake_infra.provision import images as I
 from ducklake_infra.provision import kube, netpol
 from ducklake_infra.provision.bundle import layout as L
-from ducklake_infra.provision.cluster import KindCluster
+from ducklake_infra.provision.cluster import KindCluster, Unreachable
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
 from ducklake_infra.provision.runner import CommandError, Result, Runner
@@ -613,6 +613,8 @@ def _ensure_cluster(ctx: _Ctx) -> str:
         existed = c.exists() if isinstance(c, KindCluster) else True
         c.ensure()
         return f"{c.context} ({'reused' if existed else 'created'})"
+    if ctx.offline:   # plan: the context's API server did not answer (checked once)
+        return f"context {c.context} (unreachable)"
     c.ensure()
     return f"context {c.context}"
 
@@ -724,9 +726,11 @@ def plan_commands(cluster, spec: StackSpec, runner: Runner, progress: Progress,
             offline = isinstance(cluster, KindCluster) and not cluster.exists()
         else:
             cluster.ensure()
-    except (CommandError, DucklakeInfraError) as exc:
-        progress.say(f"note: cluster not reachable ({str(exc).splitlines()[0]}); "
-                     "reads are listed, not run")
+    except (CommandError, Unreachable) as exc:
+        # said even by a quiet plan: the reads it lists were not run. A kubeconfig or
+        # context that is wrong is an error, not an absent cluster.
+        print(f"note: cluster not reachable ({str(exc).splitlines()[0]}); reads are listed, "
+              "not run", file=progress.stream)
         offline = True
     if offline:
         rec = _RecordingRunner(runner)
