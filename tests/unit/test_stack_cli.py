@@ -10,7 +10,7 @@ import pytest
 from ducklake_infra.provision import stack_cli
 from ducklake_infra.provision.errors import DucklakeInfraError
 
-from .fakes import FakeRunner
+from .fakes import FakeRunner, minio_only_runner
 
 
 def _parser():
@@ -125,25 +125,9 @@ def test_plan_json_lists_commands_with_stdin_and_counts(monkeypatch, capsys, fak
     assert sorted(ln.split("   # ")[0] for ln in text[1:]) == sorted(c["line"] for c in cmds)
 
 
-def _deployed(dry_run):
-    r = FakeRunner(readonly=True)
-    r.on(r"config get-contexts", stdout="prod\n")
-    r.on(r"^helm .* list --namespace storage --filter \^minio\$",
-         stdout=json.dumps([{"name": "minio", "status": "deployed", "chart": "minio-5.4.0",
-                             "app_version": "x", "revision": 1}]))
-    r.on(r"get pods --namespace storage", stdout=json.dumps({"items": [
-        {"metadata": {"name": "minio-1"},
-         "status": {"phase": "Running", "containerStatuses": [{"ready": True}]}}]}))
-    r.on(r"get pods --namespace ducklake", stdout=json.dumps({"items": []}))
-    r.on(r"get deployment ducklake-backend", stdout=json.dumps(
-        {"spec": {"replicas": 1, "template": {"spec": {"containers": [{"image": "i"}]}}},
-         "status": {"readyReplicas": 1}}))
-    return r
-
-
 def test_status_json_has_the_facts_status_prints(monkeypatch, capsys):
     from ducklake_infra.provision import cli
-    _fake_runners(monkeypatch, _deployed)
+    _fake_runners(monkeypatch, lambda dry_run: minio_only_runner())
     assert cli.main(["status", "--cluster", "prod"]) == 1
     text = capsys.readouterr().out
     assert cli.main(["status", "--cluster", "prod", "-o", "json"]) == 1
