@@ -121,19 +121,20 @@ def pytest_ignore_collect(collection_path, config):
 
 def pytest_sessionstart(session):
     """An existing context is checked before anything runs: unknown context, missing
-    credentials or an unreachable API server end the run with one clear line."""
+    credentials or an unreachable API server end the run with one clear line, exit 2,
+    and reports that say why (see :func:`ducklake_infra.suites.plugin.stop_run`)."""
     config = session.config
     name = config.getoption("--cluster")
     if name == "kind" or config.getoption("--collect-only", default=False):
         return
     kc = config.getoption("--kubeconfig")
-    lay = L.layout(config.getoption("--cache-dir"))
-    r = Runner(readonly=True)
-    r.base_env["PATH"] = lay.path_env(r.base_env.get("PATH", ""))
+    r = L.bundle_runner(L.layout(config.getoption("--cache-dir")), readonly=True)
     try:
         ExistingCluster(r, context=name, kubeconfig=Path(kc).expanduser() if kc else None).ensure()
     except DucklakeInfraError as exc:
-        pytest.exit(f"error: {exc}", returncode=2)
+        # not pytest.exit: it prints the reason twice and skips every report
+        from ducklake_infra.suites.plugin import stop_run
+        stop_run(config, str(exc), r.redactor.secrets)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -151,10 +152,7 @@ def bundle_layout(pytestconfig) -> L.Layout:
 
 @pytest.fixture(scope="session")
 def runner(pytestconfig, bundle_layout) -> Runner:
-    log = bundle_layout.logs / f"pytest-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    r = Runner(log_path=log, readonly=pytestconfig.getoption("--readonly"))
-    r.base_env["PATH"] = bundle_layout.path_env(r.base_env.get("PATH", ""))
-    return r
+    return L.bundle_runner(bundle_layout, "pytest", readonly=pytestconfig.getoption("--readonly"))
 
 
 @pytest.fixture(scope="session")

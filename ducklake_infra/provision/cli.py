@@ -1,47 +1,52 @@
 """``ducklake-infra``: build the registry-free bundle and provision the DuckLake stack.
 
 Expected failures print one line (``error: ...``) and exit non-zero; only
-unexpected bugs show a traceback.
+unexpected bugs show a traceback (a broken import too: it is not hidden).
+
+CLI library: argparse, kept on purpose. It is the standard library (no runtime
+dependency added to an auditor people install), the subcommands already register
+into it (``stack_cli.register``), and what we need is small: global options
+accepted before or after the command (``cli_common.SubcommandParser``), ``-o json``
+and plain help. Shell completion is left out: argparse has none, and argcomplete
+(or click/typer) would be a new runtime dependency for a handful of commands.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
-from pathlib import Path
 
 import ducklake_infra
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision import stack_cli
+from ducklake_infra.provision.cli_common import (SubcommandParser, global_options, layout_of,
+                                                 make_runner, output_option)
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
-from ducklake_infra.provision.runner import CommandError, Runner
 
+# --help is plain text: no reStructuredText (the module docstring is for developers)
+DESCRIPTION = "Build the registry-free bundle and provision the DuckLake stack."
 EPILOG = """\
 examples:
   ducklake-infra bundle build            build or verify every image and tool (cached)
-  ducklake-infra bundle status --json    list the bundle's artifacts
-  ducklake-infra plan --cluster kind     show every command 'up' would run
+  ducklake-infra bundle status -o json   list the bundle's artifacts
+  ducklake-infra plan --cluster kind     show every command 'up' would run (-o json)
   ducklake-infra up --cluster kind       create the kind cluster and deploy the stack
   ducklake-infra up --cluster prod       deploy to an existing kube context
+  ducklake-infra status --cluster kind   releases, pods and the backend (-o json)
   ducklake-infra down --cluster kind     uninstall (and delete the kind cluster we created)
 
 The bundle cache lives in ~/.cache/ducklake-infra (or $DUCKLAKE_INFRA_CACHE, or --cache-dir).
+
+exit status: 0 done (status: ready), 1 not ready or artifacts missing, 2 error or bad
+usage, 130 interrupted, 141 the reader of the output went away (e.g. | head)
 """
-
-
-def make_runner(args, log_name: str, readonly: bool = False, dry_run: bool = False) -> Runner:
-    lay = L.layout(getattr(args, "cache_dir", None))
-    log = lay.logs / f"{log_name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    runner = Runner(log_path=log, readonly=readonly, dry_run=dry_run)
-    runner.base_env["PATH"] = lay.path_env(runner.base_env.get("PATH", ""))
-    runner.base_env.setdefault("GOTOOLCHAIN", "local")
-    return runner
 
 
 def cmd_bundle_build(args) -> int:
     from ducklake_infra.provision.bundle import build as B
-    lay = L.layout(args.cache_dir)
+    lay = layout_of(args)
     runner = make_runner(args, "bundle-build")
     progress = Progress()
     progress.say(f"bundle cache: {lay.root}   log: {runner.log_path}")
@@ -53,23 +58,21 @@ def cmd_bundle_build(args) -> int:
 
 def cmd_bundle_status(args) -> int:
     from ducklake_infra.provision.bundle import build as B
-    lay = L.layout(args.cache_dir)
+    lay = layout_of(args)
     runner = make_runner(args, "bundle-status")
     arts = B.artifacts(runner, lay)
-    print(B.status_json(arts) if args.json else B.status_table(arts))
+    print(B.status_json(arts) if args.output == "json" else B.status_table(arts))
     return 0 if all(a.present for a in arts) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="ducklake-infra", description=__doc__.splitlines()[0],
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="ducklake-infra", description=DESCRIPTION,
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[global_options(in_subcommand=False)])
     p.add_argument("--version", action="version",
                    version=f"%(prog)s {ducklake_infra.__version__}")
-    p.add_argument("--cache-dir", default=None,
-                   help="bundle cache directory (default: $DUCKLAKE_INFRA_CACHE or "
-                        "~/.cache/ducklake-infra)")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=SubcommandParser)
     sub.required = True
 
     bundle = sub.add_parser("bundle", help="build or inspect the registry-free bundle")
@@ -81,26 +84,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not install or start the Docker engine (it must already run)")
     b.set_defaults(func=cmd_bundle_build)
     s = bsub.add_parser("status", help="table of every artifact: version, source, id, present")
-    s.add_argument("--json", action="store_true", help="machine-readable output")
+    output_option(s)
+    s.add_argument("--json", dest="output", action="store_const", const="json",
+                   help="same as -o json")
     s.set_defaults(func=cmd_bundle_status)
 
-    try:
-        from ducklake_infra.provision import stack_cli
-    except ImportError:
-        stack_cli = None
-    if stack_cli is not None:
-        stack_cli.register(sub)
+    stack_cli.register(sub)
     return p
 
 
+# 128 + SIGPIPE: what a shell reports for any tool stopped by a closed pipe, so
+# `set -o pipefail` sees a truncated `ducklake-infra plan | head` as other tools do
+EXIT_PIPE_CLOSED = 141
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        try:
+            return run(argv)
+        finally:
+            sys.stdout.flush()   # a closed pipe shows here (or in a print), not at exit
+    except BrokenPipeError:
+        # The reader went away (`ducklake-infra plan | head -1`): stop quietly. stdout
+        # goes to /dev/null so the interpreter's last flush cannot fail again (the
+        # recipe of https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE_CLOSED
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Parse and run one command; an expected failure is one ``error:`` line and exit 2."""
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except CommandError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except DucklakeInfraError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -112,5 +128,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-__all__ = ["main", "build_parser", "Path"]

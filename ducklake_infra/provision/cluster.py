@@ -11,14 +11,20 @@ and ``os.environ`` is never touched.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from ducklake_infra.provision import kubeconfig
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.images import local_image_id
 from ducklake_infra.provision.runner import CommandError, Runner
+
+
+class Unreachable(DucklakeInfraError):
+    """The context is configured but its API server does not answer (or refuses us)."""
 
 
 class Cluster(Protocol):
@@ -229,21 +235,33 @@ class ExistingCluster:
         return ["helm", *_kubeconfig_args(self.kubeconfig), "--kube-context", self.context]
 
     def ensure(self) -> None:
-        """Check that the context exists and the API server answers; create nothing."""
+        """Check that the kubeconfig reads, the context exists and the API server
+        answers; create nothing. Each failure is one line with the tool's reason; the
+        kubeconfig's credentials are redacted from it (and from every later error)."""
+        paths = kubeconfig.files(self.kubeconfig, self.runner.base_env)
+        self.runner.redactor.add(*kubeconfig.credentials(paths))
+        where = self.kubeconfig or f"the default kubeconfig ({os.pathsep.join(map(str, paths))})"
+        if self.kubeconfig and not paths[0].is_file():
+            raise DucklakeInfraError(f"kubeconfig {self.kubeconfig}: no such file")
         res = self.runner.run(["kubectl", *_kubeconfig_args(self.kubeconfig), "config",
                                "get-contexts", "-o", "name"], timeout=30, check=False,
                               mutating=False)
-        if self.context not in res.stdout.split():
-            where = self.kubeconfig or "the default kubeconfig"
-            raise DucklakeInfraError(f"unknown kube context {self.context!r} in {where}; "
-                                     "see: kubectl config get-contexts")
+        if res.returncode != 0:
+            raise DucklakeInfraError(f"kubeconfig {where} is not usable: "
+                                     f"{self.runner.redactor(kubeconfig.reason(res.stderr))}")
+        contexts = res.stdout.split()
+        if self.context not in contexts:
+            has = (f"it has {', '.join(contexts[:5])}" + (", ..." if len(contexts) > 5 else "")
+                   if contexts else "it has no contexts")
+            raise DucklakeInfraError(f"unknown kube context {self.context!r} in {where} "
+                                     f"({has}); see: kubectl config get-contexts")
         res = self.runner.run([*self.kubectl(), "get", "--raw", "/version",
                                "--request-timeout", "10s"], timeout=30, check=False,
                               mutating=False)
         if res.returncode != 0:
-            raise DucklakeInfraError(
+            raise Unreachable(
                 f"API server of context {self.context!r} is unreachable or refused us: "
-                f"{(res.stderr.strip().splitlines() or ['no answer'])[-1]}")
+                f"{self.runner.redactor(kubeconfig.reason(res.stderr))}")
 
     def delete(self) -> None:
         """Never deletes a cluster we did not create."""

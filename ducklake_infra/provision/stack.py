@@ -1,4 +1,5 @@
-"""Provision the DuckLake stack described by ``stack.yaml``: up, down, status, plan.
+"""Provision the DuckLake stack described by ``stack.yaml``: up, down, plan (status:
+:mod:`ducklake_infra.provision.status`).
 
 ``up`` is idempotent: a second run creates no Secret, skips every Helm release
 whose chart version and values hash are unchanged (the hash is stored in the
@@ -24,7 +25,7 @@ from ducklake_infra import yamlio
 from ducklake_infra.provision import images as I
 from ducklake_infra.provision import kube, netpol
 from ducklake_infra.provision.bundle import layout as L
-from ducklake_infra.provision.cluster import KindCluster
+from ducklake_infra.provision.cluster import KindCluster, Unreachable
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
 from ducklake_infra.provision.runner import CommandError, Result, Runner
@@ -293,7 +294,7 @@ class _Ctx:
             cluster, spec, runner, progress, opts
         self.offline = offline          # plan without a reachable cluster: reads are listed
         self.read_marks: set[int] = set()
-        self.notes: dict[int, str] = {}
+        self.stdin: dict[int, list[str]] = {}   # plan: index -> objects on its stdin
         self.pushed: list[I.Pushed] = []
 
     def kubectl(self, *args: str) -> list[str]:
@@ -318,9 +319,9 @@ class _Ctx:
 
     def apply(self, objects: Sequence[dict], timeout: float = 120) -> None:
         if self.runner.dry_run:
-            self.notes[len(self.runner.planned)] = "stdin: " + ", ".join(
+            self.stdin[len(self.runner.planned)] = [
                 f"{o['kind']} {o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
-                .replace(" /", " ") for o in objects)
+                .replace(" /", " ") for o in objects]
         # Server-side apply: client-side apply would copy every object, Secrets
         # included, into a last-applied-configuration annotation (SEC-ANN-001).
         self.runner.run(self.kubectl("apply", "--server-side", "--field-manager",
@@ -612,6 +613,8 @@ def _ensure_cluster(ctx: _Ctx) -> str:
         existed = c.exists() if isinstance(c, KindCluster) else True
         c.ensure()
         return f"{c.context} ({'reused' if existed else 'created'})"
+    if ctx.offline:   # plan: the context's API server did not answer (checked once)
+        return f"context {c.context} (unreachable)"
     c.ensure()
     return f"context {c.context}"
 
@@ -685,11 +688,34 @@ def summary(spec: StackSpec, cluster, progress: Progress, total: float) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class PlannedCommand:
+    """One command of a plan, redacted: a read listed because the cluster is absent,
+    or what goes on its stdin (names of objects, never their values)."""
+    argv: list[str]
+    shell: str                     # the command as one shell-quoted line
+    read: bool = False
+    stdin: tuple[str, ...] = ()
+
+    @property
+    def line(self) -> str:
+        if self.read:
+            return f"{self.shell}   # read"
+        return f"{self.shell}   # stdin: {', '.join(self.stdin)}" if self.stdin else self.shell
+
+
 def plan(cluster, spec: StackSpec, runner: Runner, progress: Progress,
          opts: Options | None = None) -> list[str]:
+    """Every command ``up`` would run, changing nothing, one line each (see
+    :func:`plan_commands`)."""
+    return [c.line for c in plan_commands(cluster, spec, runner, progress, opts)]
+
+
+def plan_commands(cluster, spec: StackSpec, runner: Runner, progress: Progress,
+                  opts: Options | None = None) -> list[PlannedCommand]:
     """Every command ``up`` would run, changing nothing (``runner`` must be dry-run).
 
-    Reads run when the cluster exists; otherwise they are listed too, marked ``# read``.
+    Reads run when the cluster exists; otherwise they are listed too, marked ``read``.
     """
     if not runner.dry_run:
         raise ValueError("plan needs a Runner(dry_run=True)")
@@ -700,9 +726,11 @@ def plan(cluster, spec: StackSpec, runner: Runner, progress: Progress,
             offline = isinstance(cluster, KindCluster) and not cluster.exists()
         else:
             cluster.ensure()
-    except (CommandError, DucklakeInfraError) as exc:
-        progress.say(f"note: cluster not reachable ({str(exc).splitlines()[0]}); "
-                     "reads are listed, not run")
+    except (CommandError, Unreachable) as exc:
+        # said even by a quiet plan: the reads it lists were not run. A kubeconfig or
+        # context that is wrong is an error, not an absent cluster.
+        print(f"note: cluster not reachable ({str(exc).splitlines()[0]}); reads are listed, "
+              "not run", file=progress.stream)
         offline = True
     if offline:
         rec = _RecordingRunner(runner)
@@ -712,14 +740,10 @@ def plan(cluster, spec: StackSpec, runner: Runner, progress: Progress,
         ctx = _Ctx(cluster, spec, runner, progress, opts)
     up(cluster, spec, ctx.runner, progress, opts, _ctx=ctx)
     marks = ctx.read_marks | getattr(ctx.runner, "read_marks", set())
-    out = []
-    for i, argv in enumerate(ctx.runner.planned):
-        line = runner.redactor(" ".join(_quote(a) for a in argv))
-        if i in marks:
-            line += "   # read"
-        elif i in ctx.notes:
-            line += f"   # {ctx.notes[i]}"
-        out.append(line)
+    out = [PlannedCommand([runner.redactor(a) for a in argv],
+                          runner.redactor(" ".join(_quote(a) for a in argv)),
+                          read=i in marks, stdin=tuple(ctx.stdin.get(i, ())))
+           for i, argv in enumerate(ctx.runner.planned)]
     if ctx.runner is not runner:
         runner.planned[:] = ctx.runner.planned
         runner.planned_inputs.clear()
@@ -817,64 +841,3 @@ def down(cluster, spec: StackSpec, runner: Runner, progress: Progress, *,
             ", ".join(secrets) + (", namespaces " + ", ".join(ours) if ours else "") +
             ("; left behind: namespaces " + ", ".join(kept) + " (not created by ducklake-infra)"
              if kept else ""))
-
-
-def status(cluster, spec: StackSpec, runner: Runner) -> tuple[bool, str]:
-    """Releases (chart, status), pods (ready/total) and the backend rollout; read-only."""
-    ok = True
-    lines = [f"cluster: {cluster.context}"]
-    kubectl, helm = cluster.kubectl(), cluster.helm()
-    for rel in spec.releases.values():
-        res = runner.run([*helm, "list", "--namespace", rel.namespace, "--filter",
-                          f"^{rel.name}$", "--output", "json"], timeout=60, check=False,
-                         mutating=False)
-        try:
-            items = json.loads(res.stdout or "[]") if res.returncode == 0 else []
-        except ValueError:
-            items = []
-        item = next((i for i in items if i.get("name") == rel.name), None)
-        want = f"{rel.chart.name}-{rel.chart.version}"
-        if not item:
-            ok = False
-            lines.append(f"release {rel.namespace}/{rel.name}: NOT INSTALLED (want {want})")
-            continue
-        good = item.get("status") == "deployed" and item.get("chart") == want
-        ok &= good
-        lines.append(f"release {rel.namespace}/{rel.name}: {item.get('status')} "
-                     f"chart {item.get('chart')} app {item.get('app_version')} "
-                     f"rev {item.get('revision')}" + ("" if good else f"  (want {want}, deployed)"))
-    for ns in sorted(set(spec.namespaces.values())):
-        res = runner.run([*kubectl, "get", "pods", "--namespace", ns, "--output", "json"],
-                         timeout=60, check=False, mutating=False)
-        try:
-            pods = json.loads(res.stdout).get("items", []) if res.returncode == 0 else []
-        except ValueError:
-            pods = []
-        if res.returncode != 0:
-            ok = False
-            lines.append(f"namespace {ns}: cannot list pods: {res.stderr.strip()[-200:]}")
-        for pod in pods:
-            st = pod.get("status", {})
-            if st.get("phase") == "Succeeded":
-                continue
-            cs = st.get("containerStatuses") or []
-            ready = sum(1 for c in cs if c.get("ready"))
-            good = bool(cs) and ready == len(cs)
-            ok &= good
-            lines.append(f"pod {ns}/{pod['metadata']['name']}: {st.get('phase')} "
-                         f"{ready}/{len(cs)} ready" + ("" if good else "  NOT READY"))
-    b = spec.backend
-    res = runner.run([*kubectl, "get", "deployment", b.deployment, "--namespace", b.namespace,
-                      "--output", "json"], timeout=60, check=False, mutating=False)
-    if res.returncode != 0:
-        ok = False
-        lines.append(f"deployment {b.namespace}/{b.deployment}: NOT FOUND")
-    else:
-        d = json.loads(res.stdout)
-        want, ready = d["spec"].get("replicas", 1), d.get("status", {}).get("readyReplicas", 0)
-        image = d["spec"]["template"]["spec"]["containers"][0]["image"]
-        ok &= ready == want
-        lines.append(f"deployment {b.namespace}/{b.deployment}: {ready}/{want} ready, "
-                     f"image {image}")
-    lines.append("status: OK" if ok else "status: NOT READY")
-    return ok, "\n".join(lines)

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+from pathlib import Path
 
 from ducklake_infra.provision import spec as S
-from ducklake_infra.provision import stack
+from ducklake_infra.provision import stack, status
 from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.cluster import ExistingCluster, KindCluster
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
-from ducklake_infra.provision.runner import Runner
+from ducklake_infra.provision.cli_common import layout_of, make_runner, output_option, print_json
+from ducklake_infra.provision.runner import Runner, require_tools
 
 
 def _common(p: argparse.ArgumentParser, real_needs_yes: bool = False) -> None:
@@ -57,9 +58,10 @@ def register(sub) -> None:
                    help="confirm changing a cluster that is not kind (run plan first)")
     p.set_defaults(func=cmd_up)
 
-    p = sub.add_parser("plan", help="print every command `up` would run; change nothing")
+    p = sub.add_parser("plan", help="print every command 'up' would run; change nothing")
     _common(p)
     _image_opts(p)
+    output_option(p)
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("down", help="uninstall the stack (kind: delete the spec's cluster)")
@@ -88,22 +90,11 @@ def register(sub) -> None:
 
     p = sub.add_parser("status", help="releases, chart versions and pod readiness")
     _common(p)
+    output_option(p)
     p.set_defaults(func=cmd_status)
 
 
 # ---- helpers -----------------------------------------------------------------------
-def _layout(args) -> L.Layout:
-    return L.layout(getattr(args, "cache_dir", None))
-
-
-def make_runner(args, name: str, *, readonly: bool = False, dry_run: bool = False) -> Runner:
-    lay = _layout(args)
-    log = lay.logs / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    runner = Runner(log_path=log, readonly=readonly, dry_run=dry_run)
-    runner.base_env["PATH"] = lay.path_env(runner.base_env.get("PATH", ""))
-    return runner
-
-
 def load_spec(args) -> S.StackSpec:
     """The stack spec the command uses; which file and why go to stderr (stdout stays
     the command's own output)."""
@@ -118,16 +109,35 @@ def make_cluster(args, spec: S.StackSpec, runner: Runner):
             raise DucklakeInfraError("--kubeconfig only applies to --cluster CONTEXT; the kind "
                                      "cluster has its own kubeconfig file")
         return KindCluster(runner, name=spec.kind_cluster, node_image=L.NODE_IMAGE)
-    return ExistingCluster(runner, context=args.cluster, kubeconfig=args.kubeconfig)
+    return ExistingCluster(runner, context=args.cluster,
+                           kubeconfig=Path(args.kubeconfig).expanduser() if args.kubeconfig
+                           else None)
 
 
-def parse_images(items: list[str]) -> dict[str, str]:
+def require_bundle(args, runner: Runner) -> None:
+    """The tools a command runs against a cluster come from the bundle: a missing one
+    is an error that says where we looked and which command builds them."""
+    cache = f" --cache-dir {args.cache_dir}" if getattr(args, "cache_dir", None) else ""
+    require_tools(runner, ["kind"] * (args.cluster == "kind") + ["kubectl", "helm"],
+                  f"Looked in the bundle ({layout_of(args).bin}) and on PATH; build the "
+                  f"bundle: ducklake-infra{cache} bundle build")
+
+
+def image_keys(spec: S.StackSpec) -> list[str]:
+    """What --image may override: the spec's images and the backend."""
+    return sorted({*spec.images, stack.BACKEND_IMAGE_KEY})
+
+
+def parse_images(items: list[str], keys: list[str] | None = None) -> dict[str, str]:
     out = {}
     for item in items:
         key, sep, ref = item.partition("=")
         if not sep or not key or not ref:
             raise DucklakeInfraError(f"--image {item!r}: expected KEY=REF, e.g. "
                                      "--image backend=registry.example/ducklake-backend:1.0")
+        if keys is not None and key not in keys:
+            raise DucklakeInfraError(f"--image {item!r}: unknown image key {key!r} "
+                                     f"(keys: {', '.join(keys)})")
         out[key] = ref
     return out
 
@@ -138,8 +148,8 @@ def _registry(args) -> "stack.I.Registry | None":
     return stack.I.parse_registry(args.registry, insecure=True if args.plain_http else None)
 
 
-def _options(args) -> stack.Options:
-    return stack.Options(layout=_layout(args), images=parse_images(args.image),
+def _options(args, spec: S.StackSpec) -> stack.Options:
+    return stack.Options(layout=layout_of(args), images=parse_images(args.image, image_keys(spec)),
                          online=getattr(args, "online", False), registry=_registry(args))
 
 
@@ -163,12 +173,24 @@ def check_real_context(args, opts: stack.Options, verb: str = "up") -> None:
             "then add --yes")
 
 
+def plan_document(up_cmd: str, cmds: list[stack.PlannedCommand]) -> dict:
+    """``plan -o json``: every command (argv, shell line, read or not, the objects on its
+    stdin) and the counts."""
+    return {"command": up_cmd,
+            "counts": {"commands": len(cmds), "reads": sum(c.read for c in cmds),
+                       "with_stdin": sum(bool(c.stdin) for c in cmds),
+                       "image_pushes": sum(c.argv[:2] == ["docker", "push"] for c in cmds)},
+            "commands": [{"argv": c.argv, "line": c.shell, "read": c.read,
+                          "stdin": list(c.stdin)} for c in cmds]}
+
+
 # ---- commands ----------------------------------------------------------------------
 def cmd_up(args) -> int:
     spec = load_spec(args)
-    opts = _options(args)
+    opts = _options(args, spec)
     check_real_context(args, opts, "up")
     runner = make_runner(args, "up")
+    require_bundle(args, runner)
     progress = Progress()
     progress.say(f"log: {runner.log_path}")
     cluster = make_cluster(args, spec, runner)
@@ -178,19 +200,24 @@ def cmd_up(args) -> int:
 
 def cmd_plan(args) -> int:
     spec = load_spec(args)
-    opts = _options(args)
+    opts = _options(args, spec)
     check_real_context(args, opts, "plan")
     runner = make_runner(args, "plan", dry_run=True)
     progress = Progress(quiet=True)
     cluster = make_cluster(args, spec, runner)
-    lines = stack.plan(cluster, spec, runner, progress, opts)
-    reg = f" --registry {args.registry}" if opts.registry else ""
-    reg = (f" --kubeconfig {args.kubeconfig}" if args.kubeconfig else "") + reg
-    print(f"# `ducklake-infra up --cluster {args.cluster}{reg}` would run ({len(lines)} "
-          "commands; secret values go on stdin, never in arguments; "
-          f"{sum(1 for ln in lines if ln.startswith('docker push '))} image pushes):")
-    for line in lines:
-        print(line)
+    cmds = stack.plan_commands(cluster, spec, runner, progress, opts)
+    opts_shown = (f" --kubeconfig {args.kubeconfig}" if args.kubeconfig else "") + \
+        (f" --registry {args.registry}" if opts.registry else "")
+    up_cmd = f"ducklake-infra up --cluster {args.cluster}{opts_shown}"
+    doc = plan_document(up_cmd, cmds)
+    if args.output == "json":
+        print_json(doc)
+        return 0
+    n = doc["counts"]
+    print(f"# `{up_cmd}` would run ({n['commands']} commands; secret values go on stdin, never "
+          f"in arguments; {n['image_pushes']} image pushes):")
+    for c in cmds:
+        print(c.line)
     return 0
 
 
@@ -200,6 +227,7 @@ def cmd_down(args) -> int:
         raise DucklakeInfraError(f"down on context {args.cluster!r} removes the stack from a "
                                  "cluster we do not own: add --yes to confirm")
     runner = make_runner(args, "down")
+    require_bundle(args, runner)
     progress = Progress()
     cluster = make_cluster(args, spec, runner)
     if not cluster.is_kind:
@@ -214,7 +242,7 @@ def cmd_down(args) -> int:
 
 def cmd_images_push(args) -> int:
     spec = load_spec(args)
-    opts = _options(args)
+    opts = _options(args, spec)
     if opts.registry is None:
         raise DucklakeInfraError("images push needs --registry HOST[:PORT]/PREFIX")
     runner = make_runner(args, "images-push")
@@ -231,29 +259,18 @@ def cmd_status(args) -> int:
     spec = load_spec(args)
     # kind itself is not a read-only tool: finding the cluster and exporting its own
     # kubeconfig file use a normal runner; every cluster query is read-only.
-    cluster = make_cluster(args, spec, make_runner(args, "status-cluster"))
+    runner = make_runner(args, "status-cluster")
+    require_bundle(args, runner)
+    cluster = make_cluster(args, spec, runner)
     if cluster.is_kind and not cluster.exists():
-        print(f"kind cluster {cluster.name} does not exist")
-        return 1
-    cluster.ensure()
-    ok, text = stack.status(cluster, spec, make_runner(args, "status", readonly=True))
-    print(text)
-    return 0 if ok else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (``python -m ducklake_infra.provision.stack_cli``); the product CLI is provision.cli."""
-    parser = argparse.ArgumentParser(prog="ducklake-infra")
-    parser.add_argument("--cache-dir", default=None)
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except DucklakeInfraError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        f = {"cluster": cluster.context, "exists": False, "ok": False}
+        text = f"kind cluster {cluster.name} does not exist"
+    else:
+        cluster.ensure()
+        f = status.facts(cluster, spec, make_runner(args, "status", readonly=True))
+        text = status.text(f)
+    if args.output == "json":
+        print_json(f)
+    else:
+        print(text)
+    return 0 if f["ok"] else 1

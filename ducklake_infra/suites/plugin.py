@@ -14,8 +14,10 @@ Loaded by the root conftest (``pytest_plugins = ["ducklake_infra.suites.plugin"]
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,7 @@ class State:
     phases: list = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     selection: "Selection | None" = None
+    error: str | None = None   # why the run could not start (see stop_run)
 
 
 STATE = pytest.StashKey[State]()
@@ -393,6 +396,17 @@ def _results(config) -> list:
     return st.results
 
 
+def _meta(config) -> dict:
+    st = _state(config)
+    return {"cluster": config.getoption("--cluster", default=None),
+            "readonly": bool(config.getoption("--readonly", default=False)),
+            "stack": str(config.getoption("--stack", default="")),
+            "selection": st.selection.as_dict() if st.selection else None,
+            "phases": [{"phase": n, "seconds": round(t, 1), "note": note}
+                       for n, t, note in st.phases + [("session total",
+                                                       time.monotonic() - st.started, "")]]}
+
+
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
     st = _state(config)
@@ -401,14 +415,7 @@ def pytest_sessionfinish(session, exitstatus):
     st.results = None
     results = _results(config)
     rd = Path(config.getoption("--report-dir", default="reports"))
-    meta = {"cluster": config.getoption("--cluster", default=None),
-            "readonly": bool(config.getoption("--readonly", default=False)),
-            "stack": str(config.getoption("--stack", default="")),
-            "selection": st.selection.as_dict() if st.selection else None,
-            "phases": [{"phase": n, "seconds": round(t, 1), "note": note}
-                       for n, t, note in st.phases + [("session total",
-                                                       time.monotonic() - st.started, "")]]}
-    st.written.append(rep.write_json(rd / "results.json", results, meta, st.redactor))
+    st.written.append(rep.write_json(rd / "results.json", results, _meta(config), st.redactor))
     spec = _spec_or_none(config)
     st.written.append(formats.write_policy_report(rd / "policyreport.yaml", results, spec,
                                                   st.redactor))
@@ -452,6 +459,43 @@ def pytest_sessionfinish_run_facts(session, exitstatus):
         return
     if metadata_key in config.stash:   # pytest-html renders this dict at its sessionfinish
         config.stash[metadata_key].update(facts)
+
+
+# ---- a run that cannot start ------------------------------------------------------------------
+RUN_ERROR_EXIT = 2
+
+
+def stop_run(config, reason: str, secrets=()) -> None:
+    """The cluster is unusable (unknown context, unreachable API server): nothing is
+    collected or run; at the end the reason is printed once, results.json and the JUnit
+    file (when asked for) say it, and the run exits 2. ``secrets`` (the kubeconfig's
+    credentials) are redacted from all of it, and the leak probe looks for them."""
+    st = _state(config)
+    st.redactor.add(*secrets)
+    st.error = st.redactor(reason)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session):
+    if _state(session.config).error is not None:
+        return True   # collected nothing: no test runs against an unusable cluster
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_sessionfinish")
+def pytest_sessionfinish_run_error(session, exitstatus):
+    """After pytest's JUnit writer (which would record an empty run)."""
+    config = session.config
+    st = _state(config)
+    if st.error is None:
+        return
+    sys.stderr.write(f"error: {st.error}\n")
+    rd = Path(config.getoption("--report-dir", default="reports"))
+    st.written.append(rep.write_json(rd / "results.json", _results(config), _meta(config),
+                                     st.redactor, error=st.error))
+    if getattr(config.option, "xmlpath", None):
+        rep.write_junit_error(Path(config.option.xmlpath), st.error,
+                              suite=config.getini("junit_suite_name"))
+    session.exitstatus = RUN_ERROR_EXIT
 
 
 @pytest.hookimpl(hookwrapper=True, specname="pytest_sessionfinish")
@@ -513,6 +557,10 @@ def pytest_html_report_title(report):
 def pytest_html_results_summary(prefix, summary, postfix, session):
     config = session.config
     st = _state(config)
+    if st.error is not None:
+        prefix.append(f'<p class="run-error"><b>The run could not start</b>: '
+                      f'{escape(st.error)}</p>')
+        return
     if not st.records:
         return
     results = _results(config)
@@ -561,7 +609,7 @@ def pytest_sessionstart(session):
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     st = _state(config)
-    if not st.records or config.option.collectonly:
+    if st.error is None and (not st.records or config.option.collectonly):
         return
     lines = rep.terminal_lines(_results(config))
     if lines:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import platform
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -81,15 +83,19 @@ def verdict(results: list[ControlResult]) -> tuple[str, int]:
     return ("partial" if missing else "conformant"), missing
 
 
-def to_json(results: list[ControlResult], meta: dict, redact: Callable[[str], str]) -> str:
+def to_json(results: list[ControlResult], meta: dict, redact: Callable[[str], str],
+            error: str | None = None) -> str:
+    """results.json; ``error``: why the run could not start (verdict "error")."""
+    word, missing = verdict(results)
     doc = {
         "schemaVersion": SCHEMA_VERSION,
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **meta,
+        **({"error": error} if error else {}),
         "totals": totals(results),
-        "conformant": verdict(results)[0] == "conformant",
-        "verdict": verdict(results)[0],
-        "not_run": verdict(results)[1],
+        "conformant": word == "conformant" and not error,
+        "verdict": "error" if error else word,
+        "not_run": missing,
         "controls": [{
             "id": r.control.id,
             "title": r.control.title,
@@ -111,9 +117,23 @@ def to_json(results: list[ControlResult], meta: dict, redact: Callable[[str], st
     return json.dumps(redact_tree(doc, redact), indent=2)
 
 
-def write_json(path: Path, results, meta, redact) -> Path:
+def write_json(path: Path, results, meta, redact, error: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_json(results, meta, redact), encoding="utf-8")
+    path.write_text(to_json(results, meta, redact, error), encoding="utf-8")
+    return path
+
+
+def write_junit_error(path: Path, error: str, suite: str = "pytest") -> Path:
+    """A JUnit file for a run that could not start: one testcase in error, naming why."""
+    root = ET.Element("testsuites")
+    ts = ET.SubElement(root, "testsuite", name=suite, errors="1", failures="0", skipped="0",
+                       tests="1", time="0.000", hostname=platform.node(),
+                       timestamp=_dt.datetime.now().astimezone().isoformat())
+    case = ET.SubElement(ts, "testcase", classname="ducklake_infra", name="cluster", time="0.000")
+    ET.SubElement(case, "error", message=error).text = error
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, "unicode"),
+                    encoding="utf-8")
     return path
 
 

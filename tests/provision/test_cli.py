@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from ducklake_infra.provision import cli
 
 
@@ -25,11 +27,12 @@ def test_unknown_command_is_a_usage_error():
     assert res.returncode == 2 and "invalid choice" in res.stderr
 
 
-def test_status_json_shape(tmp_path):
+@pytest.mark.parametrize("flag", [["--json"], ["-o", "json"]])
+def test_status_json_shape(tmp_path, flag):
     import json
     import os
     env = dict(os.environ, DUCKLAKE_INFRA_CACHE=str(tmp_path / "empty-cache"))
-    res = run_cli("bundle", "status", "--json", env=env)
+    res = run_cli("bundle", "status", *flag, env=env)
     data = json.loads(res.stdout)
     assert res.returncode == 1  # an empty cache has missing artifacts
     names = [a["name"] for a in data["artifacts"]]
@@ -42,3 +45,86 @@ def test_status_json_shape(tmp_path):
 
 def test_parser_builds():
     assert cli.build_parser().prog == "ducklake-infra"
+
+
+def test_a_broken_import_shows_itself():
+    """A subcommand module that fails to import is a bug: its ImportError shows, not
+    argparse's "invalid choice" for every command it registers."""
+    code = ("import sys; sys.modules['ducklake_infra.provision.stack'] = None\n"
+            "from ducklake_infra.provision import cli\n"
+            "sys.exit(cli.main(['plan', '--cluster', 'kind']))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode != 0
+    assert "invalid choice" not in res.stderr
+    assert "Error: import of ducklake_infra.provision.stack halted" in res.stderr
+
+
+def _all_parsers(parser):
+    """The parser and every subcommand's parser, depth first."""
+    import argparse
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _all_parsers(sub)
+
+
+def test_help_is_plain_text():
+    """--help of every command: no reStructuredText from docstrings (``x``, `x`, :func:)."""
+    import re
+    helps = [p.format_help() for p in _all_parsers(cli.build_parser())]
+    assert len(helps) >= 10
+    for text in helps:
+        assert "`" not in text and not re.search(r":\w+:`|\*\*", text), text
+
+
+@pytest.mark.parametrize("argv", [
+    ["--cache-dir", "/c", "plan", "--cluster", "kind"],
+    ["plan", "--cluster", "kind", "--cache-dir", "/c"],
+    ["plan", "--cache-dir", "/c", "--cluster", "kind"],
+    ["--cache-dir", "/c", "bundle", "status"],
+    ["bundle", "status", "--cache-dir", "/c"],
+    ["bundle", "--cache-dir", "/c", "status"],
+    ["images", "push", "--registry", "r.example/x", "--cache-dir", "/c"],
+])
+def test_global_options_before_or_after_the_command(argv):
+    assert cli.build_parser().parse_args(argv).cache_dir == "/c"
+
+
+@pytest.mark.parametrize("argv", [["plan", "--cluster", "kind"], ["bundle", "status"]])
+def test_global_option_default_when_not_given(argv):
+    assert cli.build_parser().parse_args(argv).cache_dir is None
+
+
+def _closed_pipe_run(*args, env=None):
+    """Run the CLI with stdout a pipe whose reader is already gone (``| head`` done)."""
+    import os
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        return subprocess.run([sys.executable, "-m", "ducklake_infra.provision.cli", *args],
+                              stdout=w, stderr=subprocess.PIPE, text=True, env=env, timeout=60)
+    finally:
+        os.close(w)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["plan", "--cluster", "kind"]])
+def test_closed_pipe_exits_quietly(args, tmp_path):
+    """`ducklake-infra plan --cluster kind | head -1`: no BrokenPipeError traceback, exit
+    141 (128 + SIGPIPE, as for any tool a closed pipe stops)."""
+    fake = tmp_path / "bin"          # plan reads the local base image ID: docker answers
+    fake.mkdir()                     # "no such image"; kind is absent, so plan lists all
+    (fake / "docker").write_text("#!/bin/sh\nexit 1\n")
+    (fake / "docker").chmod(0o755)
+    env = {"PATH": str(fake), "HOME": str(tmp_path), "DUCKLAKE_INFRA_CACHE": str(tmp_path / "c")}
+    res = _closed_pipe_run(*args, env=env)
+    assert res.returncode == 141, res.stderr
+    assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr
+    assert not [ln for ln in res.stderr.splitlines() if not ln.startswith(("stack spec: ",
+                                                                            "note: "))]
+
+
+def test_version():
+    import ducklake_infra
+    res = run_cli("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"ducklake-infra {ducklake_infra.__version__}"

@@ -5,8 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.suites.report import SCHEMA_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,28 +20,61 @@ def run_pytest(*args):
                           text=True, env=env, timeout=120)
 
 
-def test_unknown_context(tmp_path):
+TOKEN = "s3cr3t-t0ken"
+UNREACHABLE = f"""apiVersion: v1
+kind: Config
+current-context: dead
+clusters: [{{name: c, cluster: {{server: "https://127.0.0.1:9"}}}}]
+users: [{{name: u, user: {{token: {TOKEN}}}}}]
+contexts: [{{name: dead, context: {{cluster: c, user: u}}}}]
+"""
+
+
+def _run_unusable(tmp_path, context, kubeconfig_text):
+    """pytest against an unusable context, asking for every report."""
     kc = tmp_path / "kubeconfig"
-    kc.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
-    res = run_pytest("--cluster=prod", f"--kubeconfig={kc}", "--readonly")
-    assert res.returncode == 2
-    assert "unknown kube context 'prod'" in res.stdout + res.stderr
+    kc.write_text(kubeconfig_text)
+    return run_pytest(f"--cluster={context}", f"--kubeconfig={kc}", "--readonly",
+                      f"--report-dir={tmp_path / 'reports'}",
+                      f"--junitxml={tmp_path / 'junit.xml'}")
+
+
+def _said_once_and_reported(res, tmp_path, needle) -> str:
+    """The reason: printed once (no _pytest.outcomes.Exit echo), exit 2, no traceback, in
+    results.json (verdict error) and the JUnit file (one error testcase); no token anywhere."""
+    import json
+    import xml.etree.ElementTree as ET
+    out = res.stdout + res.stderr
+    assert res.returncode == 2, out
+    assert out.count(needle) == 1 and "Exit" not in out and "Traceback" not in out, out
+    [line] = [ln for ln in res.stderr.splitlines() if needle in ln]
+    assert line.startswith("error: ")
+    reason = line.removeprefix("error: ")
+    doc = json.loads((tmp_path / "reports" / "results.json").read_text())
+    assert doc["error"] == reason and doc["verdict"] == "error" and not doc["conformant"]
+    schema = json.loads(SCHEMA_FILE.read_text())
+    assert not list(Draft202012Validator(schema).iter_errors(doc))
+    suite = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite")
+    assert suite.get("errors") == "1" and suite.get("tests") == "1"
+    [case] = suite.findall("testcase")
+    assert case.find("error").get("message") == reason
+    html = (tmp_path / "reports" / "report.html").read_text()
+    for text in (out, json.dumps(doc), (tmp_path / "junit.xml").read_text(), html):
+        assert TOKEN not in text
+    return reason
+
+
+def test_unknown_context(tmp_path):
+    res = _run_unusable(tmp_path, "prod",
+                        "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+    reason = _said_once_and_reported(res, tmp_path, "unknown kube context 'prod'")
+    assert "(it has no contexts)" in reason
 
 
 def test_unreachable_api_server(tmp_path):
-    kc = tmp_path / "kubeconfig"
-    kc.write_text("""apiVersion: v1
-kind: Config
-current-context: dead
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]
-users: [{name: u, user: {token: s3cr3t-t0ken}}]
-contexts: [{name: dead, context: {cluster: c, user: u}}]
-""")
-    res = run_pytest("--cluster=dead", f"--kubeconfig={kc}", "--readonly")
-    assert res.returncode == 2
-    out = res.stdout + res.stderr
-    assert "unreachable" in out and "s3cr3t-t0ken" not in out
-    assert "Traceback" not in out
+    res = _run_unusable(tmp_path, "dead", UNREACHABLE)
+    reason = _said_once_and_reported(res, tmp_path, "is unreachable or refused us")
+    assert reason.startswith("API server of context 'dead' is unreachable or refused us: ")
 
 
 @pytest.mark.parametrize("args,needle", [

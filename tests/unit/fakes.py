@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -90,3 +91,21 @@ class FakeRunner(Runner):
     def find(self, pattern: str) -> list[Call]:
         rx = re.compile(pattern)
         return [c for c in self.calls if rx.search(c.line)]
+
+
+def minio_only_runner(context: str = "prod") -> FakeRunner:
+    """A read-only FakeRunner for status: ``context`` exists; release minio deployed
+    with its one pod ready, postgresql not installed, the backend 1/1 ready (image i)."""
+    r = FakeRunner(readonly=True)
+    r.on(r"config get-contexts", stdout=f"{context}\n")
+    r.on(r"^helm .* list --namespace storage --filter \^minio\$",
+         stdout=json.dumps([{"name": "minio", "status": "deployed", "chart": "minio-5.4.0",
+                             "app_version": "x", "revision": 1}]))
+    r.on(r"get pods --namespace storage", stdout=json.dumps({"items": [
+        {"metadata": {"name": "minio-1"},
+         "status": {"phase": "Running", "containerStatuses": [{"ready": True}]}}]}))
+    r.on(r"get pods --namespace ducklake", stdout=json.dumps({"items": []}))
+    r.on(r"get deployment ducklake-backend", stdout=json.dumps(
+        {"spec": {"replicas": 1, "template": {"spec": {"containers": [{"image": "i"}]}}},
+         "status": {"readyReplicas": 1}}))
+    return r

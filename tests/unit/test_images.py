@@ -11,6 +11,7 @@ from ducklake_infra.provision import stack
 from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.cluster import ExistingCluster
 from ducklake_infra.provision.errors import DucklakeInfraError
+from ducklake_infra.provision.progress import Progress
 
 from .fakes import FakeRunner
 
@@ -241,6 +242,28 @@ def test_plan_lists_every_push_when_the_registry_cannot_be_asked(spec, progress,
                        _opts(fake_layout))
     assert len([ln for ln in lines if ln.startswith("docker push ")]) == 4
     assert any(f"image.repository={REG}/minio@sha256" in ln for ln in lines)
+
+
+def test_plan_for_an_unreachable_context_lists_reads(spec, fake_layout, capsys):
+    """An API server that does not answer: plan lists everything (reads marked) and says
+    why; it used to end in a false "unknown kube context"."""
+    r = registry_runner()
+    r.on(r" get --raw /version", rc=1, stderr="The connection to the server x:6443 was refused")
+    r.dry_run = True
+    lines = stack.plan(ExistingCluster(r, context="prod"), spec, r, Progress(quiet=True),
+                       _opts(fake_layout))
+    assert len([ln for ln in lines if ln.startswith("docker push ")]) == 4
+    assert any(ln.endswith("   # read") and " get secret " in ln for ln in lines)
+    assert "note: cluster not reachable (API server of context 'prod' is unreachable or " \
+           "refused us: The connection to the server x:6443 was refused)" in capsys.readouterr().err
+
+
+def test_plan_for_an_unknown_context_is_an_error(spec, progress, fake_layout):
+    r = registry_runner()
+    r.on(r"config get-contexts", stdout="dev\n")
+    r.dry_run = True
+    with pytest.raises(DucklakeInfraError, match=r"unknown kube context 'prod' .*it has dev"):
+        stack.plan(ExistingCluster(r, context="prod"), spec, r, progress, _opts(fake_layout))
 
 
 # ---- one parser of image references (issue 12: split_image and split_ref disagreed) -------

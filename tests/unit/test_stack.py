@@ -8,13 +8,13 @@ import json
 import pytest
 import yaml
 
-from ducklake_infra.provision import stack
+from ducklake_infra.provision import stack, status
 from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.cluster import ExistingCluster, KindCluster
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.runner import CommandError
 
-from .fakes import FakeRunner
+from .fakes import FakeRunner, minio_only_runner
 
 
 def _opts(layout, **kw):
@@ -293,18 +293,9 @@ def test_down_real_context_never_deletes_clusters_or_data(spec, progress):
 
 
 def test_status_is_read_only_and_reports_readiness(spec):
-    r = FakeRunner(readonly=True)
-    r.on(r"^helm .* list --namespace storage --filter \^minio\$",
-         stdout=json.dumps([{"name": "minio", "status": "deployed", "chart": "minio-5.4.0",
-                             "app_version": "x", "revision": 1}]))
-    r.on(r"get pods --namespace storage", stdout=json.dumps({"items": [
-        {"metadata": {"name": "minio-1"},
-         "status": {"phase": "Running", "containerStatuses": [{"ready": True}]}}]}))
-    r.on(r"get pods --namespace ducklake", stdout=json.dumps({"items": []}))
-    r.on(r"get deployment ducklake-backend", stdout=json.dumps(
-        {"spec": {"replicas": 1, "template": {"spec": {"containers": [{"image": "i"}]}}},
-         "status": {"readyReplicas": 1}}))
-    ok, text = stack.status(ExistingCluster(r, context="prod"), spec, r)
+    r = minio_only_runner()
+    f = status.facts(ExistingCluster(r, context="prod"), spec, r)
+    ok, text = f["ok"], status.text(f)
     assert not ok   # postgresql is not installed
     assert "release storage/minio: deployed chart minio-5.4.0" in text
     assert "release storage/postgresql: NOT INSTALLED (want postgresql-0.1.0)" in text

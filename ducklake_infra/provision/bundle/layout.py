@@ -7,10 +7,12 @@ The cache directory defaults to ``~/.cache/ducklake-infra`` and is overridden by
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ducklake_infra.provision.bundle import pins
+from ducklake_infra.provision.runner import Runner
 
 CACHE_ENV = "DUCKLAKE_INFRA_CACHE"
 
@@ -72,6 +74,18 @@ class Layout:
 
 def layout(override: str | Path | None = None) -> Layout:
     return Layout(cache_dir(override))
+
+
+def bundle_runner(lay: Layout, log_name: str | None = None, *, readonly: bool = False,
+                  dry_run: bool = False) -> Runner:
+    """The Runner every entry point uses: the bundle's ``bin/`` leads PATH, Go never
+    fetches another toolchain, and the log goes to ``logs/<log_name>-<time>.log``
+    (no log without a name)."""
+    log = lay.logs / f"{log_name}-{time.strftime('%Y%m%d-%H%M%S')}.log" if log_name else None
+    runner = Runner(log_path=log, readonly=readonly, dry_run=dry_run)
+    runner.base_env["PATH"] = lay.path_env(runner.base_env.get("PATH", ""))
+    runner.base_env.setdefault("GOTOOLCHAIN", "local")
+    return runner
 
 
 # ---- image references the bundle builds (host Docker) -----------------------
