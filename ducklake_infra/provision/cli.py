@@ -48,7 +48,7 @@ def cmd_bundle_build(args) -> int:
     from ducklake_infra.provision.bundle import build as B
     lay = layout_of(args)
     runner = make_runner(args, "bundle-build")
-    progress = Progress()
+    progress = Progress(log_path=runner.log_path)
     progress.say(f"bundle cache: {lay.root}   log: {runner.log_path}")
     start = time.monotonic()
     B.build(runner, progress, lay, skip_host=args.skip_host)

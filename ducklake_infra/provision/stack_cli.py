@@ -191,7 +191,7 @@ def cmd_up(args) -> int:
     check_real_context(args, opts, "up")
     runner = make_runner(args, "up")
     require_bundle(args, runner)
-    progress = Progress()
+    progress = Progress(log_path=runner.log_path)
     progress.say(f"log: {runner.log_path}")
     cluster = make_cluster(args, spec, runner)
     stack.up(cluster, spec, runner, progress, opts)
@@ -228,7 +228,7 @@ def cmd_down(args) -> int:
                                  "cluster we do not own: add --yes to confirm")
     runner = make_runner(args, "down")
     require_bundle(args, runner)
-    progress = Progress()
+    progress = Progress(log_path=runner.log_path)
     cluster = make_cluster(args, spec, runner)
     if not cluster.is_kind:
         cluster.ensure()
@@ -246,7 +246,7 @@ def cmd_images_push(args) -> int:
     if opts.registry is None:
         raise DucklakeInfraError("images push needs --registry HOST[:PORT]/PREFIX")
     runner = make_runner(args, "images-push")
-    progress = Progress()
+    progress = Progress(log_path=runner.log_path)
     progress.say(f"log: {runner.log_path}")
     pushed = stack.push_only(spec, runner, progress, opts)
     print(f"# {stack.I.summary(pushed)}")

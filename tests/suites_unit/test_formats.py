@@ -24,7 +24,7 @@ from ducklake_infra.suites import formats
 from ducklake_infra.suites import registry as R
 from ducklake_infra.suites import report as rep
 from report_schemas import (check_written_reports, policy_report_errors, report_crd,
-                            require_upstream, results_errors, sarif_errors)
+                            results_errors, sarif_errors)
 from test_suites_plugin import CONFTEST, ROOT, TESTS
 
 pytest_plugins = ["pytester"]
