@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from ducklake_infra.provision.bundle import layout as L
-from ducklake_infra.provision.cluster import ExistingCluster, KindCluster
+from ducklake_infra.provision.cluster import select_cluster
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.runner import Runner
 
@@ -130,7 +130,8 @@ def pytest_sessionstart(session):
     kc = config.getoption("--kubeconfig")
     r = L.bundle_runner(L.layout(config.getoption("--cache-dir")), readonly=True)
     try:
-        ExistingCluster(r, context=name, kubeconfig=Path(kc).expanduser() if kc else None).ensure()
+        select_cluster(r, L.layout(config.getoption("--cache-dir")).root, name, kind_name="",
+                       node_image="", kubeconfig=kc).ensure()
     except DucklakeInfraError as exc:
         # not pytest.exit: it prints the reason twice and skips every report
         from ducklake_infra.suites.plugin import stop_run
@@ -168,12 +169,11 @@ def cluster(pytestconfig, runner, bundle_layout):
             kind_name = S.load(pytestconfig.getoption("--stack")).kind_cluster
         except S.SpecError as exc:
             pytest.fail(str(exc), pytrace=False)
-        c = KindCluster(runner, name=kind_name, node_image=L.NODE_IMAGE,
-                        kubeconfig_dir=bundle_layout.root / "kubeconfig",
-                        keep=pytestconfig.getoption("--keep-cluster"))
     else:
-        kc = pytestconfig.getoption("--kubeconfig")
-        c = ExistingCluster(runner, context=name, kubeconfig=Path(kc).expanduser() if kc else None)
+        kind_name = ""
+    c = select_cluster(runner, bundle_layout.root, name, kind_name=kind_name,
+                       node_image=L.NODE_IMAGE, kubeconfig=pytestconfig.getoption("--kubeconfig"),
+                       keep=pytestconfig.getoption("--keep-cluster"))
     start = time.monotonic()
     try:
         c.ensure()

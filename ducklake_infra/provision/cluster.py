@@ -293,3 +293,20 @@ def wait_for(predicate, timeout: float, interval: float = 2.0, what: str = "cond
         except Exception as exc:  # diagnostics must not hide the timeout
             detail = f"\n(could not collect diagnostics: {exc})"
     raise DucklakeInfraError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+
+
+def select_cluster(runner: Runner, cache_root: Path, cluster: str, *, kind_name: str,
+                   node_image: str, kubeconfig: str | Path | None = None,
+                   keep: bool = False) -> "KindCluster | ExistingCluster":
+    """The one place the CLI and the pytest plugin turn ``--cluster`` into a cluster:
+    ``kind`` is the spec's kind cluster, its kubeconfig kept under the bundle cache
+    (``<cache>/kubeconfig``, whatever ``--cache-dir`` says); anything else is an existing
+    context, read through ``kubeconfig`` when given."""
+    if cluster == "kind":
+        if kubeconfig:
+            raise DucklakeInfraError("--kubeconfig only applies to --cluster CONTEXT; the kind "
+                                     "cluster has its own kubeconfig file")
+        return KindCluster(runner, name=kind_name, node_image=node_image,
+                           kubeconfig_dir=Path(cache_root) / "kubeconfig", keep=keep)
+    return ExistingCluster(runner, context=cluster,
+                           kubeconfig=Path(kubeconfig).expanduser() if kubeconfig else None)

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ducklake_infra.provision import spec as S
 from ducklake_infra.provision import stack, status
 from ducklake_infra.provision.bundle import layout as L
-from ducklake_infra.provision.cluster import ExistingCluster, KindCluster
+from ducklake_infra.provision.cluster import select_cluster
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
 from ducklake_infra.provision.cli_common import layout_of, make_runner, output_option, print_json
@@ -104,14 +103,9 @@ def load_spec(args) -> S.StackSpec:
 
 
 def make_cluster(args, spec: S.StackSpec, runner: Runner):
-    if args.cluster == "kind":
-        if args.kubeconfig:
-            raise DucklakeInfraError("--kubeconfig only applies to --cluster CONTEXT; the kind "
-                                     "cluster has its own kubeconfig file")
-        return KindCluster(runner, name=spec.kind_cluster, node_image=L.NODE_IMAGE)
-    return ExistingCluster(runner, context=args.cluster,
-                           kubeconfig=Path(args.kubeconfig).expanduser() if args.kubeconfig
-                           else None)
+    return select_cluster(runner, layout_of(args).root, args.cluster,
+                          kind_name=spec.kind_cluster, node_image=L.NODE_IMAGE,
+                          kubeconfig=args.kubeconfig)
 
 
 def require_bundle(args, runner: Runner) -> None:

@@ -128,3 +128,37 @@ def test_version():
     import ducklake_infra
     res = run_cli("--version")
     assert res.returncode == 0 and res.stdout.strip() == f"ducklake-infra {ducklake_infra.__version__}"
+
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.mark.parametrize("cache", ["cache-a", None])
+def test_cli_and_plugin_use_the_same_kind_kubeconfig(pytester, tmp_path, monkeypatch, cache):
+    """Issue 12: with --cache-dir, pytest and `ducklake-infra up` looked for the kind
+    cluster's kubeconfig in different folders. Both now go through select_cluster."""
+    import argparse
+    from pathlib import Path
+
+    from ducklake_infra.provision import spec as S
+    from ducklake_infra.provision import stack_cli
+    from ducklake_infra.provision.bundle import layout as L
+    from ducklake_infra.provision.cluster import KindCluster
+    from ducklake_infra.provision.runner import Runner
+
+    root = Path(__file__).resolve().parents[2]
+    if cache is None:                        # the default cache, moved by the environment
+        monkeypatch.setenv("DUCKLAKE_INFRA_CACHE", str(tmp_path / "env-cache"))
+    cache_dir = str(tmp_path / cache) if cache else None
+    seen = {}
+    monkeypatch.setattr(KindCluster, "ensure", lambda self: seen.setdefault("plugin", self.kubeconfig))
+    monkeypatch.setattr(Runner, "which", lambda self, name: f"/fake/{name}")
+    test = pytester.makepyfile("def test_x(cluster):\n    pass\n")
+    opts = [f"--cache-dir={cache_dir}"] if cache_dir else []
+    res = pytester.runpytest_inprocess(str(test), "--cluster=kind", *opts, f"--stack={root / 'stack.yaml'}",
+                                       "-p", "no:cacheprovider", "-p", "no:html")
+    res.assert_outcomes(passed=1)
+    args = argparse.Namespace(cluster="kind", cache_dir=cache_dir, kubeconfig=None)
+    cli_cluster = stack_cli.make_cluster(args, S.load(root / "stack.yaml"), Runner())
+    assert seen["plugin"] == cli_cluster.kubeconfig == \
+        L.layout(cache_dir).root / "kubeconfig" / "kind-ducklake.yaml"
