@@ -9,13 +9,12 @@ so a warm re-run only inspects.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ducklake_infra.provision import host
-from ducklake_infra.provision.bundle import gobuild
+from ducklake_infra.provision.bundle import gobuild, integrity
 from ducklake_infra.provision.bundle import images as I
 from ducklake_infra.provision.images import local_image_id
 from ducklake_infra.provision.bundle import layout as L
@@ -33,28 +32,32 @@ def module_dir(runner: Runner, module: str, version: str) -> Path:
     return Path(json.loads(res.stdout)["Dir"])
 
 
-def build_pause(runner: Runner, k8s_dir: Path, out: Path) -> None:
-    stamp = out.with_name(".pause.stamp")
-    want = f"{pins.K8S_VERSION} {pins.PAUSE_VERSION}"
-    if out.exists() and stamp.exists() and stamp.read_text() == want:
-        return
+def build_pause(runner: Runner, k8s_dir: Path, out: Path) -> bool:
+    """gcc -static of kubernetes' pause.c, unless its stamp records these pins and the
+    very bytes ``out`` holds. True if built."""
+    stamp = out.with_name(".pause.stamp.json")
+    want = {"kubernetes": pins.K8S_VERSION, "pause": pins.PAUSE_VERSION}
+    data = integrity.read_json(stamp)
+    if data.get("inputs") == want and integrity.same_file(out, data.get("output")):
+        return False
+    tmp = integrity.partial_name(out)
     runner.run(["gcc", "-Os", "-Wall", "-Werror", "-static",
-                f"-DVERSION=v{pins.PAUSE_VERSION}-ducklake", "-o", str(out),
+                f"-DVERSION=v{pins.PAUSE_VERSION}-ducklake", "-o", str(tmp),
                 str(k8s_dir / "build/pause/linux/pause.c")], timeout=300)
-    stamp.write_text(want)
+    integrity.publish(tmp, out, 0o755)
+    integrity.atomic_write(stamp, json.dumps({"inputs": want,
+                                              "output": integrity.file_record(out)}))
+    out.with_name(".pause.stamp").unlink(missing_ok=True)     # the stamp's old, unchecked form
+    return True
 
 
-def copy_if_changed(src: Path, dst: Path) -> None:
+def copy_if_changed(src: Path, dst: Path) -> bool:
     """Copy ``src`` over ``dst`` unless they are the same bytes (size, then sha256): a
-    truncated or stale copy is replaced, through a temporary name."""
-    if dst.exists() and dst.stat().st_size == src.stat().st_size and \
-            gobuild.file_record(dst)["sha256"] == gobuild.file_record(src)["sha256"]:
-        return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_suffix(".tmp")
-    shutil.copy2(src, tmp)
-    tmp.chmod(0o755)
-    tmp.replace(dst)
+    truncated or stale copy is replaced, through a partial name. True if copied."""
+    if integrity.same_file(dst, integrity.file_record(src)):
+        return False
+    integrity.atomic_copy(src, dst, mode=0o755)
+    return True
 
 
 def build_minio_chart(minio_dir: Path, lay: L.Layout) -> bool:
@@ -65,11 +68,7 @@ def build_minio_chart(minio_dir: Path, lay: L.Layout) -> bool:
         raise DucklakeInfraError(f"MinIO module's helm/minio is not chart {pins.MINIO_CHART_VERSION}")
     if dst.exists() and (dst / "Chart.yaml").read_text() == chart_yaml:
         return False
-    if dst.exists():
-        shutil.rmtree(dst)
-    shutil.copytree(src, dst)
-    for p in dst.rglob("*"):
-        p.chmod(0o755 if p.is_dir() else 0o644)
+    integrity.atomic_tree(src, dst)
     return True
 
 
@@ -82,6 +81,15 @@ def build(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool = F
     if not runner.which("go"):
         raise DucklakeInfraError("the go toolchain is needed to build the bundle "
                                  "(install Go 1.24+ and put it on PATH)")
+    integrity.sweep_partials(lay.root, lay.root / "build", lay.bin, lay.node_bin, lay.charts)
+    integrity.use_hash_store(lay.hash_store)
+    try:
+        _build_steps(runner, progress, lay, skip_host)
+    finally:
+        integrity.save_hash_store()
+
+
+def _build_steps(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool) -> None:
     bins = lay.node_bin
     for tool in pins.GO_TOOLS:
         with progress.step(f"go build {tool.name} {tool.version}") as info:
@@ -89,9 +97,9 @@ def build(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool = F
                 info["note"] = "cached"
             else:
                 gobuild.build_tool(runner, tool, lay.gowork, bins)
-    with progress.step("host tools into bin/"):
-        for t in HOST_TOOLS:
-            copy_if_changed(bins / t, lay.tool(t))
+    with progress.step("host tools into bin/") as info:
+        copied = [t for t in HOST_TOOLS if copy_if_changed(bins / t, lay.tool(t))]
+        info["note"] = f"copied {' '.join(copied)}" if copied else "cached"
         # Our PATH starts with bin/: make `docker` (for us and for kind) the client that
         # matches Debian's engine, whose built-in BuildKit handles --secret without buildx.
         link = lay.tool("docker")
@@ -100,7 +108,7 @@ def build(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool = F
             link.symlink_to(host.DOCKER)
     with progress.step(f"pause {pins.PAUSE_VERSION} (gcc -static)") as info:
         k8s_dir = module_dir(runner, "k8s.io/kubernetes", pins.K8S_VERSION)
-        build_pause(runner, k8s_dir, bins / "pause")
+        info["note"] = "built" if build_pause(runner, k8s_dir, bins / "pause") else "cached"
     kind_dir = module_dir(runner, "sigs.k8s.io/kind", pins.KIND_VERSION)
     minio_dir = module_dir(runner, "github.com/minio/minio", pins.MINIO_VERSION)
 
@@ -162,7 +170,7 @@ def _built_file(name: str, path: Path, tool: pins.GoTool, lay: L.Layout,
     """A file the Go build produced, checked against the size and sha256 it was built with."""
     if not path.is_file():
         return Artifact(name, tool.version, f"go: {tool.module}", None, False)
-    rec = gobuild.file_record(path)
+    rec = integrity.file_record(path)
     want = gobuild.recorded_outputs(tool, lay.node_bin).get(output)
     corrupt = want is not None and (rec["size"], rec["sha256"]) != (want["size"], want["sha256"])
     return Artifact(name, tool.version, f"go: {tool.module}", "sha256:" + rec["sha256"],
@@ -170,6 +178,7 @@ def _built_file(name: str, path: Path, tool: pins.GoTool, lay: L.Layout,
 
 
 def artifacts(runner: Runner, lay: L.Layout) -> list[Artifact]:
+    integrity.use_hash_store(lay.hash_store)     # read only: status writes nothing
     out: list[Artifact] = []
     tools = {t.name: t for t in pins.GO_TOOLS}
     for name in HOST_TOOLS:
@@ -191,14 +200,14 @@ def artifacts(runner: Runner, lay: L.Layout) -> list[Artifact]:
     chart = lay.chart("minio") / "Chart.yaml"
     out.append(Artifact("chart/minio", pins.MINIO_CHART_VERSION,
                         f"go: github.com/minio/minio@{pins.MINIO_VERSION} helm/minio",
-                        "sha256:" + gobuild.file_record(chart)["sha256"] if chart.exists() else None,
+                        "sha256:" + integrity.sha256(chart) if chart.exists() else None,
                         chart.exists()))
     return out
 
 
 def write_manifest(runner: Runner, lay: L.Layout) -> None:
     data = {"artifacts": [asdict(a) for a in artifacts(runner, lay)]}
-    lay.manifest.write_text(json.dumps(data, indent=2) + "\n")
+    integrity.atomic_write(lay.manifest, json.dumps(data, indent=2) + "\n")
 
 
 def status_table(arts: list[Artifact]) -> str:

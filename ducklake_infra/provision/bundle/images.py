@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ducklake_infra.provision.bundle import integrity
 from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.bundle import pins
 from ducklake_infra.provision.host import DOCKER
@@ -22,10 +23,11 @@ STAMP_LABEL = "ducklake-infra.stamp"
 
 
 def stamp_of(*parts) -> str:
+    """A short digest of ``parts``; a Path counts by its bytes (sha256, remembered)."""
     h = hashlib.sha256()
     for p in parts:
         if isinstance(p, Path):
-            h.update(p.read_bytes() if p.is_file() else str(p).encode())
+            h.update(integrity.sha256(p).encode() if p.is_file() else str(p).encode())
         else:
             h.update(json.dumps(p, sort_keys=True, default=str).encode())
         h.update(b"\0")
@@ -191,12 +193,11 @@ def build_binary_image(runner: Runner, img: BinaryImage, sources: dict[str, Path
         for i, (key, dest) in enumerate(img.files):
             src = sources[key]
             local = f"f{i}-{src.name}"
-            shutil.copy2(src, ctx / local)
-            (ctx / local).chmod(0o755)  # every file we add is an executable
+            integrity.atomic_copy(src, ctx / local)  # every file we add is an executable
             lines.append(f"COPY {local} {dest}")
         lines += list(img.instructions)
         lines.append(f"LABEL {STAMP_LABEL}={stamp}")
-        (ctx / "Dockerfile").write_text("\n".join(lines) + "\n")
+        integrity.atomic_write(ctx / "Dockerfile", "\n".join(lines) + "\n")
         runner.run_logged([DOCKER, "build", "-q", "-t", img.ref, str(ctx)], timeout=900,
                           env={"DOCKER_BUILDKIT": "0"})
     return True

@@ -58,6 +58,11 @@ class Layout:
     def manifest(self) -> Path:
         return self.root / "bundle.json"
 
+    @property
+    def hash_store(self) -> Path:
+        """Digests of the bundle's files, remembered by stat (integrity.use_hash_store)."""
+        return self.root / "build" / "sha256-cache.json"
+
     def chart(self, name: str) -> Path:
         """Path of a chart directory the bundle provides (``minio``)."""
         return self.charts / name

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from ducklake_infra.provision.bundle import images as I
+from ducklake_infra.provision.bundle import integrity
 from ducklake_infra.provision.images import local_image_id
 from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.bundle import pins
@@ -110,10 +111,9 @@ def build_node_image(runner: Runner, lay: L.Layout, kind_dir: Path, bins: Path,
         return False
     work = lay.root / "build" / "node"
     shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    (work / "default-storage.yaml").write_text(storage)
-    (work / "default-cni.yaml").write_text(cni)
-    (work / "version").write_text(pins.K8S_VERSION + "\n")
+    integrity.atomic_write(work / "default-storage.yaml", storage)
+    integrity.atomic_write(work / "default-cni.yaml", cni)
+    integrity.atomic_write(work / "version", pins.K8S_VERSION + "\n")
     tar = work / "images.tar"
     I.save_images(runner, node_images, tar)
     name = f"dli-node-build-{int(time.time())}"
@@ -164,8 +164,8 @@ def build_node_image(runner: Runner, lay: L.Layout, kind_dir: Path, bins: Path,
                     name, committed], timeout=900)
         # docker commit/import cannot set STOPSIGNAL (systemd stops on SIGRTMIN+3):
         # one Dockerfile line on top does, together with the stamp label.
-        (work / "Dockerfile").write_text(f"FROM {committed}\nSTOPSIGNAL SIGRTMIN+3\n"
-                                         f"LABEL {I.STAMP_LABEL}={stamp}\n")
+        integrity.atomic_write(work / "Dockerfile", f"FROM {committed}\nSTOPSIGNAL SIGRTMIN+3\n"
+                               f"LABEL {I.STAMP_LABEL}={stamp}\n")
         tar.unlink(missing_ok=True)
         runner.run([DOCKER, "build", "-q", "-t", L.NODE_IMAGE, str(work)], timeout=600,
                    env={"DOCKER_BUILDKIT": "0"})
