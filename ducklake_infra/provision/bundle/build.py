@@ -1,34 +1,36 @@
 """``ducklake-infra bundle build|status``: the registry-free bring-up.
 
-Order: host (Docker engine, packages) -> Go tools -> Debian rootfs images ->
-privileged-container check -> node component images -> node image -> stack
-images -> MinIO chart. Each step is skipped when its stamp says it is current,
-so a warm re-run only inspects.
+Order: host (Docker engine, packages) -> Go tools -> host tools into bin/ -> pause ->
+images (``imagegraph``: Debian rootfs images, privileged-container check, node component
+and stack images, node image) -> MinIO chart. A step is skipped when what it made is
+verified current -- files by size and sha256 against their stamps (``integrity``), images
+by the inputs their label records -- so a warm re-run only inspects.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ducklake_infra.provision import host
-from ducklake_infra.provision.bundle import gobuild, integrity
+from ducklake_infra.provision.bundle import gobuild, imagegraph, integrity
 from ducklake_infra.provision.bundle import images as I
-from ducklake_infra.provision.images import local_image_id
 from ducklake_infra.provision.bundle import layout as L
-from ducklake_infra.provision.bundle import nodeimage, pins
+from ducklake_infra.provision.bundle import pins
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
-from ducklake_infra.provision.runner import Runner
+from ducklake_infra.provision.runner import CommandError, Runner
 
 HOST_TOOLS = ("kind", "helm", "kubectl", "crictl", "minio", "mc")
+CHART_SOURCE = f"go: github.com/minio/minio@{pins.MINIO_VERSION} helm/minio"
 
 
-def module_dir(runner: Runner, module: str, version: str) -> Path:
+def module_dir(runner: Runner, module: str, version: str, offline: bool = False) -> Path:
+    """The module's directory in the Go module cache (``offline``: only if already there)."""
+    env = {"GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local", **({"GOPROXY": "off"} if offline else {})}
     res = runner.run(["go", "mod", "download", "-json", f"{module}@{version}"], timeout=900,
-                     env={"GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}, mutating=False)
+                     env=env, mutating=False)
     return Path(json.loads(res.stdout)["Dir"])
 
 
@@ -91,9 +93,10 @@ def build(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool = F
 
 def _build_steps(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool) -> None:
     bins = lay.node_bin
+    go_version = gobuild.go_version(runner)
     for tool in pins.GO_TOOLS:
         with progress.step(f"go build {tool.name} {tool.version}") as info:
-            if gobuild.is_built(tool, bins, gobuild.go_version(runner)):
+            if gobuild.is_built(tool, bins, go_version):
                 info["note"] = "cached"
             else:
                 gobuild.build_tool(runner, tool, lay.gowork, bins)
@@ -112,72 +115,76 @@ def _build_steps(runner: Runner, progress: Progress, lay: L.Layout, skip_host: b
     kind_dir = module_dir(runner, "sigs.k8s.io/kind", pins.KIND_VERSION)
     minio_dir = module_dir(runner, "github.com/minio/minio", pins.MINIO_VERSION)
 
-    for spec in I.ROOTFS_IMAGES:
-        with progress.step(f"image {spec.ref} (debootstrap)") as info:
-            info["note"] = "built" if I.build_rootfs_image(runner, lay, spec) else "cached"
-        if spec is I.DEBIAN_BASE and not skip_host:
-            host.ensure_privileged(runner, progress, lay.logs, probe_image=spec.ref)
-
-    sources = {b: bins / b for b in ("kube-apiserver", "kube-controller-manager",
-                                     "kube-scheduler", "kube-proxy", "etcd", "coredns",
-                                     "pause", "local-path-provisioner", "minio", "mc",
-                                     "kube-router")}
-    sources["ducklake-cni.sh"] = nodeimage.FILES / "ducklake-cni.sh"
-    sources["docker-entrypoint.sh"] = minio_dir / "dockerscripts" / "docker-entrypoint.sh"
-    node_images = nodeimage_component_refs()
-    for img in I.node_component_images() + I.stack_images():
-        with progress.step(f"image {img.ref}") as info:
-            info["note"] = "built" if I.build_binary_image(runner, img, sources) else "cached"
-    with progress.step(f"image {nodeimage.NODE_BASE_IMAGE} (debootstrap + kind base files)") as info:
-        info["note"] = "built" if nodeimage.build_node_base(runner, lay, kind_dir) else "cached"
-    with progress.step(f"image {L.NODE_IMAGE} (node assembly)") as info:
-        built = nodeimage.build_node_image(runner, lay, kind_dir, bins, node_images)
-        info["note"] = "built" if built else "cached"
+    ctx = imagegraph.Context(runner, lay, imagegraph.sources(lay, minio_dir), kind_dir)
+    after = {} if skip_host else {I.DEBIAN_BASE.ref: lambda: host.ensure_privileged(
+        runner, progress, lay.logs, probe_image=I.DEBIAN_BASE.ref)}
+    imagegraph.build_images(ctx, progress, after)
     with progress.step(f"chart minio {pins.MINIO_CHART_VERSION}") as info:
         info["note"] = "copied" if build_minio_chart(minio_dir, lay) else "cached"
-    write_manifest(runner, lay)
-
-
-def nodeimage_component_refs() -> list[str]:
-    """Every image baked into the node's containerd: the cluster's own components, and the
-    stack images that do not change with the project's code (MinIO, mc, PostgreSQL), so
-    a new cluster starts with them and `up` loads only what the node lacks (by image ID):
-    the backend image (issue 14: image loads were 43% of a cold `up`)."""
-    return [img.ref for img in I.node_component_images()] + \
-        [img.ref for img in I.stack_images()] + [L.POSTGRES_IMAGE]
+    write_manifest(runner, lay, ctx)
 
 
 # --------------------------------------------------------------------------
 # status
 # --------------------------------------------------------------------------
+STATES = ("present", "missing", "corrupt", "stale")
+
+
 @dataclass
 class Artifact:
+    """One thing the bundle provides. ``state``: present; missing; corrupt (a file that is
+    not the bytes that were built or copied); stale (an image whose inputs changed since it
+    was built, or built before they were recorded; ``detail`` says which)."""
     name: str
     version: str
     source: str
     id: str | None
-    present: bool
+    state: str
     size: int | None = None
-    state: str = ""          # present | missing | corrupt (not the bytes that were built)
+    detail: str = ""
+    present: bool = field(init=False, default=False)   # state == "present": usable as is
 
     def __post_init__(self):
-        if not self.state:
-            self.state = "present" if self.present else "missing"
+        assert self.state in STATES, self.state
+        self.present = self.state == "present"
 
 
 def _built_file(name: str, path: Path, tool: pins.GoTool, lay: L.Layout,
                 output: str) -> Artifact:
     """A file the Go build produced, checked against the size and sha256 it was built with."""
+    source = f"go: {tool.module}"
     if not path.is_file():
-        return Artifact(name, tool.version, f"go: {tool.module}", None, False)
+        return Artifact(name, tool.version, source, None, "missing")
     rec = integrity.file_record(path)
     want = gobuild.recorded_outputs(tool, lay.node_bin).get(output)
-    corrupt = want is not None and (rec["size"], rec["sha256"]) != (want["size"], want["sha256"])
-    return Artifact(name, tool.version, f"go: {tool.module}", "sha256:" + rec["sha256"],
-                    not corrupt, rec["size"], "corrupt" if corrupt else "present")
+    corrupt = want is not None and rec != {"size": want["size"], "sha256": want["sha256"]}
+    return Artifact(name, tool.version, source, "sha256:" + rec["sha256"],
+                    "corrupt" if corrupt else "present", rec["size"],
+                    "not the bytes that were built" if corrupt else "")
 
 
-def artifacts(runner: Runner, lay: L.Layout) -> list[Artifact]:
+def _chart(lay: L.Layout) -> Artifact:
+    chart = lay.chart("minio") / "Chart.yaml"
+    if not chart.exists():
+        return Artifact("chart/minio", pins.MINIO_CHART_VERSION, CHART_SOURCE, None, "missing")
+    return Artifact("chart/minio", pins.MINIO_CHART_VERSION, CHART_SOURCE,
+                    "sha256:" + integrity.sha256(chart), "present")
+
+
+def _status_context(runner: Runner, lay: L.Layout) -> imagegraph.Context | None:
+    """The inputs' sources for status, if the Go module cache already holds them."""
+    if not runner.which("go"):
+        return None
+    try:
+        kind_dir = module_dir(runner, "sigs.k8s.io/kind", pins.KIND_VERSION, offline=True)
+        minio_dir = module_dir(runner, "github.com/minio/minio", pins.MINIO_VERSION, offline=True)
+    except (CommandError, ValueError, KeyError):
+        return None
+    return imagegraph.Context(runner, lay, imagegraph.sources(lay, minio_dir), kind_dir)
+
+
+def artifacts(runner: Runner, lay: L.Layout,
+              ctx: imagegraph.Context | None = None) -> list[Artifact]:
     integrity.use_hash_store(lay.hash_store)     # read only: status writes nothing
     out: list[Artifact] = []
     tools = {t.name: t for t in pins.GO_TOOLS}
@@ -187,26 +194,22 @@ def artifacts(runner: Runner, lay: L.Layout) -> list[Artifact]:
     for name in ("kubeadm", "kubelet"):
         out.append(_built_file(f"node-bin/{name}", lay.node_bin / name, tools["kubernetes"],
                                lay, name))
-    docker_ok = host.docker_answers(runner)
-    image_rows = [(s.ref, f"debian {pins.DEBIAN_SUITE}: {' '.join(s.packages)}")
-                  for s in I.ROOTFS_IMAGES]
-    image_rows += [(i.ref, i.why) for i in I.node_component_images() + I.stack_images()]
-    image_rows += [(nodeimage.NODE_BASE_IMAGE, f"debian {pins.DEBIAN_SUITE} + kind {pins.KIND_VERSION} base files"),
-                   (L.NODE_IMAGE, f"kind node image, Kubernetes {pins.K8S_VERSION}")]
-    for ref, source in image_rows:
-        iid = local_image_id(runner, ref) if docker_ok else None
-        out.append(Artifact(f"image/{ref}", ref.rsplit(":", 1)[1], source, iid, iid is not None,
-                            I.image_size(runner, ref) if iid else None))
-    chart = lay.chart("minio") / "Chart.yaml"
-    out.append(Artifact("chart/minio", pins.MINIO_CHART_VERSION,
-                        f"go: github.com/minio/minio@{pins.MINIO_VERSION} helm/minio",
-                        "sha256:" + integrity.sha256(chart) if chart.exists() else None,
-                        chart.exists()))
+    if host.docker_answers(runner):
+        images = imagegraph.states(ctx or _status_context(runner, lay), runner)
+    else:
+        images = [imagegraph.ImageState(s, None, "missing", "docker does not answer")
+                  for s in imagegraph.steps()]
+    for im in images:
+        ref = im.step.ref
+        out.append(Artifact(f"image/{ref}", ref.rsplit(":", 1)[1], im.step.source,
+                            im.image.id if im.image else None, im.state,
+                            im.image.size if im.image else None, im.detail))
+    out.append(_chart(lay))
     return out
 
 
-def write_manifest(runner: Runner, lay: L.Layout) -> None:
-    data = {"artifacts": [asdict(a) for a in artifacts(runner, lay)]}
+def write_manifest(runner: Runner, lay: L.Layout, ctx: imagegraph.Context | None = None) -> None:
+    data = {"artifacts": [asdict(a) for a in artifacts(runner, lay, ctx)]}
     integrity.atomic_write(lay.manifest, json.dumps(data, indent=2) + "\n")
 
 
@@ -216,7 +219,7 @@ def status_table(arts: list[Artifact]) -> str:
         ident = (a.id or "-")
         ident = ident.replace("sha256:", "")[:12]
         rows.append((a.name, a.version, a.state if a.present else a.state.upper(), ident,
-                     a.source))
+                     f"{a.source} ({a.detail})" if a.detail else a.source))
     widths = [min(max(len(r[i]) for r in rows), 60) for i in range(4)]
     lines = []
     for r in rows:
@@ -230,4 +233,4 @@ def status_json(arts: list[Artifact]) -> str:
                                      for a in arts]}, indent=2)
 
 
-__all__ = ["build", "artifacts", "status_table", "status_json", "subprocess"]
+__all__ = ["build", "artifacts", "status_table", "status_json"]
