@@ -4,11 +4,13 @@ Order: host (Docker engine, packages) -> Go tools -> host tools into bin/ -> pau
 images (``imagegraph``: Debian rootfs images, privileged-container check, node component
 and stack images, node image) -> MinIO chart. A step is skipped when what it made is
 verified current -- files by size and sha256 against their stamps (``integrity``), images
-by the inputs their label records -- so a warm re-run only inspects.
+by the inputs their label records, the chart by its file record -- so a warm re-run only
+inspects.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,16 +64,24 @@ def copy_if_changed(src: Path, dst: Path) -> bool:
     return True
 
 
-def build_minio_chart(minio_dir: Path, lay: L.Layout) -> bool:
+def build_minio_chart(minio_dir: Path, lay: L.Layout) -> str:
+    """Copy the chart unless the copy holds the source's files; record what it holds.
+    Returns "cached", "recorded" (the copy was right but unrecorded) or "copied"."""
     dst = lay.chart("minio")
     src = minio_dir / "helm" / "minio"
-    chart_yaml = (src / "Chart.yaml").read_text()
-    if f"version: {pins.MINIO_CHART_VERSION}" not in chart_yaml:
-        raise DucklakeInfraError(f"MinIO module's helm/minio is not chart {pins.MINIO_CHART_VERSION}")
-    if dst.exists() and (dst / "Chart.yaml").read_text() == chart_yaml:
-        return False
-    integrity.atomic_tree(src, dst)
-    return True
+    if f"version: {pins.MINIO_CHART_VERSION}" not in (src / "Chart.yaml").read_text():
+        raise DucklakeInfraError(
+            f"MinIO module's helm/minio is not chart {pins.MINIO_CHART_VERSION}")
+    want = {"source": CHART_SOURCE, "files": integrity.tree_records(src)}
+    if integrity.tree_records(dst) == want["files"]:
+        if integrity.read_json(lay.chart_record("minio")) == want:
+            return "cached"
+        note = "recorded"
+    else:
+        integrity.atomic_tree(src, dst)
+        note = "copied"
+    integrity.atomic_write(lay.chart_record("minio"), json.dumps(want, indent=1, sort_keys=True))
+    return note
 
 
 def build(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool = False) -> None:
@@ -120,7 +130,7 @@ def _build_steps(runner: Runner, progress: Progress, lay: L.Layout, skip_host: b
         runner, progress, lay.logs, probe_image=I.DEBIAN_BASE.ref)}
     imagegraph.build_images(ctx, progress, after)
     with progress.step(f"chart minio {pins.MINIO_CHART_VERSION}") as info:
-        info["note"] = "copied" if build_minio_chart(minio_dir, lay) else "cached"
+        info["note"] = build_minio_chart(minio_dir, lay)
     write_manifest(runner, lay, ctx)
 
 
@@ -133,8 +143,8 @@ STATES = ("present", "missing", "corrupt", "stale")
 @dataclass
 class Artifact:
     """One thing the bundle provides. ``state``: present; missing; corrupt (a file that is
-    not the bytes that were built or copied); stale (an image whose inputs changed since it
-    was built, or built before they were recorded; ``detail`` says which)."""
+    not the bytes that were built or copied); stale (an image or chart whose inputs changed
+    since it was made, or made before they were recorded; ``detail`` says which)."""
     name: str
     version: str
     source: str
@@ -164,11 +174,23 @@ def _built_file(name: str, path: Path, tool: pins.GoTool, lay: L.Layout,
 
 
 def _chart(lay: L.Layout) -> Artifact:
-    chart = lay.chart("minio") / "Chart.yaml"
-    if not chart.exists():
+    """The MinIO chart's copy, checked file by file against its record."""
+    dst, record = lay.chart("minio"), integrity.read_json(lay.chart_record("minio"))
+    if not dst.is_dir():
         return Artifact("chart/minio", pins.MINIO_CHART_VERSION, CHART_SOURCE, None, "missing")
-    return Artifact("chart/minio", pins.MINIO_CHART_VERSION, CHART_SOURCE,
-                    "sha256:" + integrity.sha256(chart), "present")
+    have = integrity.tree_records(dst)
+    changes = integrity.tree_changes(record.get("files") or {}, have)
+    if not record:
+        state, detail = "stale", "copied before its files were recorded"
+    elif changes:
+        state, detail = "corrupt", ", ".join(changes)
+    elif record.get("source") != CHART_SOURCE:
+        state, detail = "stale", f"copied from {record.get('source')}"
+    else:
+        state, detail = "present", ""
+    digest = hashlib.sha256(json.dumps(have, sort_keys=True).encode()).hexdigest()
+    return Artifact("chart/minio", pins.MINIO_CHART_VERSION, CHART_SOURCE, "sha256:" + digest,
+                    state, detail=detail)
 
 
 def _status_context(runner: Runner, lay: L.Layout) -> imagegraph.Context | None:

@@ -67,6 +67,11 @@ class Layout:
         """Path of a chart directory the bundle provides (``minio``)."""
         return self.charts / name
 
+    def chart_record(self, name: str) -> Path:
+        """What the chart's copy holds: each file's size and sha256 (beside it, since
+        helm packages every file inside a chart directory)."""
+        return self.charts / f".{name}.files.json"
+
     def tool(self, name: str) -> Path:
         return self.bin / name
 
