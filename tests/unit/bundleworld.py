@@ -8,6 +8,7 @@ import hashlib
 import itertools
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 from ducklake_infra.provision import host
@@ -178,10 +179,18 @@ def image(ref: str) -> str:
     return f"image/{ref}"
 
 
+def free_space(monkeypatch, gib: float) -> None:
+    """Every filesystem has ``gib`` GiB free (shutil.disk_usage, as host.check_disk sees it)."""
+    usage = shutil.disk_usage("/")
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda path: usage._replace(free=int(gib * 2**30)))
+
+
 def fake_host(monkeypatch) -> None:
-    """No root check; Docker 'answers' (the FakeDocker does)."""
+    """No root check; Docker 'answers' (the FakeDocker does); 100 GiB free everywhere."""
     monkeypatch.setattr(host, "check_root", lambda: None)
     monkeypatch.setattr(host, "docker_answers", lambda runner: True)
+    free_space(monkeypatch, 100)
 
 
-__all__ = ["World", "FakeDocker", "fake_host", "image"]
+__all__ = ["World", "FakeDocker", "fake_host", "free_space", "image"]

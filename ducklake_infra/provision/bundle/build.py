@@ -5,7 +5,7 @@ images (``imagegraph``: Debian rootfs images, privileged-container check, node c
 and stack images, node image) -> MinIO chart. A step is skipped when what it made is
 verified current -- files by size and sha256 against their stamps (``integrity``), images
 by the inputs their label records, the chart by its file record -- so a warm re-run only
-inspects.
+inspects. A step that has work checks free space first (``disk.STEP_NEEDS_GIB``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ducklake_infra.provision import host
-from ducklake_infra.provision.bundle import gobuild, imagegraph, integrity
+from ducklake_infra.provision.bundle import disk, gobuild, imagegraph, integrity
 from ducklake_infra.provision.bundle import images as I
 from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.bundle import pins
@@ -64,7 +65,8 @@ def copy_if_changed(src: Path, dst: Path) -> bool:
     return True
 
 
-def build_minio_chart(minio_dir: Path, lay: L.Layout) -> str:
+def build_minio_chart(minio_dir: Path, lay: L.Layout,
+                      check_space: Callable[[str], None] = lambda step: None) -> str:
     """Copy the chart unless the copy holds the source's files; record what it holds.
     Returns "cached", "recorded" (the copy was right but unrecorded) or "copied"."""
     dst = lay.chart("minio")
@@ -78,6 +80,7 @@ def build_minio_chart(minio_dir: Path, lay: L.Layout) -> str:
             return "cached"
         note = "recorded"
     else:
+        check_space("chart")
         integrity.atomic_tree(src, dst)
         note = "copied"
     integrity.atomic_write(lay.chart_record("minio"), json.dumps(want, indent=1, sort_keys=True))
@@ -87,7 +90,8 @@ def build_minio_chart(minio_dir: Path, lay: L.Layout) -> str:
 def build(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool = False) -> None:
     host.check_root()
     lay.root.mkdir(parents=True, exist_ok=True)
-    host.check_disk(lay.root, need_gb=5 if (lay.root / "bundle.json").exists() else host.MIN_FREE_GB)
+    if not lay.manifest.exists():
+        disk.check("first build", {"cache": lay.root})
     if not skip_host:
         host.ensure_engine(runner, progress, lay.logs)
     if not runner.which("go"):
@@ -95,13 +99,15 @@ def build(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool = F
                                  "(install Go 1.24+ and put it on PATH)")
     integrity.sweep_partials(lay.root, lay.root / "build", lay.bin, lay.node_bin, lay.charts)
     integrity.use_hash_store(lay.hash_store)
+    where = disk.places(runner, lay)
     try:
-        _build_steps(runner, progress, lay, skip_host)
+        _build_steps(runner, progress, lay, skip_host, lambda step: disk.check(step, where))
     finally:
         integrity.save_hash_store()
 
 
-def _build_steps(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool) -> None:
+def _build_steps(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool,
+                 check_space: Callable[[str], None]) -> None:
     bins = lay.node_bin
     go_version = gobuild.go_version(runner)
     for tool in pins.GO_TOOLS:
@@ -109,6 +115,7 @@ def _build_steps(runner: Runner, progress: Progress, lay: L.Layout, skip_host: b
             if gobuild.is_built(tool, bins, go_version):
                 info["note"] = "cached"
             else:
+                check_space("go build")
                 gobuild.build_tool(runner, tool, lay.gowork, bins)
     with progress.step("host tools into bin/") as info:
         copied = [t for t in HOST_TOOLS if copy_if_changed(bins / t, lay.tool(t))]
@@ -128,9 +135,9 @@ def _build_steps(runner: Runner, progress: Progress, lay: L.Layout, skip_host: b
     ctx = imagegraph.Context(runner, lay, imagegraph.sources(lay, minio_dir), kind_dir)
     after = {} if skip_host else {I.DEBIAN_BASE.ref: lambda: host.ensure_privileged(
         runner, progress, lay.logs, probe_image=I.DEBIAN_BASE.ref)}
-    imagegraph.build_images(ctx, progress, after)
+    imagegraph.build_images(ctx, progress, check_space, after)
     with progress.step(f"chart minio {pins.MINIO_CHART_VERSION}") as info:
-        info["note"] = build_minio_chart(minio_dir, lay)
+        info["note"] = build_minio_chart(minio_dir, lay, check_space)
     write_manifest(runner, lay, ctx)
 
 

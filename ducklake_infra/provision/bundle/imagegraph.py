@@ -48,6 +48,7 @@ class ImageStep:
     ref: str
     title: str                   # the build's progress line
     source: str                  # what status shows it is built from
+    space: str                   # its key in disk.STEP_NEEDS_GIB
     deps: tuple[str, ...]        # images it is built on
     inputs: Callable[[Context], Inputs]
     build: Callable[[Context, Inputs], None]
@@ -67,13 +68,13 @@ def sources(lay: L.Layout, minio_dir: Path) -> dict[str, Path]:
 
 def _rootfs_step(spec: I.RootfsImage) -> ImageStep:
     return ImageStep(spec.ref, f"image {spec.ref} (debootstrap)",
-                     f"debian {pins.DEBIAN_SUITE}: {' '.join(spec.packages)}", (),
+                     f"debian {pins.DEBIAN_SUITE}: {' '.join(spec.packages)}", "rootfs image", (),
                      lambda ctx: spec.inputs(),
                      lambda ctx, want: I.build_rootfs_image(ctx.runner, ctx.lay, spec, want))
 
 
 def _binary_step(img: I.BinaryImage) -> ImageStep:
-    return ImageStep(img.ref, f"image {img.ref}", img.why,
+    return ImageStep(img.ref, f"image {img.ref}", img.why, "binary image",
                      () if img.base == "scratch" else (img.base,),
                      lambda ctx: img.inputs(ctx.sources, ctx.image_id(img.base)),
                      lambda ctx, want: I.build_binary_image(ctx.runner, ctx.lay, img,
@@ -88,12 +89,13 @@ def steps() -> list[ImageStep]:
         *[_binary_step(img) for img in binary_images()],
         ImageStep(nodeimage.NODE_BASE_IMAGE,
                   f"image {nodeimage.NODE_BASE_IMAGE} (debootstrap + kind base files)",
-                  f"debian {pins.DEBIAN_SUITE} + kind {pins.KIND_VERSION} base files", (),
+                  f"debian {pins.DEBIAN_SUITE} + kind {pins.KIND_VERSION} base files",
+                  "rootfs image", (),
                   lambda ctx: nodeimage.node_base_inputs(),
                   lambda ctx, want: nodeimage.build_node_base(ctx.runner, ctx.lay,
                                                               ctx.kind_dir, want)),
         ImageStep(L.NODE_IMAGE, f"image {L.NODE_IMAGE} (node assembly)",
-                  f"kind node image, Kubernetes {pins.K8S_VERSION}", node_deps,
+                  f"kind node image, Kubernetes {pins.K8S_VERSION}", "node assembly", node_deps,
                   lambda ctx: nodeimage.node_inputs({r: ctx.image_id(r) for r in node_deps},
                                                     ctx.kind_dir, ctx.lay.node_bin),
                   lambda ctx, want: nodeimage.build_node_image(ctx.runner, ctx.lay, ctx.kind_dir,
@@ -101,10 +103,10 @@ def steps() -> list[ImageStep]:
     ]
 
 
-def build_images(ctx: Context, progress: Progress,
+def build_images(ctx: Context, progress: Progress, check_space: Callable[[str], None],
                  after: dict[str, Callable[[], None]] | None = None) -> None:
-    """Rebuild every image whose recorded inputs are not the wanted ones; ``after[ref]``
-    runs once the image is current."""
+    """Rebuild every image whose recorded inputs are not the wanted ones; ``check_space``
+    runs before each build, ``after[ref]`` once the image is current."""
     for step in steps():
         with progress.step(step.title) as info:
             want = step.inputs(ctx)
@@ -112,6 +114,7 @@ def build_images(ctx: Context, progress: Progress,
             if have is not None and have.inputs == want:
                 info["note"] = "cached"
             else:
+                check_space(step.space)
                 step.build(ctx, want)
                 ctx.seen.pop(step.ref, None)
                 info["note"] = "built"
