@@ -7,19 +7,36 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from ducklake_infra.provision.bundle import disk, integrity
+from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.errors import DucklakeInfraError
 
 from .bundleworld import World, fake_host, free_space
 
 BUNDLE_SRC = Path(integrity.__file__).parent
+
+
+def _tree(root: Path) -> dict[str, bytes | str]:
+    """Every file (bytes) and symlink (target) under ``root``, but logs and the hash store."""
+    out: dict[str, bytes | str] = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        if rel.startswith("logs") or p.name == L.Layout(root).hash_store.name:
+            continue
+        if p.is_symlink():
+            out[rel] = os.readlink(p)
+        elif p.is_file():
+            out[rel] = p.read_bytes()
+    return out
 
 
 def _built_world(path: Path, monkeypatch) -> World:
@@ -34,9 +51,100 @@ def world(tmp_path, monkeypatch):
     return _built_world(tmp_path / "w", monkeypatch)
 
 
+@pytest.fixture
+def reference(tmp_path, monkeypatch):
+    """What an uninterrupted build leaves (a second world, built once)."""
+    return _tree(_built_world(tmp_path / "ref", monkeypatch).lay.root)
+
+
+def _same_as(world: World, reference: dict) -> None:
+    """The world's cache holds what the reference holds (paths under the cache relative)."""
+    got = _tree(world.lay.root)
+    assert sorted(got) == sorted(reference)
+    for rel, data in got.items():
+        if rel not in ("bundle.json", "charts/.minio.files.json") and isinstance(data, bytes):
+            assert data == reference[rel], rel
+
+
 # --------------------------------------------------------------------------
 # item 3: partial names
 # --------------------------------------------------------------------------
+def test_a_copy_killed_with_sigkill_leaves_the_old_file_whole_and_the_next_build_repairs(
+        world, reference, tmp_path):
+    """A real SIGKILL mid-copy: the source is a FIFO the test feeds half-way, so the copy
+    is caught with some bytes written. bin/kind is never half-written under its name;
+    status never calls it present; the next build ends as an uninterrupted one did."""
+    kind = world.lay.tool("kind")
+    kind.write_bytes(b"\x7fELF an older kind, whole")      # what the killed copy replaces
+    old = kind.read_bytes()
+    fifo = tmp_path / "kind.fifo"
+    os.mkfifo(fifo)
+    code = textwrap.dedent(f"""
+        from pathlib import Path
+        from ducklake_infra.provision.bundle import integrity
+        integrity.atomic_copy(Path({str(fifo)!r}), Path({str(kind)!r}))
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code])
+    partial = integrity.partial_name(kind)
+    with open(fifo, "wb") as feed:
+        feed.write(b"\x7fELF" + b"n" * (3 * integrity.CHUNK))
+        feed.flush()
+        deadline = time.monotonic() + 30
+        while not (partial.exists() and partial.stat().st_size >= integrity.CHUNK):
+            assert time.monotonic() < deadline, "the copy never started"
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert partial.exists() and kind.read_bytes() == old       # old file whole, beside it the partial
+    art = world.states()["bin/kind"]
+    assert art.state == "corrupt" and not art.present          # the old bytes are not what was built
+    world.build()
+    assert not partial.exists()
+    _same_as(world, reference)
+
+
+def test_a_write_that_fails_midway_leaves_no_file_under_the_real_name(world, reference,
+                                                                      monkeypatch):
+    def broken(src, dst):
+        dst.write(src.read(10))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(integrity, "copy_stream", broken)
+    world.lay.tool("helm").unlink()
+    with pytest.raises(OSError):
+        world.build()
+    assert not world.lay.tool("helm").exists()
+    assert not integrity.partial_name(world.lay.tool("helm")).exists()
+    assert world.states()["bin/helm"].state == "missing"
+    monkeypatch.undo()
+    fake_host(monkeypatch)
+    world.build()
+    _same_as(world, reference)
+
+
+def test_a_chart_swap_killed_between_its_renames_is_missing_then_restored(world, reference,
+                                                                       monkeypatch):
+    (world.lay.chart("minio") / "values.yaml").write_text("altered\n")
+    real_replace, calls = os.replace, []
+
+    def dies_second_time(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt          # as good as a kill for what is on disk
+        real_replace(src, dst)
+
+    monkeypatch.setattr(integrity.os, "replace", dies_second_time)
+    with pytest.raises(KeyboardInterrupt):
+        world.build()
+    monkeypatch.setattr(integrity.os, "replace", real_replace)
+    assert not world.lay.chart("minio").exists()
+    assert world.states()["chart/minio"].state == "missing"
+    world.build()
+    assert not list(world.lay.charts.glob(".*.partial"))
+    _same_as(world, reference)
+
+
 def test_every_file_the_bundle_writes_goes_through_integrity():
     """One helper for the job: no module of the bundle writes or copies a file itself."""
     pattern = re.compile(r"\.write_text\(|\.write_bytes\(|shutil\.copy2?\(|shutil\.copyfile\(|"
@@ -155,3 +263,17 @@ def test_a_file_is_read_again_only_when_its_stat_changed(tmp_path, hash_reads, m
     assert cache.sha256(f) == first and hash_reads == []
     f.write_bytes(b"v2" * 1000)                              # same size, other bytes
     assert cache.sha256(f) != first and hash_reads == ["kube-apiserver"]
+
+
+def test_a_no_op_build_reads_no_binary_and_the_memory_survives_the_process(
+        world, hash_reads, monkeypatch):
+    monkeypatch.setattr(integrity, "RACY_NS", 0)
+    world.build()                       # entries hashed right after writing are re-read once
+    hash_reads.clear()
+    assert world.build() == []
+    assert not [n for n in hash_reads if (world.lay.node_bin / n).exists()]
+    integrity.HASHES.entries.clear()    # a new process: only the store remains
+    integrity.HASHES.store = None
+    hash_reads.clear()
+    world.states()
+    assert not [n for n in hash_reads if (world.lay.node_bin / n).exists()]
