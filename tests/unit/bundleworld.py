@@ -64,7 +64,16 @@ class FakeDocker(FakeRunner):
             return 0, str(self.root / "gocache") + "\n"
         if argv[:4] == ["go", "mod", "download", "-json"]:
             module = argv[4].split("@")[0]
-            return 0, json.dumps({"Dir": str(self.modules[module]), "GoMod": ""})
+            gomod = self.root / "mod" / "empty.mod"
+            gomod.write_text(f"module {module}\n")
+            return 0, json.dumps({"Dir": str(self.modules.get(module, "")), "GoMod": str(gomod)})
+        if argv[:2] == ["go", "build"]:
+            target, packages = argv[argv.index("-o") + 1], argv[argv.index("-o") + 2:]
+            for pkg in packages:      # a directory target: one output per package
+                path = Path(target) / pkg.rsplit("/", 1)[-1] if target.endswith("/") \
+                    else Path(target)
+                path.write_bytes(World.built_bytes(path.name))
+            return 0, ""
         if argv[0] == "gcc":
             Path(argv[argv.index("-o") + 1]).write_bytes(b"\x7fELF pause, static")
             return 0, ""
@@ -136,8 +145,13 @@ class World:
         self.lay.node_bin.mkdir(parents=True)
         for tool in pins.GO_TOOLS:
             for out in tool.outputs:
-                (self.lay.node_bin / out).write_bytes(b"\x7fELF" + out.encode() * 64)
+                (self.lay.node_bin / out).write_bytes(self.built_bytes(out))
             gobuild.write_stamp(tool, self.lay.node_bin, GO_VERSION)
+
+    @staticmethod
+    def built_bytes(output: str) -> bytes:
+        """What the fake `go build` writes for an output."""
+        return b"\x7fELF" + output.encode() * 64
 
     def rebuild_output(self, tool_name: str, output: str, body: bytes) -> None:
         """What a Go build of the tool leaves: the output, and the stamp recording it."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ducklake_infra.provision.bundle import disk, integrity
+from ducklake_infra.provision.bundle import disk, gobuild, integrity, pins
 from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.errors import DucklakeInfraError
 
@@ -26,11 +26,12 @@ BUNDLE_SRC = Path(integrity.__file__).parent
 
 
 def _tree(root: Path) -> dict[str, bytes | str]:
-    """Every file (bytes) and symlink (target) under ``root``, but logs and the hash store."""
+    """Every file (bytes) and symlink (target) under ``root``, but logs, the hash store and
+    the Go build's wrapper modules (written by a Go build, not artifacts)."""
     out: dict[str, bytes | str] = {}
     for p in sorted(root.rglob("*")):
         rel = str(p.relative_to(root))
-        if rel.startswith("logs") or p.name == L.Layout(root).hash_store.name:
+        if rel.startswith(("logs", "build/gomod")) or p.name == L.Layout(root).hash_store.name:
             continue
         if p.is_symlink():
             out[rel] = os.readlink(p)
@@ -101,6 +102,20 @@ def test_a_copy_killed_with_sigkill_leaves_the_old_file_whole_and_the_next_build
     assert art.state == "corrupt" and not art.present          # the old bytes are not what was built
     world.build()
     assert not partial.exists()
+    _same_as(world, reference)
+
+
+def test_a_go_build_killed_midway_is_never_present_and_is_rebuilt(world, reference):
+    """build_tool removes the tool's stamp before `go build` and writes it after: outputs
+    of a build that did not finish have no record, whatever their bytes."""
+    tool = pins.go_tool("kubernetes")
+    gobuild.stamp_path(tool, world.lay.node_bin).unlink()
+    kubelet = world.lay.node_bin / "kubelet"
+    kubelet.write_bytes(kubelet.read_bytes()[:100])             # killed mid-write
+    art = world.states()["node-bin/kubelet"]
+    assert (art.state, art.detail, art.present) == ("stale", "no finished build recorded it", False)
+    assert world.build() == []                                  # same bytes again: no image rebuilt
+    assert world.runner.executed(r"^go build .*k8s.io/kubernetes/cmd/kubelet")
     _same_as(world, reference)
 
 
@@ -213,7 +228,7 @@ def test_on_a_real_small_filesystem(tmp_path):
     code = textwrap.dedent(f"""
         import os
         from pathlib import Path
-        from ducklake_infra.provision.bundle import disk, integrity
+        from ducklake_infra.provision.bundle import disk, gobuild, integrity, pins
         from ducklake_infra.provision.errors import DucklakeInfraError
         mnt = Path({str(mnt)!r})
         try:

@@ -151,7 +151,7 @@ STATES = ("present", "missing", "corrupt", "stale")
 class Artifact:
     """One thing the bundle provides. ``state``: present; missing; corrupt (a file that is
     not the bytes that were built or copied); stale (an image or chart whose inputs changed
-    since it was made, or made before they were recorded; ``detail`` says which)."""
+    since it was made, or anything made without a record: ``detail`` says which)."""
     name: str
     version: str
     source: str
@@ -174,10 +174,14 @@ def _built_file(name: str, path: Path, tool: pins.GoTool, lay: L.Layout,
         return Artifact(name, tool.version, source, None, "missing")
     rec = integrity.file_record(path)
     want = gobuild.recorded_outputs(tool, lay.node_bin).get(output)
-    corrupt = want is not None and rec != {"size": want["size"], "sha256": want["sha256"]}
-    return Artifact(name, tool.version, source, "sha256:" + rec["sha256"],
-                    "corrupt" if corrupt else "present", rec["size"],
-                    "not the bytes that were built" if corrupt else "")
+    if want is None:        # the stamp goes before `go build` starts, and comes after it ends
+        state, detail = "stale", "no finished build recorded it"
+    elif rec != {"size": want["size"], "sha256": want["sha256"]}:
+        state, detail = "corrupt", "not the bytes that were built"
+    else:
+        state, detail = "present", ""
+    return Artifact(name, tool.version, source, "sha256:" + rec["sha256"], state, rec["size"],
+                    detail)
 
 
 def _chart(lay: L.Layout) -> Artifact:
