@@ -56,14 +56,21 @@ def check_root() -> None:
                                  "runs debootstrap and starts dockerd); re-run with sudo")
 
 
-def check_disk(path: Path, need_gb: float = MIN_FREE_GB) -> None:
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
+def existing_ancestor(path: Path) -> Path:
+    """``path`` or its nearest parent that exists (where space for it would be taken)."""
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def check_disk(path: Path, need_gb: float = MIN_FREE_GB,
+               what: str = "the bundle (Go caches, images)") -> None:
+    """Fail in one line when less than ``need_gb`` GiB are free on ``path``'s filesystem."""
+    probe = existing_ancestor(path)
     free = shutil.disk_usage(probe).free / 2**30
     if free < need_gb:
-        raise DucklakeInfraError(f"only {free:.1f} GiB free under {probe}; the bundle needs about "
-                                 f"{need_gb} GiB (Go caches, images). Free space or use --cache-dir")
+        raise DucklakeInfraError(f"{what} needs {need_gb:g} GiB free under {probe}, only "
+                                 f"{free:.1f} GiB free there: free space or use --cache-dir")
 
 
 def docker_answers(runner: Runner) -> bool:

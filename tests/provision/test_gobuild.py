@@ -122,8 +122,8 @@ def test_status_says_corrupt_and_build_copy_repairs(tmp_path):
 def test_the_node_image_holds_the_stack_images_that_do_not_change():
     """Issue 14: a new cluster starts with MinIO, mc and PostgreSQL in its containerd;
     only the backend image (built from the project's code) is loaded by `up`."""
-    from ducklake_infra.provision.bundle import build as B
     from ducklake_infra.provision.bundle import layout as L
-    refs = B.nodeimage_component_refs()
+    from ducklake_infra.provision.bundle import nodeimage
+    refs = nodeimage.component_refs()
     assert {L.MINIO_IMAGE, L.MC_IMAGE, L.POSTGRES_IMAGE, L.KUBE_ROUTER_IMAGE} <= set(refs)
     assert not any("backend" in r for r in refs)

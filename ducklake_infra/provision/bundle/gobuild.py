@@ -8,11 +8,12 @@ to the published versions of those modules, builds the very same packages.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
 
+from ducklake_infra.provision.bundle.integrity import (atomic_write, file_record, read_json,
+                                                      same_file)
 from ducklake_infra.provision.bundle.pins import GoTool
 from ducklake_infra.provision.runner import Runner
 
@@ -71,44 +72,27 @@ def stamp_for(tool: GoTool, go_version: str) -> dict:
             "ldflags": list(tool.ldflags), "cgo": tool.cgo, "go": go_version}
 
 
-def file_record(path: Path) -> dict:
-    """What a built file is: its size and sha256 (checked on every build and status)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return {"size": path.stat().st_size, "sha256": h.hexdigest()}
+def stamp_path(tool: GoTool, outdir: Path) -> Path:
+    return outdir / f".{tool.name}.stamp.json"
 
 
 def recorded_outputs(tool: GoTool, outdir: Path) -> dict[str, dict]:
     """The outputs' records from the tool's stamp ({} when there is none)."""
-    try:
-        data = json.loads((outdir / f".{tool.name}.stamp.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return data.get("outputs") or {} if isinstance(data, dict) else {}
+    return read_json(stamp_path(tool, outdir)).get("outputs") or {}
 
 
 def is_built(tool: GoTool, outdir: Path, go_version: str) -> bool:
     """The stamp matches the pins and every output is the file that was built (size and
     sha256), not merely a file that exists: a truncated or half-written binary is rebuilt."""
-    stamp = outdir / f".{tool.name}.stamp.json"
-    try:
-        data = json.loads(stamp.read_text())
-    except (OSError, ValueError):
+    data = read_json(stamp_path(tool, outdir))
+    if not data:
         return False
     if "inputs" not in data:          # a stamp from before outputs were recorded
         return _adopt_old_stamp(tool, outdir, go_version, data)
     if data["inputs"] != stamp_for(tool, go_version):
         return False
     outputs = data.get("outputs") or {}
-    for b in tool.outputs:
-        p = outdir / b
-        rec = outputs.get(b)
-        if rec is None or not p.is_file() or p.stat().st_size != rec["size"] or \
-                file_record(p)["sha256"] != rec["sha256"]:
-            return False
-    return True
+    return all(same_file(outdir / b, outputs.get(b)) for b in tool.outputs)
 
 
 def _adopt_old_stamp(tool: GoTool, outdir: Path, go_version: str, inputs: dict) -> bool:
@@ -127,9 +111,7 @@ def _adopt_old_stamp(tool: GoTool, outdir: Path, go_version: str, inputs: dict) 
 def write_stamp(tool: GoTool, outdir: Path, go_version: str) -> None:
     data = {"inputs": stamp_for(tool, go_version),
             "outputs": {b: file_record(outdir / b) for b in tool.outputs}}
-    tmp = outdir / f".{tool.name}.stamp.json.tmp"
-    tmp.write_text(json.dumps(data))
-    tmp.replace(outdir / f".{tool.name}.stamp.json")
+    atomic_write(stamp_path(tool, outdir), json.dumps(data))
 
 
 def go_version(runner: Runner) -> str:
@@ -149,14 +131,14 @@ def build_tool(runner: Runner, tool: GoTool, workdir: Path, outdir: Path,
     gomod_path = json.loads(info.stdout)["GoMod"]
     mod_dir = workdir / tool.name
     mod_dir.mkdir(parents=True, exist_ok=True)
-    (mod_dir / "go.mod").write_text(wrapper_gomod(tool, Path(gomod_path).read_text()))
+    atomic_write(mod_dir / "go.mod", wrapper_gomod(tool, Path(gomod_path).read_text()))
     outdir.mkdir(parents=True, exist_ok=True)
     ldflags = " ".join(("-s", "-w") + tool.ldflags)
     if len(tool.packages) == 1:
         target = str(outdir / tool.outputs[0])
     else:
         target = str(outdir) + "/"
-    (outdir / f".{tool.name}.stamp.json").unlink(missing_ok=True)   # built, or not
+    stamp_path(tool, outdir).unlink(missing_ok=True)   # built, or not
     runner.run_logged(["go", "build", "-trimpath", "-ldflags", ldflags, "-o", target,
                        *tool.packages], timeout=timeout, env=env, cwd=mod_dir)
     write_stamp(tool, outdir, gov)

@@ -1,7 +1,11 @@
 """Container images built from Debian packages (debootstrap) and our Go builds.
 
-Every image carries a ``ducklake-infra.stamp`` label: a hash of everything that
-went into it. An image whose label matches is not rebuilt (idempotent, cached).
+Every image carries a ``ducklake-infra.stamp`` label that lists its inputs, each with a
+digest: ``base=<image id>,dockerfile=<digest>,file:kube-apiserver=<digest>,...`` (the
+binaries it contains, the image it is built on, its Dockerfile text; for a debootstrapped
+image its recipe: suite, mirror, packages, changes, post-commands). An image whose
+recorded inputs equal the wanted ones is current; otherwise ``bundle status`` names the
+inputs that changed and ``bundle build`` rebuilds it (``imagegraph``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ducklake_infra.provision.bundle import integrity
 from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.bundle import pins
 from ducklake_infra.provision.host import DOCKER
@@ -22,29 +27,70 @@ STAMP_LABEL = "ducklake-infra.stamp"
 
 
 def stamp_of(*parts) -> str:
+    """A short digest of ``parts``; a Path counts by its bytes (sha256, remembered)."""
     h = hashlib.sha256()
     for p in parts:
         if isinstance(p, Path):
-            h.update(p.read_bytes() if p.is_file() else str(p).encode())
+            h.update(integrity.sha256(p).encode() if p.is_file() else str(p).encode())
         else:
             h.update(json.dumps(p, sort_keys=True, default=str).encode())
         h.update(b"\0")
     return h.hexdigest()[:16]
 
 
-def image_stamp(runner: Runner, ref: str) -> str | None:
+def file_digest(path: Path) -> str:
+    return integrity.sha256(path)[:16] if path.is_file() else "missing"
+
+
+def short_id(image_id: str | None) -> str:
+    return image_id.removeprefix("sha256:")[:16] if image_id else "missing"
+
+
+def format_inputs(inputs: dict[str, str]) -> str:
+    """The stamp label's value: ``name=digest`` pairs, sorted, comma-separated (a
+    Dockerfile LABEL word: no spaces, quotes or ``$``)."""
+    for k, v in inputs.items():
+        if not k or any(c in k + v for c in ",= \"'$\\"):
+            raise ValueError(f"image input {k}={v} cannot go in a label")
+    return ",".join(f"{k}={v}" for k, v in sorted(inputs.items()))
+
+
+def parse_inputs(label: str | None) -> dict[str, str]:
+    """Inverse of format_inputs. A label without ``=`` is a stamp from before inputs were
+    itemized: the one digest it holds was the recipe of a debootstrapped image (still
+    computed the same way), and matches nothing else."""
+    if not label:
+        return {}
+    if "=" not in label:
+        return {"recipe": label}
+    return dict(part.split("=", 1) for part in label.split(",") if "=" in part)
+
+
+def changed_inputs(recorded: dict[str, str], wanted: dict[str, str]) -> list[str]:
+    """Names of the inputs that differ (added, removed or changed)."""
+    return sorted(k for k in recorded.keys() | wanted.keys() if recorded.get(k) != wanted.get(k))
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """What the Docker engine holds under a reference."""
+    id: str
+    size: int
+    labels: dict
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        return parse_inputs(self.labels.get(STAMP_LABEL))
+
+
+def inspect_image(runner: Runner, ref: str) -> LocalImage | None:
     res = runner.run([DOCKER, "image", "inspect", "--format",
-                      "{{json .Config.Labels}}", ref], timeout=60, check=False, mutating=False)
-    if res.returncode != 0:
-        return None
-    labels = json.loads(res.stdout or "null") or {}
-    return labels.get(STAMP_LABEL)
-
-
-def image_size(runner: Runner, ref: str) -> int | None:
-    res = runner.run([DOCKER, "image", "inspect", "--format", "{{.Size}}", ref], timeout=60,
+                      "{{.Id}} {{.Size}} {{json .Config.Labels}}", ref], timeout=60,
                      check=False, mutating=False)
-    return int(res.stdout.strip()) if res.returncode == 0 else None
+    parts = res.stdout.strip().split(" ", 2) if res.returncode == 0 else []
+    if len(parts) != 3:
+        return None
+    return LocalImage(parts[0], int(parts[1]), json.loads(parts[2] or "null") or {})
 
 
 # --------------------------------------------------------------------------
@@ -58,9 +104,10 @@ class RootfsImage:
     post: tuple[tuple[str, ...], ...] = ()  # commands run with chroot <rootfs> ...
     why: str = ""
 
-    def stamp(self) -> str:
-        return stamp_of(pins.DEBIAN_SUITE, pins.DEBIAN_MIRROR, self.packages, self.changes,
-                        self.post, "rootfs-v2")
+    def inputs(self) -> dict[str, str]:
+        # the recipe digest is what the stamp label held before inputs were itemized
+        return {"recipe": stamp_of(pins.DEBIAN_SUITE, pins.DEBIAN_MIRROR, self.packages,
+                                   self.changes, self.post, "rootfs-v2")}
 
 
 PATH_ENV = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -140,29 +187,25 @@ def slim(root: Path) -> None:
 
 
 def import_rootfs(runner: Runner, rootfs: Path, ref: str, changes: tuple[str, ...],
-                  stamp: str) -> None:
+                  inputs: dict[str, str]) -> None:
     tar = rootfs.parent / f"{rootfs.name}.tar"
     runner.run_logged(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tar), "."],
                       timeout=900)
     argv = [DOCKER, "import"]
-    for c in (*changes, f"LABEL {STAMP_LABEL}={stamp}"):
+    for c in (*changes, f"LABEL {STAMP_LABEL}={format_inputs(inputs)}"):
         argv += ["--change", c]
     runner.run([*argv, str(tar), ref], timeout=900)
     tar.unlink()
 
 
-def build_rootfs_image(runner: Runner, lay: L.Layout, spec: RootfsImage) -> bool:
-    """Build ``spec`` unless an image with the same stamp exists. True if built."""
-    stamp = spec.stamp()
-    if image_stamp(runner, spec.ref) == stamp:
-        return False
+def build_rootfs_image(runner: Runner, lay: L.Layout, spec: RootfsImage,
+                       inputs: dict[str, str]) -> None:
     name = spec.ref.split("/")[-1].replace(":", "-")
     root = debootstrap(runner, lay, name, spec.packages)
     for cmd in spec.post:
         runner.run(["chroot", str(root), *cmd], timeout=300)
-    import_rootfs(runner, root, spec.ref, spec.changes, stamp)
+    import_rootfs(runner, root, spec.ref, spec.changes, inputs)
     shutil.rmtree(root)
-    return True
 
 
 # --------------------------------------------------------------------------
@@ -172,34 +215,41 @@ def build_rootfs_image(runner: Runner, lay: L.Layout, spec: RootfsImage) -> bool
 class BinaryImage:
     ref: str
     base: str  # "scratch" or an image ref built above
-    files: tuple[tuple[str, str], ...]  # (source path, destination in image)
+    files: tuple[tuple[str, str], ...]  # (source key, destination in image)
     instructions: tuple[str, ...] = ()
     why: str = ""
     extra: tuple = field(default=())
 
+    def dockerfile(self) -> str:
+        """The Dockerfile, but for its stamp label; the context holds file i as ``f<i>``."""
+        lines = [f"FROM {self.base}"]
+        lines += [f"COPY f{i} {dest}" for i, (_, dest) in enumerate(self.files)]
+        return "\n".join([*lines, *self.instructions]) + "\n"
 
-def build_binary_image(runner: Runner, img: BinaryImage, sources: dict[str, Path]) -> bool:
-    """``sources`` maps each file key to a path on the host."""
-    base_stamp = "" if img.base == "scratch" else (image_stamp(runner, img.base) or "")
-    stamp = stamp_of(img.ref, img.base, base_stamp, img.instructions, img.extra,
-                     *[sources[k] for k, _ in img.files], [d for _, d in img.files])
-    if image_stamp(runner, img.ref) == stamp:
-        return False
-    with tempfile.TemporaryDirectory(prefix="dli-img-") as tmp:
+    def inputs(self, sources: dict[str, Path], base_id: str | None) -> dict[str, str]:
+        """What the image is made of: its Dockerfile, the image it starts from (by ID) and
+        every file it copies in (``sources`` maps each file key to a path on the host)."""
+        out = {"dockerfile": stamp_of(self.dockerfile(), self.extra)}
+        if self.base != "scratch":
+            out["base"] = short_id(base_id)
+        out.update({f"file:{key}": file_digest(sources[key]) for key, _ in self.files})
+        return out
+
+
+def build_binary_image(runner: Runner, lay: L.Layout, img: BinaryImage,
+                       sources: dict[str, Path], inputs: dict[str, str]) -> None:
+    """``docker build`` of ``img`` with its inputs in the stamp label."""
+    (lay.root / "build").mkdir(parents=True, exist_ok=True)
+    # a partial name: what a killed build leaves is swept by the next one
+    with tempfile.TemporaryDirectory(prefix=".image-context-", suffix=integrity.PARTIAL,
+                                     dir=lay.root / "build") as tmp:
         ctx = Path(tmp)
-        lines = [f"FROM {img.base}"]
-        for i, (key, dest) in enumerate(img.files):
-            src = sources[key]
-            local = f"f{i}-{src.name}"
-            shutil.copy2(src, ctx / local)
-            (ctx / local).chmod(0o755)  # every file we add is an executable
-            lines.append(f"COPY {local} {dest}")
-        lines += list(img.instructions)
-        lines.append(f"LABEL {STAMP_LABEL}={stamp}")
-        (ctx / "Dockerfile").write_text("\n".join(lines) + "\n")
+        for i, (key, _) in enumerate(img.files):
+            integrity.atomic_copy(sources[key], ctx / f"f{i}")  # every file we add is executable
+        integrity.atomic_write(ctx / "Dockerfile", img.dockerfile()
+                               + f"LABEL {STAMP_LABEL}={format_inputs(inputs)}\n")
         runner.run_logged([DOCKER, "build", "-q", "-t", img.ref, str(ctx)], timeout=900,
                           env={"DOCKER_BUILDKIT": "0"})
-    return True
 
 
 def node_component_images() -> list[BinaryImage]:

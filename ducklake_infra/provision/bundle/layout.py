@@ -60,9 +60,19 @@ class Layout:
     def manifest(self) -> Path:
         return self.root / "bundle.json"
 
+    @property
+    def hash_store(self) -> Path:
+        """Digests of the bundle's files, remembered by stat (integrity.use_hash_store)."""
+        return self.root / "build" / "sha256-cache.json"
+
     def chart(self, name: str) -> Path:
         """Path of a chart directory the bundle provides (``minio``)."""
         return self.charts / name
+
+    def chart_record(self, name: str) -> Path:
+        """What the chart's copy holds: each file's size and sha256 (beside it, since
+        helm packages every file inside a chart directory)."""
+        return self.charts / f".{name}.files.json"
 
     def tool(self, name: str) -> Path:
         return self.bin / name

@@ -13,8 +13,8 @@ import shutil
 import time
 from pathlib import Path
 
+from ducklake_infra.provision.bundle import integrity
 from ducklake_infra.provision.bundle import images as I
-from ducklake_infra.provision.images import local_image_id
 from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.bundle import pins
 from ducklake_infra.provision.errors import DucklakeInfraError
@@ -82,75 +82,102 @@ def prepare_node_rootfs(runner: Runner, root: Path, kind_dir: Path) -> None:
     runner.run(["chroot", str(root), "/bin/bash", "-c", script], timeout=300)
 
 
-def build_node_base(runner: Runner, lay: L.Layout, kind_dir: Path) -> bool:
-    stamp = I.stamp_of(pins.DEBIAN_SUITE, I.NODE_PACKAGES, pins.KIND_VERSION, "node-base-v2")
-    if I.image_stamp(runner, NODE_BASE_IMAGE) == stamp:
-        return False
+def node_base_inputs() -> dict[str, str]:
+    # the recipe digest is what the stamp label held before inputs were itemized
+    return {"recipe": I.stamp_of(pins.DEBIAN_SUITE, I.NODE_PACKAGES, pins.KIND_VERSION,
+                                 "node-base-v2")}
+
+
+def build_node_base(runner: Runner, lay: L.Layout, kind_dir: Path,
+                    inputs: dict[str, str]) -> None:
     root = I.debootstrap(runner, lay, "kind-node-base", I.NODE_PACKAGES)
     prepare_node_rootfs(runner, root, kind_dir)
     I.import_rootfs(runner, root, NODE_BASE_IMAGE,
                     ("ENV container=docker",
-                     'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]'), stamp)
+                     'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]'), inputs)
     shutil.rmtree(root)
-    return True
+
+
+def component_refs() -> list[str]:
+    """Every image baked into the node's containerd: the cluster's own components, and the
+    stack images that do not change with the project's code (MinIO, mc, PostgreSQL), so
+    a new cluster starts with them and `up` loads only what the node lacks (by image ID):
+    the backend image (issue 14: image loads were 43% of a cold `up`)."""
+    return [img.ref for img in I.node_component_images()] + \
+        [img.ref for img in I.stack_images()] + [L.POSTGRES_IMAGE]
+
+
+NODE_BINARIES = {"kubeadm": "/usr/bin/kubeadm", "kubelet": "/usr/bin/kubelet",
+                 "kubectl": "/usr/bin/kubectl", "crictl": "/usr/local/bin/crictl"}
+
+# Run inside the build container: start containerd, import the node's images, set the
+# sandbox image and the OOM clamp, stop containerd.
+NODE_SETUP = (
+    "set -e; chmod 0755 " + " ".join(NODE_BINARIES.values()) + "; "
+    "(containerd > /var/log/containerd-build.log 2>&1 &); "
+    "for i in $(seq 60); do ctr version >/dev/null 2>&1 && break; sleep 1; done; "
+    "ctr oci spec | jq '.hooks.createContainer[.hooks.createContainer|length] |= . + "
+    "{\"path\": \"/kind/bin/mount-product-files.sh\"}' | jq 'del(.process.rlimits)' "
+    "> /etc/containerd/cri-base.json; "
+    "ctr -n k8s.io images import --all-platforms --no-unpack /kind/images.tar; "
+    "rm -f /kind/images.tar; "
+    f"sed -i 's#sandbox_image = .*#sandbox_image = \"{L.PAUSE_IMAGE}\"#' "
+    "/etc/containerd/config.toml; "
+    # Lowering oom_score_adj (kubelet asks -998 for static pods) needs
+    # CAP_SYS_RESOURCE, which some hosts' bounding sets lack; clamp it instead
+    # (what kind does for rootless nodes). Without this runc init dies with
+    # "can't get final child's PID from pipe: EOF".
+    "sed -i 's#restrict_oom_score_adj = false#restrict_oom_score_adj = true#' "
+    "/etc/containerd/config.toml; grep -q 'restrict_oom_score_adj = true' "
+    "/etc/containerd/config.toml; "
+    "ctr -n k8s.io images ls -q; "
+    "pkill containerd; for i in $(seq 30); do pgrep -x containerd >/dev/null || break; sleep 1; done; "
+    "rm -rf /var/log/containerd-build.log")
+# docker commit/import cannot set STOPSIGNAL (systemd stops on SIGRTMIN+3): one
+# Dockerfile line on top of the committed container does, with the stamp label.
+NODE_COMMIT_CHANGES = ('ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]', "CMD []",
+                       "ENV container=docker")
+NODE_DOCKERFILE = "FROM {committed}\nSTOPSIGNAL SIGRTMIN+3\n"
+
+
+def node_inputs(image_ids: dict[str, str | None], kind_dir: Path,
+                bins: Path) -> dict[str, str]:
+    """What the node image is made of: the node base and every image in its containerd (by
+    ID), the Kubernetes binaries, kind's storage manifest, our CNI manifest, and how it is
+    assembled (setup script, commit changes, Dockerfile)."""
+    out = {"base": I.short_id(image_ids.get(NODE_BASE_IMAGE)),
+           "storage": I.stamp_of(storage_manifest(kind_dir)), "cni": I.stamp_of(cni_manifest()),
+           "assembly": I.stamp_of(NODE_SETUP, NODE_COMMIT_CHANGES, NODE_DOCKERFILE, "node-v3")}
+    out.update({f"image:{ref}": I.short_id(image_ids.get(ref)) for ref in component_refs()})
+    out.update({f"file:{b}": I.file_digest(bins / b) for b in NODE_BINARIES})
+    return out
 
 
 def build_node_image(runner: Runner, lay: L.Layout, kind_dir: Path, bins: Path,
-                     node_images: list[str]) -> bool:
+                     inputs: dict[str, str]) -> None:
     """Node base + Kubernetes binaries + manifests + images in containerd."""
-    ids = [local_image_id(runner, r) for r in node_images]
-    if None in ids:
-        missing = [r for r, i in zip(node_images, ids) if i is None]
+    node_images = component_refs()
+    missing = [r for r in node_images if inputs.get(f"image:{r}") == "missing"]
+    if missing:
         raise DucklakeInfraError(f"node images missing before node assembly: {missing}")
-    storage, cni = storage_manifest(kind_dir), cni_manifest()
-    stamp = I.stamp_of(I.image_stamp(runner, NODE_BASE_IMAGE), ids, storage, cni,
-                       *[bins / b for b in ("kubeadm", "kubelet", "kubectl", "crictl")],
-                       "node-v2")
-    if I.image_stamp(runner, L.NODE_IMAGE) == stamp:
-        return False
     work = lay.root / "build" / "node"
     shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    (work / "default-storage.yaml").write_text(storage)
-    (work / "default-cni.yaml").write_text(cni)
-    (work / "version").write_text(pins.K8S_VERSION + "\n")
+    integrity.atomic_write(work / "default-storage.yaml", storage_manifest(kind_dir))
+    integrity.atomic_write(work / "default-cni.yaml", cni_manifest())
+    integrity.atomic_write(work / "version", pins.K8S_VERSION + "\n")
     tar = work / "images.tar"
     I.save_images(runner, node_images, tar)
     name = f"dli-node-build-{int(time.time())}"
     runner.run([DOCKER, "run", "-d", "--name", name, "--privileged", "--entrypoint", "sleep",
                 NODE_BASE_IMAGE, "infinity"], timeout=120)
     try:
-        for b in ("kubeadm", "kubelet", "kubectl"):
-            runner.run([DOCKER, "cp", str(bins / b), f"{name}:/usr/bin/{b}"], timeout=300)
-        runner.run([DOCKER, "cp", str(bins / "crictl"), f"{name}:/usr/local/bin/crictl"],
-                   timeout=120)
+        for b, dest in NODE_BINARIES.items():
+            runner.run([DOCKER, "cp", str(bins / b), f"{name}:{dest}"], timeout=300)
         runner.run([DOCKER, "cp", str(work / "version"), f"{name}:/kind/version"], timeout=60)
         for f in ("default-storage.yaml", "default-cni.yaml"):
             runner.run([DOCKER, "cp", str(work / f), f"{name}:/kind/manifests/{f}"], timeout=60)
         runner.run([DOCKER, "cp", str(tar), f"{name}:/kind/images.tar"], timeout=900)
-        setup = (
-            "set -e; chmod 0755 /usr/bin/kubeadm /usr/bin/kubelet /usr/bin/kubectl "
-            "/usr/local/bin/crictl; "
-            "(containerd > /var/log/containerd-build.log 2>&1 &); "
-            "for i in $(seq 60); do ctr version >/dev/null 2>&1 && break; sleep 1; done; "
-            "ctr oci spec | jq '.hooks.createContainer[.hooks.createContainer|length] |= . + "
-            "{\"path\": \"/kind/bin/mount-product-files.sh\"}' | jq 'del(.process.rlimits)' "
-            "> /etc/containerd/cri-base.json; "
-            "ctr -n k8s.io images import --all-platforms --no-unpack /kind/images.tar; "
-            "rm -f /kind/images.tar; "
-            f"sed -i 's#sandbox_image = .*#sandbox_image = \"{L.PAUSE_IMAGE}\"#' "
-            "/etc/containerd/config.toml; "
-            # Lowering oom_score_adj (kubelet asks -998 for static pods) needs
-            # CAP_SYS_RESOURCE, which some hosts' bounding sets lack; clamp it instead
-            # (what kind does for rootless nodes). Without this runc init dies with
-            # "can't get final child's PID from pipe: EOF".
-            "sed -i 's#restrict_oom_score_adj = false#restrict_oom_score_adj = true#' "
-            "/etc/containerd/config.toml; grep -q 'restrict_oom_score_adj = true' "
-            "/etc/containerd/config.toml; "
-            "ctr -n k8s.io images ls -q; "
-            "pkill containerd; for i in $(seq 30); do pgrep -x containerd >/dev/null || break; sleep 1; done; "
-            "rm -rf /var/log/containerd-build.log")
-        res = runner.run([DOCKER, "exec", name, "bash", "-c", setup], timeout=1200)
+        res = runner.run([DOCKER, "exec", name, "bash", "-c", NODE_SETUP], timeout=1200)
         have = set(res.stdout.split())
         for ref in node_images:
             full = ref if "/" in ref.split(":")[0] and "." in ref.split("/")[0] else f"docker.io/{ref}"
@@ -158,14 +185,12 @@ def build_node_image(runner: Runner, lay: L.Layout, kind_dir: Path, bins: Path,
                 raise DucklakeInfraError(f"image {ref} did not land in the node's containerd "
                                          f"(have: {sorted(have)})")
         committed = f"{L.NODE_IMAGE}-commit"
-        runner.run([DOCKER, "commit",
-                    "--change", 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]',
-                    "--change", "CMD []", "--change", "ENV container=docker",
-                    name, committed], timeout=900)
-        # docker commit/import cannot set STOPSIGNAL (systemd stops on SIGRTMIN+3):
-        # one Dockerfile line on top does, together with the stamp label.
-        (work / "Dockerfile").write_text(f"FROM {committed}\nSTOPSIGNAL SIGRTMIN+3\n"
-                                         f"LABEL {I.STAMP_LABEL}={stamp}\n")
+        commit = [DOCKER, "commit"]
+        for c in NODE_COMMIT_CHANGES:
+            commit += ["--change", c]
+        runner.run([*commit, name, committed], timeout=900)
+        integrity.atomic_write(work / "Dockerfile", NODE_DOCKERFILE.format(committed=committed)
+                               + f"LABEL {I.STAMP_LABEL}={I.format_inputs(inputs)}\n")
         tar.unlink(missing_ok=True)
         runner.run([DOCKER, "build", "-q", "-t", L.NODE_IMAGE, str(work)], timeout=600,
                    env={"DOCKER_BUILDKIT": "0"})
@@ -173,4 +198,3 @@ def build_node_image(runner: Runner, lay: L.Layout, kind_dir: Path, bins: Path,
     finally:
         runner.run([DOCKER, "rm", "-f", name], timeout=120, check=False)
         shutil.rmtree(work, ignore_errors=True)
-    return True
