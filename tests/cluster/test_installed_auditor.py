@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 import ducklake_infra
 from ducklake_infra.provision.bundle import layout as L
@@ -77,6 +78,17 @@ def test_the_installed_package_audits_from_an_empty_directory(installed, cluster
     assert ids == set(R.registry().controls), ids ^ set(R.registry().controls)
     assert doc["verdict"] == "partial"       # mutating controls are not evaluated read-only
     assert (reports / "report.html").is_file() and (reports / "junit.xml").is_file()
+    # every format, read back: results.json against the schema the wheel ships
+    from jsonschema import Draft202012Validator
+    schema = next(installed.glob("lib/python*/site-packages/ducklake_infra/suites/schemas/"
+                                 "results.schema.json"))
+    Draft202012Validator(json.loads(schema.read_text())).validate(doc)
+    policy = [d for d in yaml.safe_load_all((reports / "policyreport.yaml").read_text()) if d]
+    assert {d["kind"] for d in policy} <= {"PolicyReport", "ClusterPolicyReport"} and policy
+    assert sum(len(d.get("results", [])) for d in policy) == len(ids)
+    sarif = json.loads((reports / "results.sarif").read_text())
+    assert sarif["version"] == "2.1.0"
+    assert {r["id"] for r in sarif["runs"][0]["tool"]["driver"]["rules"]} == ids
     # nothing from the repository ran: every node id is a packaged suite
     junit = (reports / "junit.xml").read_text()
     suites = {p.stem for p in (ROOT / "ducklake_infra" / "suites").glob("test_*.py")}
