@@ -122,7 +122,7 @@ def pytest_ignore_collect(collection_path, config):
 def pytest_sessionstart(session):
     """An existing context is checked before anything runs: unknown context, missing
     credentials or an unreachable API server end the run with one clear line, exit 2,
-    and reports that say why (see :func:`ducklake_infra.suites.plugin.stop_run`)."""
+    and reports that say why (see :func:`ducklake_infra.suites.report_hooks.stop_run`)."""
     config = session.config
     name = config.getoption("--cluster")
     if name == "kind" or config.getoption("--collect-only", default=False):
@@ -134,7 +134,7 @@ def pytest_sessionstart(session):
                        node_image="", kubeconfig=kc).ensure()
     except DucklakeInfraError as exc:
         # not pytest.exit: it prints the reason twice and skips every report
-        from ducklake_infra.suites.plugin import stop_run
+        from ducklake_infra.suites.report_hooks import stop_run
         stop_run(config, str(exc), r.redactor.secrets)
 
 

@@ -244,3 +244,15 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"{_DESELECTED[0]} upstream-schema tests not run: set DUCKLAKE_INFRA_UPSTREAM_SCHEMAS "
             "to a folder with the pinned files (tests/suites_unit/data/README.md)", yellow=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_gather():
+    """After every test of this folder the real gather is in place: in-process pytester
+    runs replace it with a fake, and the live suites later in the same process must
+    never read a unit test's objects (seen once in CI). Checked per test, so no test
+    has to run last."""
+    import ducklake_infra.suites.live as live_module
+    real = live_module.gather
+    yield
+    assert live_module.gather is real, "a test left suites.live.gather patched"
