@@ -4,7 +4,7 @@ on objects, registered like ducklake_infra/suites/checks.py's."""
 from __future__ import annotations
 
 from ducklake_infra.provision.spec import StackSpec
-from ducklake_infra.suites.checks import _stack_namespaces, check
+from ducklake_infra.suites.checks.core import _stack_namespaces, check
 from ducklake_infra.suites.objects import Objects, name_of, pod_spec
 from ducklake_infra.suites.registry import Result, result
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from ducklake_infra.provision.spec import StackSpec
-from ducklake_infra.suites.checks import (CheckInputMissing, _backend_deployment, _env_value, _stack_namespaces,
+from ducklake_infra.suites.checks.core import (CheckInputMissing, _backend_deployment, _env_value, _stack_namespaces,
                            as_control, check)
 from ducklake_infra.suites.objects import Objects, containers, name_of, pod_spec
 from ducklake_infra.suites.registry import ERROR, FAIL, PASS, WARN, Result, result
