@@ -72,7 +72,10 @@ class FakeDocker(FakeRunner):
             for pkg in packages:      # a directory target: one output per package
                 path = Path(target) / pkg.rsplit("/", 1)[-1] if target.endswith("/") \
                     else Path(target)
-                path.write_bytes(World.built_bytes(path.name))
+                want = World.built_bytes(path.name)
+                if path.exists() and path.read_bytes()[:16] == want[:16]:
+                    continue      # like go: the embedded build ID matches, the file is kept
+                path.write_bytes(want)
             return 0, ""
         if argv[0] == "gcc":
             Path(argv[argv.index("-o") + 1]).write_bytes(b"\x7fELF pause, static")

@@ -119,6 +119,18 @@ def test_a_go_build_killed_midway_is_never_present_and_is_rebuilt(world, referen
     _same_as(world, reference)
 
 
+def test_an_altered_go_output_is_rebuilt_not_stamped(world, reference):
+    """Found on the real cache: a byte appended to build/bin/mc left its build ID intact,
+    so `go build` kept the file and the build stamped the altered bytes as built (and
+    rebuilt the mc and node images from them). build_tool now removes the outputs first."""
+    kubelet = world.lay.node_bin / "kubelet"
+    kubelet.write_bytes(kubelet.read_bytes() + b"\0")
+    assert world.states()["node-bin/kubelet"].state == "corrupt"
+    world.build()
+    assert kubelet.read_bytes() == World.built_bytes("kubelet")
+    _same_as(world, reference)
+
+
 def test_a_write_that_fails_midway_leaves_no_file_under_the_real_name(world, reference,
                                                                       monkeypatch):
     def broken(src, dst):

@@ -139,6 +139,10 @@ def build_tool(runner: Runner, tool: GoTool, workdir: Path, outdir: Path,
     else:
         target = str(outdir) + "/"
     stamp_path(tool, outdir).unlink(missing_ok=True)   # built, or not
+    # go build leaves an output alone when its embedded build ID matches, whatever else
+    # changed in the file: an altered binary would be stamped as built. Remove them all.
+    for b in tool.outputs:
+        (outdir / b).unlink(missing_ok=True)
     runner.run_logged(["go", "build", "-trimpath", "-ldflags", ldflags, "-o", target,
                        *tool.packages], timeout=timeout, env=env, cwd=mod_dir)
     write_stamp(tool, outdir, gov)
