@@ -11,6 +11,7 @@ import sys
 
 from ducklake_infra.provision import spec as S
 from ducklake_infra.provision import stack, status
+from ducklake_infra.provision import render
 from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.cluster import select_cluster
 from ducklake_infra.provision.errors import DucklakeInfraError
@@ -119,7 +120,7 @@ def require_bundle(args, runner: Runner) -> None:
 
 def image_keys(spec: S.StackSpec) -> list[str]:
     """What --image may override: the spec's images and the backend."""
-    return sorted({*spec.images, stack.BACKEND_IMAGE_KEY})
+    return sorted({*spec.images, render.BACKEND_IMAGE_KEY})
 
 
 def parse_images(items: list[str], keys: list[str] | None = None) -> dict[str, str]:
@@ -142,16 +143,16 @@ def _registry(args) -> "stack.I.Registry | None":
     return stack.I.parse_registry(args.registry, insecure=True if args.plain_http else None)
 
 
-def _options(args, spec: S.StackSpec) -> stack.Options:
-    return stack.Options(layout=layout_of(args), images=parse_images(args.image, image_keys(spec)),
+def _options(args, spec: S.StackSpec) -> render.Options:
+    return render.Options(layout=layout_of(args), images=parse_images(args.image, image_keys(spec)),
                          online=getattr(args, "online", False), registry=_registry(args))
 
 
-def check_real_context(args, opts: stack.Options, verb: str = "up") -> None:
+def check_real_context(args, opts: render.Options, verb: str = "up") -> None:
     """A cluster that is not kind: images must come from a registry, and changes need --yes."""
     if args.cluster == "kind":
         return
-    if opts.registry is None and stack.BACKEND_IMAGE_KEY not in opts.images:
+    if opts.registry is None and render.BACKEND_IMAGE_KEY not in opts.images:
         raise DucklakeInfraError(
             f"context {args.cluster!r} is not a kind cluster: images cannot be loaded into it. "
             "Pass --registry HOST[:PORT]/PREFIX (a registry the cluster pulls from, e.g. "

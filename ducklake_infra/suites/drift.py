@@ -176,7 +176,7 @@ def resource_diff(live: Mapping | None, want: Mapping | None) -> list[str]:
 # ---- what the provisioner would install now ------------------------------------------------
 def expected_images(spec: StackSpec, images: Mapping[str, str] | None = None) -> dict[str, str]:
     """Image key -> reference, exactly as ``ducklake-infra up`` resolves them."""
-    from ducklake_infra.provision.stack import Options, image_refs
+    from ducklake_infra.provision.render import Options, image_refs
     return image_refs(spec, Options(images=dict(images or {})))
 
 
@@ -184,7 +184,7 @@ def component_images(spec: StackSpec, component: str,
                      refs: Mapping[str, str]) -> dict[str, str]:
     """Chart value prefix (or ``container <name>``) -> expected reference."""
     if component == "backend":
-        from ducklake_infra.provision.stack import BACKEND_IMAGE_KEY
+        from ducklake_infra.provision.render import BACKEND_IMAGE_KEY
         return {f"container {spec.backend.container}": refs[BACKEND_IMAGE_KEY]}
     rel = _release(spec, component)
     return {prefix: refs[key] for prefix, key in rel.images.items()}
@@ -192,7 +192,7 @@ def component_images(spec: StackSpec, component: str,
 
 def expected_backend(spec: StackSpec, image: str) -> dict[str, dict]:
     """The backend objects ``up`` applies (kind -> object)."""
-    from ducklake_infra.provision.stack import backend_objects
+    from ducklake_infra.provision.render import backend_objects
     return {o["kind"]: o for o in backend_objects(spec, image)}
 
 
@@ -493,7 +493,7 @@ CHECKS = {"chart": check_chart_drift, "image": check_image_drift,
 
 def release_spec_hash(spec: StackSpec, component: str, refs: Mapping[str, str]) -> str | None:
     """The ducklakeInfra.specHash ``up`` would store now (None: chart not on disk)."""
-    from ducklake_infra.provision.stack import Options, helm_upgrade_argv
+    from ducklake_infra.provision.render import Options, helm_upgrade_argv
     rel = _release(spec, component)
     try:
         return helm_upgrade_argv(["helm"], spec, rel, refs, Options())[1]

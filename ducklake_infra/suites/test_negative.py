@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from ducklake_infra.provision import stack as stackmod
+from ducklake_infra.provision import render
 from ducklake_infra.suites import checks, supply_chain
 from ducklake_infra.suites.objects import Objects
 from ducklake_infra.suites.registry import FAIL, PASS, WARN, registry
@@ -27,23 +27,23 @@ STALE = ["--set-string", "image.repository=quay.io/minio/minio",
          "--set-string", "image.tag=RELEASE.2024-12-18T13-15-44Z"]
 
 
-def render(spec, runner, extra: list[str]) -> Objects:
+def render_minio(spec, runner, extra: list[str]) -> Objects:
     rel = spec.releases[spec.minio.release]
-    opts = stackmod.Options()
-    refs = stackmod.image_refs(spec, opts)
-    chart_args, local = stackmod.chart_source(spec, rel, opts)
+    opts = render.Options()
+    refs = render.image_refs(spec, opts)
+    chart_args, local = render.chart_source(spec, rel, opts)
     if local is not None and not local.is_dir():
         pytest.fail(f"chart {local} is missing: run `ducklake-infra bundle build`", pytrace=False)
     argv = ["helm", "template", rel.name, *chart_args, "--namespace", rel.namespace,
             *[a for f in rel.values for a in ("-f", str(f))],
-            *stackmod.release_overrides(spec, rel, refs), *extra]
+            *render.release_overrides(spec, rel, refs), *extra]
     out = runner.run(argv, timeout=120, mutating=False).stdout
     return Objects.from_manifests(out, rel.namespace)
 
 
 @pytest.fixture(scope="module")
 def rendered_bad(spec, runner):
-    objs = render(spec, runner, BAD)
+    objs = render_minio(spec, runner, BAD)
     objs.helm_values[spec.minio.release] = {"mode": "standalone", "existingSecret": "",
                                            "rootUser": "minioadmin", "rootPassword": "minioadmin"}
     return objs
@@ -53,8 +53,8 @@ def rendered_bad(spec, runner):
 def rendered_stale(spec, runner):
     """MinIO from a withdrawn source, the backend's manifests at :latest (nothing runs:
     no pod reports a digest)."""
-    backend = stackmod.backend_objects(spec, f"{spec.backend.image.repository}:latest")
-    return render(spec, runner, STALE).merged(Objects(backend))
+    backend = render.backend_objects(spec, f"{spec.backend.image.repository}:latest")
+    return render_minio(spec, runner, STALE).merged(Objects(backend))
 
 
 def test_nodeport_service_fails_minio_svc_001(rendered_bad, spec):
@@ -79,7 +79,7 @@ def test_inline_credentials_fail_minio_sec_001(rendered_bad, spec):
 
 def test_the_stack_values_render_conforming(spec, runner):
     """Control: the same render without the bad override passes those checks."""
-    objs = render(spec, runner, [])
+    objs = render_minio(spec, runner, [])
     assert checks.check_minio_services(objs, spec).status == PASS
     res = checks.check_minio_standalone(objs, spec)
     assert res.status == PASS, res.evidence

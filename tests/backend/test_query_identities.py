@@ -21,7 +21,7 @@ from minio.error import S3Error
 from ducklake_backend.app import create_app
 from ducklake_backend.config import Settings
 from ducklake_infra.provision import spec as specmod
-from ducklake_infra.provision import stack
+from ducklake_infra.provision import render
 from ducklake_infra.provision.bundle import layout as L
 
 from backend_testlib import AUTH, LAKE_BUCKET, RAW_BUCKET, backend_env
@@ -70,7 +70,7 @@ def identities(pg_server, minio_server, tmp_path_factory):
                        env=env, timeout=60)
     admin = MinioAdmin(endpoint=minio_server.endpoint, credentials=StaticProvider(
         minio_server.access_key, minio_server.secret_key), secure=False)
-    policy = stack.minio_query_policy(specmod.load())
+    policy = render.minio_query_policy(specmod.load())
     doc = {"Version": "2012-10-17", "Statement": [
         {"Effect": st["effect"], "Action": st["actions"],
          "Resource": [r.replace(":::lake", f":::{LAKE_BUCKET}") for r in st["resources"]]}

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from ducklake_infra.provision import spec as S
-from ducklake_infra.provision import stack
+from ducklake_infra.provision import render
 from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.bundle import pins
 
@@ -45,8 +45,8 @@ def spec() -> S.StackSpec:
 
 
 @pytest.fixture(scope="session")
-def opts() -> stack.Options:
-    return stack.Options(layout=L.layout())
+def opts() -> render.Options:
+    return render.Options(layout=L.layout())
 
 
 @pytest.fixture(scope="session")
@@ -58,10 +58,10 @@ def minio_chart(opts) -> Path:
     return p
 
 
-def helm_args(spec: S.StackSpec, opts: stack.Options, key: str) -> tuple[str, str, list[str]]:
+def helm_args(spec: S.StackSpec, opts: render.Options, key: str) -> tuple[str, str, list[str]]:
     """(release, chart dir, values+override args) exactly as `up` passes them."""
     rel = spec.releases[key]
-    argv, _ = stack.helm_upgrade_argv(["helm"], spec, rel, stack.image_refs(spec, opts), opts)
+    argv, _ = render.helm_upgrade_argv(["helm"], spec, rel, render.image_refs(spec, opts), opts)
     i = argv.index("--namespace")
     tail = argv[i:]
     for flag in ("--wait",):
@@ -81,7 +81,7 @@ def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess:
     return res
 
 
-def render(helm: Path, spec, opts, key: str) -> list[dict]:
+def render_chart(helm: Path, spec, opts, key: str) -> list[dict]:
     name, chart, args = helm_args(spec, opts, key)
     kube_version = pins.K8S_VERSION.lstrip("v")
     res = run_helm(helm, "template", name, chart, *args, "--kube-version", kube_version)
@@ -90,9 +90,9 @@ def render(helm: Path, spec, opts, key: str) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def minio_objects(helm, spec, opts, minio_chart) -> list[dict]:
-    return render(helm, spec, opts, "minio")
+    return render_chart(helm, spec, opts, "minio")
 
 
 @pytest.fixture(scope="session")
 def postgres_objects(helm, spec, opts) -> list[dict]:
-    return render(helm, spec, opts, "postgresql")
+    return render_chart(helm, spec, opts, "postgresql")

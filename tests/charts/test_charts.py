@@ -91,8 +91,8 @@ def test_workloads_are_non_root_with_resources(objs_fixture, request):
 
 @pytest.mark.parametrize("objs_fixture", ["postgres_objects", "minio_objects"])
 def test_images_come_from_the_spec(objs_fixture, request, spec, opts):
-    from ducklake_infra.provision import stack
-    refs = stack.image_refs(spec, opts)
+    from ducklake_infra.provision import render
+    refs = render.image_refs(spec, opts)
     allowed = {refs[k] for k in ("minio", "mc", "postgresql")}
     for o in request.getfixturevalue(objs_fixture):
         if o["kind"] in WORKLOADS:
@@ -197,10 +197,10 @@ def test_network_policies_select_the_charts_pods(minio_objects, postgres_objects
 def test_every_rendered_pod_passes_the_restricted_profile(minio_objects, postgres_objects, spec):
     """up labels the stack's namespaces enforce=restricted (SEC-PSS-001): a chart pod that
     does not pass would be refused by the API server."""
-    from ducklake_infra.provision import stack
+    from ducklake_infra.provision import render
     from ducklake_infra.suites.security import restricted_violations
     from ducklake_infra.suites.objects import pod_spec
-    objs = [*minio_objects, *postgres_objects, *stack.backend_objects(spec, "x/backend:1")]
+    objs = [*minio_objects, *postgres_objects, *render.backend_objects(spec, "x/backend:1")]
     pods = [o for o in objs if o["kind"] in ("Deployment", "StatefulSet", "Job", "Pod")]
     assert len(pods) >= 4
     bad = {o["metadata"]["name"]: restricted_violations(pod_spec(o)) for o in pods}

@@ -7,7 +7,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from ducklake_infra.provision import stack
+
+from ducklake_infra.provision import render
 
 from .conftest import K8S_SCHEMA_VERSION
 
@@ -34,7 +35,7 @@ def test_network_policies_validate_strictly(spec):
 
 
 def test_applied_backend_objects_validate_strictly(spec):
-    for obj in stack.backend_objects(spec, "ducklake-infra/backend:abc123"):
+    for obj in render.backend_objects(spec, "ducklake-infra/backend:abc123"):
         kubernetes_validate.validate(obj, K8S_SCHEMA_VERSION, strict=True)
 
 
@@ -46,7 +47,7 @@ def test_schema_validation_catches_mistakes():
 
 
 def test_backend_deployment_shape(spec):
-    objs = {o["kind"]: o for o in stack.backend_objects(spec, "img:1")}
+    objs = {o["kind"]: o for o in render.backend_objects(spec, "img:1")}
     d = objs["Deployment"]
     pod = d["spec"]["template"]["spec"]
     c = pod["containers"][0]

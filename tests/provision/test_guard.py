@@ -327,13 +327,13 @@ def test_the_projects_own_helm_template_commands_are_allowed():
     """The negative suite renders the charts with the same overrides `up` installs
     (--set-json among them) under --readonly: every such argv must pass."""
     from ducklake_infra.provision import spec as specmod
-    from ducklake_infra.provision import stack
+    from ducklake_infra.provision import render
     spec = specmod.load()
-    opts = stack.Options()
-    refs = stack.image_refs(spec, opts)
+    opts = render.Options()
+    refs = render.image_refs(spec, opts)
     for rel in spec.releases.values():
-        chart_args, _ = stack.chart_source(spec, rel, opts)
+        chart_args, _ = render.chart_source(spec, rel, opts)
         argv = ["helm", "template", rel.name, *chart_args, "--namespace", rel.namespace,
                 *[a for f in rel.values for a in ("-f", str(f))],
-                *stack.release_overrides(spec, rel, refs)]
+                *render.release_overrides(spec, rel, refs)]
         check_command(argv)

@@ -175,13 +175,13 @@ def build(spec: specmod.StackSpec) -> Objects:
     releases = [
         {"name": r.name, "namespace": r.namespace, "chart": f"{r.chart.name}-{r.chart.version}",
          "status": "deployed", "revision": "1", "app_version": "x"} for r in spec.releases.values()]
-    from ducklake_infra.provision import stack as stackmod
+    from ducklake_infra.provision import render
     values = {m.release: {"mode": "standalone", "existingSecret": m.root_secret.name,
                           "rootUser": "", "rootPassword": "",
                           "users": [{"accessKey": u.access_key, "policy": u.policy}
                                     for u in (m.backend_user, m.query_user)],
-                          "policies": [stackmod.minio_backend_policy(spec),
-                                       stackmod.minio_query_policy(spec)]}}
+                          "policies": [render.minio_backend_policy(spec),
+                                       render.minio_query_policy(spec)]}}
     logs = {f"{sns}/minio-abc/minio": "API: http://10.0.0.1:9000\n",
             f"{bns}/ducklake-backend-xyz/backend": '{"msg": "starting"}\n'}
     return Objects(items, helm_releases=releases, helm_values=values, logs=logs)

@@ -9,7 +9,7 @@ import copy
 import pytest
 
 from ducklake_infra.provision.images import ImageRef, helm_image_parts
-from ducklake_infra.provision.stack import BACKEND_IMAGE_KEY
+from ducklake_infra.provision.render import BACKEND_IMAGE_KEY
 from ducklake_infra.suites import drift, objects
 from ducklake_infra.suites.objects import Objects
 from ducklake_infra.suites.registry import ERROR, FAIL, PASS, WARN, registry
@@ -199,7 +199,7 @@ def test_backend_pushed_elsewhere_warns_on_other_contexts(ok, spec, refs):
 
 
 def test_expected_images_are_the_provisioners(spec):
-    from ducklake_infra.provision.stack import Options, backend_image_tag, image_refs
+    from ducklake_infra.provision.render import Options, backend_image_tag, image_refs
     refs = drift.expected_images(spec)
     assert refs == image_refs(spec, Options())
     assert refs[BACKEND_IMAGE_KEY].endswith(":" + backend_image_tag(spec))

@@ -8,6 +8,7 @@ import pytest
 
 from ducklake_infra.provision import images as I
 from ducklake_infra.provision import stack
+from ducklake_infra.provision import render
 from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.cluster import ExistingCluster
 from ducklake_infra.provision.errors import DucklakeInfraError
@@ -21,7 +22,7 @@ D2 = "sha256:" + "2" * 64
 
 
 def _opts(layout, **kw):
-    return stack.Options(layout=layout, registry=I.parse_registry(REG), **kw)
+    return render.Options(layout=layout, registry=I.parse_registry(REG), **kw)
 
 
 def _repo(local: str) -> str:

@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from ducklake_infra.provision import stack, status
+
+from ducklake_infra.provision import render
 from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.cluster import ExistingCluster, KindCluster
 from ducklake_infra.provision.errors import DucklakeInfraError
@@ -18,7 +20,7 @@ from .fakes import FakeRunner, minio_only_runner
 
 
 def _opts(layout, **kw):
-    return stack.Options(layout=layout, **kw)
+    return render.Options(layout=layout, **kw)
 
 
 def _kind(runner, spec):
@@ -54,7 +56,7 @@ def test_up_on_fresh_kind_runs_every_phase(spec, progress, fake_layout):
     assert f"PYTHON_BASE={L.PYTHON_BASE_IMAGE}" in b.argv
     assert "id=cacert,src=/etc/ssl/certs/ca-certificates.crt" in b.argv
     tag = refs["backend"].rsplit(":", 1)[1]
-    assert tag == stack.backend_image_tag(spec) and len(tag) == 12
+    assert tag == render.backend_image_tag(spec) and len(tag) == 12
 
     load = r.executed(r"^kind load docker-image")
     assert len(load) == 1
@@ -156,9 +158,9 @@ def existing_runner(spec, fake_layout) -> FakeRunner:
     secret("ducklake-query-postgres", "ducklake", {"username": "ducklake_reader", "password": "r" * 32})
     secret("ducklake-query-s3", "ducklake", {"access-key": "ducklake-query", "secret-key": "q" * 40})
     opts = _opts(fake_layout)
-    refs = stack.image_refs(spec, opts)
+    refs = render.image_refs(spec, opts)
     for rel in spec.releases.values():
-        _, digest = stack.helm_upgrade_argv(["helm"], spec, rel, refs, opts)
+        _, digest = render.helm_upgrade_argv(["helm"], spec, rel, refs, opts)
         r.on(rf"^helm .* list --namespace {rel.namespace} --filter \^{rel.name}\$",
              stdout=json.dumps([{"name": rel.name, "status": "deployed",
                                  "chart": f"{rel.chart.name}-{rel.chart.version}"}]))
@@ -211,7 +213,7 @@ def test_missing_bundle_chart_says_what_to_do(spec, progress, tmp_path):
 
 def test_online_uses_the_chart_repository(spec, fake_layout):
     rel = spec.releases["minio"]
-    argv, _ = stack.helm_upgrade_argv(["helm"], spec, rel, stack.image_refs(spec, _opts(fake_layout)),
+    argv, _ = render.helm_upgrade_argv(["helm"], spec, rel, render.image_refs(spec, _opts(fake_layout)),
                                       _opts(fake_layout, online=True))
     i = argv.index("--install")
     assert argv[i + 1:i + 7] == ["minio", "minio", "--repo", "https://charts.min.io/",
@@ -312,7 +314,7 @@ def test_command_error_redacts_registered_secrets():
 
 
 def test_policy_is_limited_to_the_two_buckets(spec):
-    pol = stack.minio_backend_policy(spec)
+    pol = render.minio_backend_policy(spec)
     resources = {res for st in pol["statements"] for res in st["resources"]}
     assert resources == {"arn:aws:s3:::raw", "arn:aws:s3:::lake",
                          "arn:aws:s3:::raw/*", "arn:aws:s3:::lake/*"}
@@ -326,11 +328,11 @@ def test_committed_manifests_match_the_spec(spec):
     committed = [d for f in spec.backend.manifests for d in yaml.safe_load_all(f.read_text()) if d]
     image = next(d for d in committed if d["kind"] == "Deployment")[
         "spec"]["template"]["spec"]["containers"][0]["image"]
-    assert stack.backend_objects(spec, image) == committed
+    assert render.backend_objects(spec, image) == committed
 
 
 def test_backend_config_has_no_credentials(spec):
-    cfg = stack.backend_config(spec)
+    cfg = render.backend_config(spec)
     assert cfg["DUCKLAKE_S3_ENDPOINT"] == "minio.storage.svc.cluster.local:9000"
     assert cfg["DUCKLAKE_PG_DB"] == "ducklake_catalog"
     assert not any(k.endswith(("PASSWORD", "SECRET_KEY", "ACCESS_KEY", "USER")) for k in cfg)
@@ -341,12 +343,12 @@ def test_backend_image_tag_follows_content(spec, tmp_path):
     (tmp_path / "backend" / "app.py").write_text("a")
     (tmp_path / "Dockerfile").write_text("FROM x")
     paths = [tmp_path / "backend", tmp_path / "Dockerfile"]
-    h1 = stack.content_hash(paths, tmp_path)
+    h1 = render.content_hash(paths, tmp_path)
     (tmp_path / "backend" / "__pycache__").mkdir()
     (tmp_path / "backend" / "__pycache__" / "app.pyc").write_bytes(b"zz")
-    assert stack.content_hash(paths, tmp_path) == h1
+    assert render.content_hash(paths, tmp_path) == h1
     (tmp_path / "backend" / "app.py").write_text("b")
-    assert stack.content_hash(paths, tmp_path) != h1
+    assert render.content_hash(paths, tmp_path) != h1
 
 
 def test_stopped_kind_cluster_is_recreated_not_reused(spec, progress):
