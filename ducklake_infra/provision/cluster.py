@@ -38,7 +38,7 @@ class Cluster(Protocol):
     def helm(self) -> list[str]: ...
     def ensure(self) -> None: ...
     def delete(self) -> None: ...
-    def load_images(self, images: list[str]) -> None: ...
+    def load_images(self, images: list[str]) -> list[str]: ...
 
 
 # API server audit logging in every kind cluster we create: it is how the read-only
@@ -192,12 +192,14 @@ class KindCluster:
         self.runner.run(["kind", "delete", "cluster", "--name", self.name,
                          "--kubeconfig", str(self.kubeconfig)], timeout=300)
 
-    def load_images(self, images: list[str]) -> None:
-        """Load images that the node's containerd does not hold yet (by image ID)."""
+    def load_images(self, images: list[str]) -> list[str]:
+        """Load images that the node's containerd does not hold yet (by image ID); the
+        ones loaded."""
         missing = [i for i in images if not self.node_has_image(i)]
         if missing:
             self.runner.run(["kind", "load", "docker-image", "--name", self.name, *missing],
                             timeout=900)
+        return missing
 
     def node_has_image(self, image: str) -> bool:
         want = local_image_id(self.runner, image)
@@ -266,7 +268,7 @@ class ExistingCluster:
     def delete(self) -> None:
         """Never deletes a cluster we did not create."""
 
-    def load_images(self, images: list[str]) -> None:
+    def load_images(self, images: list[str]) -> list[str]:
         raise DucklakeInfraError(
             f"context {self.context!r} is not a kind cluster: images cannot be loaded into it; "
             "push them to a registry the cluster can pull from")

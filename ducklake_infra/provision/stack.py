@@ -243,14 +243,17 @@ def load_images(ctx: _Ctx, refs: Mapping[str, str]) -> str:
                   | {BACKEND_IMAGE_KEY})
     images = [refs[k] for k in keys]
     try:
-        ctx.cluster.load_images(images)
+        loaded = ctx.cluster.load_images(images)
     except DucklakeInfraError:
         if not ctx.runner.dry_run:
             raise
         # plan: an image that `up` would build first is not there yet
         ctx.runner.planned.append(["kind", "load", "docker-image", "--name",
                                    ctx.cluster.name, *images])
-    return f"{len(images)} images"
+        return f"{len(images)} images"
+    held = len(images) - len(loaded)
+    return (f"loaded {', '.join(loaded)}" if loaded else "none loaded") + \
+        (f"; {held} already in the node" if held else "")
 
 
 def deploy_backend(ctx: _Ctx, image: str) -> str:

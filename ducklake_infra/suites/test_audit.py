@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from ducklake_infra.provision.kubeapi import api_client, write_rules
+from ducklake_infra.provision.kubeapi import read_only_client, write_rules
 from ducklake_infra.suites.live import stack_namespaces
 from ducklake_infra.suites.registry import Result, verdict
 
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.cluster]
 def test_audit_credentials_not_over_privileged(pytestconfig, cluster, spec):
     if not pytestconfig.getoption("--readonly"):
         pytest.skip("applies to --readonly audits (a provisioning run needs write access)")
-    api = api_client(cluster.kubeconfig, cluster.context, readonly=True)
+    api = read_only_client(cluster)            # the session's one guarded client
     warnings, good = [], []
     for ns in stack_namespaces(spec):
         rules = write_rules(api, ns)

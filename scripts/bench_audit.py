@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""How long the read-only audit takes, against floors measured in the same run.
+
+On a running stack (default: the kind cluster of the spec, context kind-<name>):
+
+  A. ``pytest --cluster=CONTEXT --readonly`` from an empty directory (the audit, whole)
+  B. the read floor: one ``kubectl get <every kind the audit reads> -o json`` per stack
+     namespace plus ``helm list``, sequentially (what any audit of these objects must read)
+  C. the process floor: ``python -c "import pytest, ducklake_infra.pytest_plugin"``
+
+Each is run ``--runs`` times (default 3); prints the median wall time of each and the
+ratios A/B and A/(B+C). These machines are noisy: only the ratios are comparable.
+
+    .venv/bin/python scripts/bench_audit.py [--context kind-ducklake] [--kubeconfig F] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ducklake_infra.provision import spec as S  # noqa: E402
+from ducklake_infra.provision.bundle import layout as L  # noqa: E402
+from ducklake_infra.suites.live import GATHER_KINDS, stack_namespaces  # noqa: E402
+
+
+def timed(argv: list[str], cwd: Path | None = None, env: dict | None = None) -> float:
+    start = time.monotonic()
+    res = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    took = time.monotonic() - start
+    if res.returncode not in (0, 1):
+        sys.exit(f"error: {' '.join(argv[:4])}... exited {res.returncode}: "
+                 f"{(res.stderr or res.stdout).strip().splitlines()[-1:]}")
+    return took
+
+
+def main() -> int:
+    spec = S.load()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--context", default=f"kind-{spec.kind_cluster}")
+    p.add_argument("--kubeconfig", default=str(L.layout().root / "kubeconfig" /
+                                               f"kind-{spec.kind_cluster}.yaml"))
+    p.add_argument("--runs", type=int, default=3)
+    args = p.parse_args()
+    env = {"PATH": L.layout().path_env(), "HOME": str(Path.home())}
+    kc = ["--kubeconfig", args.kubeconfig, "--context", args.context]
+    every = ",".join(r for r, _ in GATHER_KINDS) + ",secrets"
+    floor_reads = [["kubectl", *kc, "-n", ns, "get", every, "-o", "json"]
+                   for ns in stack_namespaces(spec)]
+    floor_reads.append(["helm", "--kubeconfig", args.kubeconfig, "--kube-context", args.context,
+                        "list", "-A", "-o", "json"])
+    py = str(ROOT / ".venv" / "bin" / "python")
+    audit, reads, proc = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.runs):
+            audit.append(timed([str(ROOT / ".venv" / "bin" / "pytest"), f"--cluster={args.context}",
+                                f"--kubeconfig={args.kubeconfig}", "--readonly", "-q",
+                                "-p", "no:cacheprovider"], cwd=Path(tmp), env=env))
+            reads.append(sum(timed(a, env=env) for a in floor_reads))
+            proc.append(timed([py, "-c", "import pytest, ducklake_infra.pytest_plugin"], env=env))
+    a, b, c = (statistics.median(x) for x in (audit, reads, proc))
+    print(f"A audit (pytest --readonly, whole)   {a:6.2f} s   runs: {', '.join(f'{x:.2f}' for x in audit)}")
+    print(f"B read floor (kubectl + helm)        {b:6.2f} s")
+    print(f"C process floor (python + imports)   {c:6.2f} s")
+    print(f"A/B = {a / b:.2f}   A/(B+C) = {a / (b + c):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
