@@ -23,8 +23,9 @@ from ducklake_infra import yamlio
 from ducklake_infra.provision.images import ImageRef, familiar
 from ducklake_infra.provision.spec import ReleaseSpec, ServiceSpec, StackSpec
 
+from ducklake_infra.suites.checks.core import CheckInputMissing, as_control, check
 from ducklake_infra.suites.objects import Objects, containers, pod_spec, quantity, same_quantity
-from ducklake_infra.suites.registry import ERROR, PASS, Result, registry, result
+from ducklake_infra.suites.registry import ERROR, Result, result
 
 COMPONENTS = ("minio", "postgresql", "backend")
 UP = "`ducklake-infra up --cluster <ctx>`"
@@ -44,27 +45,19 @@ CONTROL_IDS = {
 }
 
 
-class DriftInputMissing(Exception):
-    """What a drift check needs was not collected (-> ERROR, never FAIL)."""
+# what a drift check needs was not collected (-> ERROR, never FAIL): the checks' own
+DriftInputMissing = CheckInputMissing
 
 
 # ---- helpers -----------------------------------------------------------------------------
-def _finish(topic: str, component: str, res: Result) -> Result:
-    cid = CONTROL_IDS[(topic, component)]
-    res.control = cid
-    if res.status != PASS and not res.remediation:
-        res.remediation = registry()[cid].remediation
-    return res
-
-
 def _guard(topic: str, component: str, fn, *args, **kw) -> Result:
     if (topic, component) not in CONTROL_IDS:
         raise ValueError(f"no drift control for {topic} of {component!r}")
     try:
         res = fn(*args, **kw)
-    except DriftInputMissing as exc:
+    except CheckInputMissing as exc:
         res = Result(ERROR, [f"could not evaluate: {exc}"])
-    return _finish(topic, component, res)
+    return as_control(res, CONTROL_IDS[(topic, component)])
 
 
 def _release(spec: StackSpec, component: str) -> ReleaseSpec:
@@ -486,9 +479,22 @@ def check_pvc_drift(objs: Objects, spec: StackSpec, component: str) -> Result:
     return _guard("pvc", component, run)
 
 
-CHECKS = {"chart": check_chart_drift, "image": check_image_drift,
+TOPICS = {"chart": check_chart_drift, "image": check_image_drift,
           "replicas": check_replicas_drift, "service": check_service_drift,
           "resources": check_resources_drift, "pvc": check_pvc_drift}
+
+
+def _register() -> None:
+    """Every drift control in the one check registry (checks.CHECKS), as a check of
+    (objects, spec) for its component: one registry, one way to run a control."""
+    for (topic, component), cid in CONTROL_IDS.items():
+        def run(objs: Objects, spec: StackSpec, _t=topic, _c=component, **kw) -> Result:
+            return TOPICS[_t](objs, spec, _c, **kw)
+        run.__name__ = f"check_{topic}_drift_{component}"
+        check(cid)(run)
+
+
+_register()
 
 
 def release_spec_hash(spec: StackSpec, component: str, refs: Mapping[str, str]) -> str | None:
@@ -507,4 +513,4 @@ def all_results(objs: Objects, spec: StackSpec, *, overridable: bool = False,
         kw: dict[str, Any] = {}
         if topic == "image":
             kw = {"refs": refs, "overridable": overridable}
-        yield CHECKS[topic](objs, spec, component, **kw)
+        yield TOPICS[topic](objs, spec, component, **kw)

@@ -60,7 +60,7 @@ def aligned(objs: Objects, spec, refs) -> Objects:
 
 
 def run(objs, spec, topic, component, **kw):
-    return drift.CHECKS[topic](objs, spec, component, **kw)
+    return drift.TOPICS[topic](objs, spec, component, **kw)
 
 
 def drifted(res, status, needle):
@@ -289,3 +289,16 @@ def test_deep_merge_is_helms():
     assert drift.deep_merge(base, over) == {"resources": {"requests": {"memory": "16Gi",
                                                                        "cpu": "100m"}},
                                             "replicas": 1, "x": [3]}
+
+
+def test_drift_controls_are_in_the_one_check_registry(ok, spec, refs):
+    """Issue 12: drift kept a second registry (its own CHECKS, another signature). Every
+    drift control now runs through checks.run like every other pure check."""
+    from ducklake_infra.suites import checks
+    for (topic, comp), cid in drift.CONTROL_IDS.items():
+        assert cid in checks.CHECKS, cid
+        kw = {"refs": refs} if topic == "image" else {}
+        via_registry = checks.CHECKS[cid](ok, spec, **kw)
+        direct = drift.TOPICS[topic](ok, spec, comp, **kw)
+        assert (via_registry.control, via_registry.status) == (cid, direct.status) == (cid, PASS)
+    assert drift.DriftInputMissing is checks.CheckInputMissing

@@ -52,3 +52,4 @@ from ducklake_infra.suites.checks.secrets import (  # noqa: F401
 import ducklake_infra.suites.security  # noqa: E402,F401
 import ducklake_infra.suites.resilience  # noqa: E402,F401
 import ducklake_infra.suites.supply_chain  # noqa: E402,F401
+import ducklake_infra.suites.drift  # noqa: E402,F401
