@@ -17,11 +17,13 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 import ducklake_infra
+from ducklake_infra.provision import spec as stack_spec
 from ducklake_infra.provision import stack_cli
 from ducklake_infra.provision.cli_common import (SubcommandParser, global_options, layout_of,
-                                                 make_runner, output_option)
+                                                 make_runner, output_option, print_json)
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
 
@@ -31,6 +33,7 @@ EPILOG = """\
 examples:
   ducklake-infra bundle build            build or verify every image and tool (cached)
   ducklake-infra bundle status -o json   list the bundle's artifacts
+  ducklake-infra bundle sbom             one CycloneDX SBOM per artifact in <cache>/sbom
   ducklake-infra plan --cluster kind     show every command 'up' would run (-o json)
   ducklake-infra up --cluster kind       create the kind cluster and deploy the stack
   ducklake-infra up --cluster prod       deploy to an existing kube context
@@ -58,11 +61,31 @@ def cmd_bundle_build(args) -> int:
 
 def cmd_bundle_status(args) -> int:
     from ducklake_infra.provision.bundle import build as B
+    from ducklake_infra.provision.bundle import sbom as S
     lay = layout_of(args)
     runner = make_runner(args, "bundle-status")
     arts = B.artifacts(runner, lay)
+    S.mark_states(arts, lay)
     print(B.status_json(arts) if args.output == "json" else B.status_table(arts))
     return 0 if all(a.present for a in arts) else 1
+
+
+def cmd_bundle_sbom(args) -> int:
+    from ducklake_infra.provision.bundle import sbom as S
+    lay = layout_of(args)
+    out = Path(args.out).expanduser().resolve() if args.out else lay.sbom
+    runner = make_runner(args, "bundle-sbom")
+    spec = stack_cli.load_spec(args)
+    start = time.monotonic()
+    written = S.generate(runner, lay, out, spec)
+    seconds = time.monotonic() - start
+    if args.output == "json":
+        print_json(S.summary_json(out, written, seconds))
+    else:
+        print(S.summary_table(written))
+        print(f"{sum(1 for w in written if w.path)} SBOMs (CycloneDX 1.6) in {out} "
+              f"in {seconds:.1f}s")
+    return 0 if all(w.path for w in written) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", dest="output", action="store_const", const="json",
                    help="same as -o json")
     s.set_defaults(func=cmd_bundle_status)
+    m = bsub.add_parser("sbom", help="write one CycloneDX 1.6 SBOM per artifact (Go modules, "
+                        "Debian and Python packages), offline")
+    output_option(m)
+    m.add_argument("--out", metavar="DIR", default=None,
+                   help="directory for the .cdx.json files (default: <cache>/sbom)")
+    m.add_argument("--spec", default=None, metavar="FILE",
+                   help="stack spec whose backend image to describe (default: "
+                        f"${stack_spec.SPEC_ENV}, else ./stack.yaml, else the packaged default)")
+    m.set_defaults(func=cmd_bundle_sbom)
 
     stack_cli.register(sub)
     return p

@@ -39,7 +39,7 @@ def test_status_json_shape(tmp_path, flag):
     assert "bin/kind" in names and "chart/minio" in names
     assert any(n.startswith("image/ducklake-infra/kind-node:") for n in names)
     for a in data["artifacts"]:
-        assert set(a) == {"name", "version", "source", "id", "present", "state", "detail"}
+        assert set(a) == {"name", "version", "source", "id", "present", "state", "detail", "sbom"}
     assert not any(a["present"] for a in data["artifacts"] if a["name"].startswith("bin/"))
 
 

@@ -137,14 +137,14 @@ class FakeDocker(FakeRunner):
 class World:
     """A temporary bundle cache with the Go tools built, and a FakeDocker."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, docker: type[FakeDocker] = FakeDocker):
         self.tmp = tmp
         self.lay = L.layout(str(tmp / "cache"))
         modules = {"sigs.k8s.io/kind": self._kind_module(tmp / "mod" / "kind"),
                    "github.com/minio/minio": self._minio_module(tmp / "mod" / "minio"),
                    "k8s.io/kubernetes": tmp / "mod" / "kubernetes"}
         (modules["k8s.io/kubernetes"] / "build/pause/linux").mkdir(parents=True)
-        self.runner = FakeDocker(tmp, modules)
+        self.runner = docker(tmp, modules)
         self.lay.node_bin.mkdir(parents=True)
         for tool in pins.GO_TOOLS:
             for out in tool.outputs:

@@ -159,6 +159,7 @@ class Artifact:
     state: str
     size: int | None = None
     detail: str = ""
+    sbom: str = "-"                # its SBOM in <cache>/sbom, when asked (sbom.mark_states)
     present: bool = field(init=False, default=False)   # state == "present": usable as is
 
     def __post_init__(self):
@@ -204,7 +205,7 @@ def _chart(lay: L.Layout) -> Artifact:
                     state, detail=detail)
 
 
-def _status_context(runner: Runner, lay: L.Layout) -> imagegraph.Context | None:
+def status_context(runner: Runner, lay: L.Layout) -> imagegraph.Context | None:
     """The inputs' sources for status, if the Go module cache already holds them."""
     if not runner.which("go"):
         return None
@@ -228,7 +229,7 @@ def artifacts(runner: Runner, lay: L.Layout,
         out.append(_built_file(f"node-bin/{name}", lay.node_bin / name, tools["kubernetes"],
                                lay, name))
     if host.docker_answers(runner):
-        images = imagegraph.states(ctx or _status_context(runner, lay), runner)
+        images = imagegraph.states(ctx or status_context(runner, lay), runner)
     else:
         images = [imagegraph.ImageState(s, None, "missing", "docker does not answer")
                   for s in imagegraph.steps()]
@@ -247,17 +248,17 @@ def write_manifest(runner: Runner, lay: L.Layout, ctx: imagegraph.Context | None
 
 
 def status_table(arts: list[Artifact]) -> str:
-    rows = [("ARTIFACT", "VERSION", "STATE", "ID", "SOURCE")]
+    rows = [("ARTIFACT", "VERSION", "STATE", "ID", "SBOM", "SOURCE")]
     for a in arts:
         ident = (a.id or "-")
         ident = ident.replace("sha256:", "")[:12]
         rows.append((a.name, a.version, a.state if a.present else a.state.upper(), ident,
-                     f"{a.source} ({a.detail})" if a.detail else a.source))
-    widths = [min(max(len(r[i]) for r in rows), 60) for i in range(4)]
+                     a.sbom, f"{a.source} ({a.detail})" if a.detail else a.source))
+    widths = [min(max(len(r[i]) for r in rows), 60) for i in range(5)]
     lines = []
     for r in rows:
-        lines.append("  ".join(r[i].ljust(widths[i])[:max(widths[i], 1)] for i in range(4))
-                     + "  " + r[4])
+        lines.append("  ".join(r[i].ljust(widths[i])[:max(widths[i], 1)] for i in range(5))
+                     + "  " + r[5])
     return "\n".join(lines)
 
 

@@ -58,11 +58,14 @@ def binary_images() -> list[I.BinaryImage]:
     return I.node_component_images() + I.stack_images()
 
 
-def sources(lay: L.Layout, minio_dir: Path) -> dict[str, Path]:
-    """Where each file an image copies in comes from: our Go/C builds, and two scripts."""
+def sources(lay: L.Layout, minio_dir: Path | None) -> dict[str, Path]:
+    """Where each file an image copies in comes from: our Go/C builds, and two scripts
+    (MinIO's only with its module's directory)."""
     out = {key: lay.node_bin / key for img in binary_images() for key, _ in img.files}
     out["ducklake-cni.sh"] = nodeimage.FILES / "ducklake-cni.sh"
-    out["docker-entrypoint.sh"] = minio_dir / "dockerscripts" / "docker-entrypoint.sh"
+    out.pop("docker-entrypoint.sh")
+    if minio_dir is not None:
+        out["docker-entrypoint.sh"] = minio_dir / "dockerscripts" / "docker-entrypoint.sh"
     return out
 
 

@@ -57,6 +57,11 @@ class Layout:
         return self.root / "logs"
 
     @property
+    def sbom(self) -> Path:
+        """One CycloneDX SBOM per artifact (``bundle sbom``)."""
+        return self.root / "sbom"
+
+    @property
     def manifest(self) -> Path:
         return self.root / "bundle.json"
 
