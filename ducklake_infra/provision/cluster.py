@@ -19,7 +19,7 @@ from typing import Protocol
 
 from ducklake_infra.provision import kubeconfig
 from ducklake_infra.provision.errors import DucklakeInfraError
-from ducklake_infra.provision.images import local_image_id
+from ducklake_infra.provision.oci import local_image_id
 from ducklake_infra.provision.runner import CommandError, Runner
 
 

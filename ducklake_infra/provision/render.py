@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ducklake_infra import yamlio
-from ducklake_infra.provision import images as I
+from ducklake_infra.provision import oci as I
 from ducklake_infra.provision.bundle import layout as L
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.spec import BUNDLE_PREFIX, ReleaseSpec, StackSpec

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 
-from ducklake_infra.provision import images as I
+from ducklake_infra.provision import oci as I
 from ducklake_infra.provision import kube, netpol
 from ducklake_infra.provision.cluster import KindCluster, Unreachable
 from ducklake_infra.provision.errors import DucklakeInfraError

@@ -20,12 +20,12 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from ducklake_infra import yamlio
-from ducklake_infra.provision.images import ImageRef, familiar
+from ducklake_infra.provision.oci import ImageRef, familiar
 from ducklake_infra.provision.spec import ReleaseSpec, ServiceSpec, StackSpec
 
 from ducklake_infra.suites.checks.core import CheckInputMissing, as_control, check
 from ducklake_infra.suites.objects import Objects, containers, pod_spec, quantity, same_quantity
-from ducklake_infra.suites.registry import ERROR, Result, result
+from ducklake_infra.suites.catalog import ERROR, Result, result
 
 COMPONENTS = ("minio", "postgresql", "backend")
 UP = "`ducklake-infra up --cluster <ctx>`"

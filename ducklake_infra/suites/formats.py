@@ -23,7 +23,7 @@ import yaml
 
 from ducklake_infra import __version__
 from ducklake_infra.provision.guard import redact_tree
-from ducklake_infra.suites.registry import (ERROR, FAIL, NOT_EVALUATED, NOT_RUN, PASS, WARN,
+from ducklake_infra.suites.catalog import (ERROR, FAIL, NOT_EVALUATED, NOT_RUN, PASS, WARN,
                                             Control)
 
 SOURCE = "ducklake-infra"

@@ -146,7 +146,7 @@ def proxy_path(ns: str, service: str, port: int | str, path: str) -> str:
 def backend_token(objs: Objects, spec: StackSpec) -> str:
     """The backend's API token, from its Secret (read with the others, so the Redactor
     already knows it); a CheckError ("could not evaluate") when it cannot be read."""
-    from ducklake_infra.suites.registry import CheckError
+    from ducklake_infra.suites.catalog import CheckError
     t = spec.backend.token_secret
     data = objs.secret_data(t.name, t.namespace)
     if not data or not data.get(t.keys[0]):

@@ -64,7 +64,7 @@ class Objects:
     def all(self, kind: str, namespace: str | None = None) -> list[dict]:
         for (k, ns), why in self.forbidden.items():
             if k == kind and namespace in (None, ns):
-                from ducklake_infra.suites.registry import CheckError
+                from ducklake_infra.suites.catalog import CheckError
                 raise CheckError(f"could not evaluate: forbidden ({why})")
         return [o for o in self.items if o.get("kind") == kind
                 and (namespace is None or o.get("metadata", {}).get("namespace") == namespace)]

@@ -8,7 +8,7 @@ Loaded by ducklake_infra.pytest_plugin (``pytest_plugins``), or by a conftest al
   ``ducklake_infra/suites/controls.yaml``; the node id carries the ID (``test_x[MINIO-SVC-001]``),
   and so do the JUnit properties, ``<report-dir>/results.json``, ``policyreport.yaml``,
   ``results.sarif`` (suites.formats) and the HTML report.
-* Statuses PASS / FAIL / WARN / ERROR / NOT_EVALUATED (see suites.registry).
+* Statuses PASS / FAIL / WARN / ERROR / NOT_EVALUATED (see suites.catalog).
 * Controls with ``mutating: true`` are marked ``mutating``; under ``--readonly``
   they are reported "not evaluated (read-only)", never as passed.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from ducklake_infra.provision.guard import Redactor
-from ducklake_infra.suites import registry as R
+from ducklake_infra.suites import catalog as R
 
 pytest_plugins = ["ducklake_infra.suites.session", "ducklake_infra.suites.report_hooks"]
 
@@ -32,7 +32,7 @@ READONLY_REASON = "not evaluated (read-only)"
 
 @dataclass
 class State:
-    reg: R.Registry
+    reg: R.Catalog
     records: dict[str, R.TestRecord] = field(default_factory=dict)
     redactor: Redactor = field(default_factory=Redactor)
     kubectl: object = None
@@ -92,7 +92,7 @@ class Selection:
     components: frozenset = frozenset()
 
     @classmethod
-    def from_config(cls, config, reg: R.Registry) -> "Selection":
+    def from_config(cls, config, reg: R.Catalog) -> "Selection":
         ids = frozenset(i.strip() for a in config.getoption("--control", default=[]) or []
                         for i in a.split(",") if i.strip())
         sections = frozenset(config.getoption("--section", default=[]) or [])

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ducklake_infra.provision.guard import redact_tree
-from ducklake_infra.suites.registry import (ERROR, FAIL, NOT_EVALUATED, NOT_RUN, PASS, WARN, Control, Registry,
+from ducklake_infra.suites.catalog import (ERROR, FAIL, NOT_EVALUATED, NOT_RUN, PASS, WARN, Control, Catalog,
                              TestRecord, worst)
 
 STATUS_LABEL = {PASS: "PASS", FAIL: "FAIL", WARN: "WARN", ERROR: "ERROR",
@@ -50,7 +50,7 @@ class ControlResult:
         return out
 
 
-def aggregate(reg: Registry, records: Iterable[TestRecord], cluster: str | None = None,
+def aggregate(reg: Catalog, records: Iterable[TestRecord], cluster: str | None = None,
               only_run: bool = False) -> list[ControlResult]:
     by: dict[str, list[TestRecord]] = {}
     for r in records:

@@ -14,7 +14,7 @@ import pytest
 
 from ducklake_infra.provision.guard import find_leaks
 from ducklake_infra.suites import formats
-from ducklake_infra.suites import registry as R
+from ducklake_infra.suites import catalog as R
 from ducklake_infra.suites import report as rep
 from ducklake_infra.suites import svg
 from ducklake_infra.suites.plugin import _redact, _state

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ducklake_infra.provision.spec import StackSpec
 from ducklake_infra.suites.checks.core import _stack_namespaces, check
 from ducklake_infra.suites.objects import Objects, name_of, pod_spec
-from ducklake_infra.suites.registry import Result, result
+from ducklake_infra.suites.catalog import Result, result
 
 SINGLE_NODE_MODES = {"ReadWriteOnce", "ReadWriteOncePod"}
 

@@ -11,7 +11,7 @@ from ducklake_infra.provision.spec import StackSpec
 from ducklake_infra.suites.checks.core import (CheckInputMissing, _backend_deployment, _env_value, _stack_namespaces,
                            as_control, check)
 from ducklake_infra.suites.objects import Objects, containers, name_of, pod_spec
-from ducklake_infra.suites.registry import ERROR, FAIL, PASS, WARN, Result, result
+from ducklake_infra.suites.catalog import ERROR, FAIL, PASS, WARN, Result, result
 
 @check("BE-MEM-001")
 def check_backend_memory_bound(objs: Objects, spec: StackSpec) -> Result:

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ducklake_infra.provision.images import DIGEST, ImageRef, familiar
+from ducklake_infra.provision.oci import DIGEST, ImageRef, familiar
 from ducklake_infra.provision.spec import StackSpec
 from ducklake_infra.suites.checks.core import CheckInputMissing, _stack_namespaces, check
 from ducklake_infra.suites.objects import Objects, containers, name_of, pod_spec
-from ducklake_infra.suites.registry import FAIL, PASS, WARN, ControlsError, Result, _read_yaml, \
+from ducklake_infra.suites.catalog import FAIL, PASS, WARN, ControlsError, Result, _read_yaml, \
     result
 
 WITHDRAWN_FILE = Path(__file__).resolve().parent / "withdrawn_sources.yaml"

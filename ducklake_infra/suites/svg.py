@@ -12,7 +12,7 @@ from typing import Mapping
 
 from ducklake_infra.provision.spec import StackSpec
 
-from ducklake_infra.suites.registry import ERROR, FAIL, NOT_EVALUATED, NOT_RUN, PASS, WARN, worst
+from ducklake_infra.suites.catalog import ERROR, FAIL, NOT_EVALUATED, NOT_RUN, PASS, WARN, worst
 
 COLOURS = {PASS: "#2e7d32", WARN: "#f9a825", FAIL: "#c62828", ERROR: "#6a1b9a",
            NOT_EVALUATED: "#78909c", NOT_RUN: "#b0bec5"}

@@ -12,7 +12,7 @@ import pytest
 
 from ducklake_infra.provision.kubeapi import read_only_client, write_rules
 from ducklake_infra.suites.live import stack_namespaces
-from ducklake_infra.suites.registry import Result, verdict
+from ducklake_infra.suites.catalog import Result, verdict
 
 pytestmark = [pytest.mark.cluster]
 

@@ -8,7 +8,7 @@ import pytest
 
 from ducklake_infra.suites import checks, security
 from ducklake_infra.suites.live import backend_token, service_get, service_status
-from ducklake_infra.suites.registry import CheckError, evidence, verdict
+from ducklake_infra.suites.catalog import CheckError, evidence, verdict
 
 pytestmark = [pytest.mark.cluster]
 

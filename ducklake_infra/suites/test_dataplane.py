@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from ducklake_infra.suites.live import PortForward, backend_token, service_get
-from ducklake_infra.suites.registry import CheckError, evidence
+from ducklake_infra.suites.catalog import CheckError, evidence
 
 pytestmark = [pytest.mark.cluster, pytest.mark.mutating]
 

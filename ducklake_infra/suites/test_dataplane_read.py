@@ -12,7 +12,7 @@ from urllib.parse import quote
 import pytest
 
 from ducklake_infra.suites.live import backend_token, service_get
-from ducklake_infra.suites.registry import CheckError, Result, verdict
+from ducklake_infra.suites.catalog import CheckError, Result, verdict
 
 pytestmark = [pytest.mark.cluster]
 

@@ -11,7 +11,7 @@ import pytest
 
 from ducklake_infra.suites import drift
 from ducklake_infra.suites.live import images_loaded
-from ducklake_infra.suites.registry import verdict
+from ducklake_infra.suites.catalog import verdict
 
 pytestmark = [pytest.mark.cluster]
 

@@ -14,7 +14,7 @@ import pytest
 from ducklake_infra.provision import render
 from ducklake_infra.suites import checks, supply_chain
 from ducklake_infra.suites.objects import Objects
-from ducklake_infra.suites.registry import FAIL, PASS, WARN, registry
+from ducklake_infra.suites.catalog import FAIL, PASS, WARN, catalog
 
 pytestmark = [pytest.mark.cluster]
 
@@ -61,20 +61,20 @@ def test_nodeport_service_fails_minio_svc_001(rendered_bad, spec):
     res = checks.check_minio_services(rendered_bad, spec)
     assert res.status == FAIL, res.evidence
     assert any("NodePort" in e for e in res.evidence), res.evidence
-    assert res.remediation == registry()["MINIO-SVC-001"].remediation
+    assert res.remediation == catalog()["MINIO-SVC-001"].remediation
 
 
 def test_default_credentials_fail_minio_sec_002(rendered_bad, spec):
     res = checks.check_minio_not_default_credentials(rendered_bad, spec)
     assert res.status == FAIL, res.evidence
     assert any("well-known default" in e for e in res.evidence), res.evidence
-    assert res.remediation == registry()["MINIO-SEC-002"].remediation
+    assert res.remediation == catalog()["MINIO-SEC-002"].remediation
 
 
 def test_inline_credentials_fail_minio_sec_001(rendered_bad, spec):
     res = checks.check_minio_root_secret(rendered_bad, spec)
     assert res.status == FAIL, res.evidence
-    assert res.remediation == registry()["MINIO-SEC-001"].remediation
+    assert res.remediation == catalog()["MINIO-SEC-001"].remediation
 
 
 def test_the_stack_values_render_conforming(spec, runner):
@@ -93,7 +93,7 @@ def test_a_latest_backend_fails_supply_pin_001_even_on_kind(rendered_stale, spec
     assert res.status == FAIL, res.evidence
     assert any(f"container {spec.backend.container}: image {spec.backend.image.repository}:latest"
                in e and "-> FAIL" in e for e in res.evidence), res.evidence
-    assert res.remediation == registry()["SUPPLY-PIN-001"].remediation
+    assert res.remediation == catalog()["SUPPLY-PIN-001"].remediation
 
 
 def test_minio_from_a_withdrawn_source_fails_supply_src_001(rendered_stale, spec):
@@ -101,4 +101,4 @@ def test_minio_from_a_withdrawn_source_fails_supply_src_001(rendered_stale, spec
     assert res.status == FAIL, res.evidence
     assert any("image quay.io/minio/minio:RELEASE.2024-12-18T13-15-44Z;" in e
                and "withdrawn source quay.io/minio/minio" in e for e in res.evidence), res.evidence
-    assert res.remediation == registry()["SUPPLY-SRC-001"].remediation
+    assert res.remediation == catalog()["SUPPLY-SRC-001"].remediation

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from ducklake_infra.suites import security
-from ducklake_infra.suites.registry import CheckError, evidence, verdict
+from ducklake_infra.suites.catalog import CheckError, evidence, verdict
 
 pytestmark = [pytest.mark.cluster]
 

@@ -10,7 +10,7 @@ import pytest
 
 from ducklake_infra.suites import checks
 from ducklake_infra.suites.live import PortForward, service_get
-from ducklake_infra.suites.registry import CheckError, evidence, verdict
+from ducklake_infra.suites.catalog import CheckError, evidence, verdict
 
 pytestmark = [pytest.mark.cluster]
 

@@ -10,7 +10,7 @@ from ducklake_infra.provision.guard import find_leaks
 from ducklake_infra.suites import checks, formats, security
 from ducklake_infra.suites import report as rep
 from ducklake_infra.suites.live import gather, pod_logs
-from ducklake_infra.suites.registry import CheckError, TestRecord, evidence, registry, verdict
+from ducklake_infra.suites.catalog import CheckError, TestRecord, evidence, catalog, verdict
 
 pytestmark = [pytest.mark.cluster]
 
@@ -50,7 +50,7 @@ def test_reports_redact_secret_values(objs, spec, runner, control):
     assert not missing, f"{len(missing)} Secret value(s) are not registered with the Redactor"
     # a result carrying every secret value, through the same report writers
     rec = TestRecord("probe", control, status="FAIL", evidence=sorted(values), reason=" ".join(values))
-    results = rep.aggregate(registry(), [rec], only_run=True)
+    results = rep.aggregate(catalog(), [rec], only_run=True)
     outputs = {"results.json": rep.to_json(results, {}, runner.redactor),
                "policyreport.yaml": formats.policy_report_text(results, spec, runner.redactor),
                "results.sarif": formats.sarif_text(results, spec, {}, runner.redactor),

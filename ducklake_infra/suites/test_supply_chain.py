@@ -9,7 +9,7 @@ import pytest
 
 from ducklake_infra.suites import supply_chain
 from ducklake_infra.suites.live import images_loaded
-from ducklake_infra.suites.registry import verdict
+from ducklake_infra.suites.catalog import verdict
 
 pytestmark = [pytest.mark.cluster]
 

@@ -127,7 +127,7 @@ def test_minio_never_runs_twice_on_its_volume(minio_objects, spec):
     """STORE-RWO-001 on the rendered chart: Recreate, so an update or a deleted pod never
     starts a second server on the same ReadWriteOnce volume."""
     from ducklake_infra.suites.objects import Objects
-    from ducklake_infra.suites.registry import PASS
+    from ducklake_infra.suites.catalog import PASS
     from ducklake_infra.suites.resilience import check_single_volume_workloads_never_run_twice
     dep = one(minio_objects, "Deployment", spec.minio.fullname)
     assert dep["spec"]["strategy"] == {"type": "Recreate"}

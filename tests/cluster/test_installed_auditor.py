@@ -21,7 +21,7 @@ import yaml
 
 import ducklake_infra
 from ducklake_infra.provision.bundle import layout as L
-from ducklake_infra.suites import registry as R
+from ducklake_infra.suites import catalog as R
 
 pytestmark = [pytest.mark.cluster]
 
@@ -75,7 +75,7 @@ def test_the_installed_package_audits_from_an_empty_directory(installed, cluster
     reports = empty / "reports"
     doc = json.loads((reports / "results.json").read_text())
     ids = {c["id"] for c in doc["controls"]}
-    assert ids == set(R.registry().controls), ids ^ set(R.registry().controls)
+    assert ids == set(R.catalog().controls), ids ^ set(R.catalog().controls)
     assert doc["verdict"] == "partial"       # mutating controls are not evaluated read-only
     assert (reports / "report.html").is_file() and (reports / "junit.xml").is_file()
     # every format, read back: results.json against the schema the wheel ships

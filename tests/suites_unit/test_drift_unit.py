@@ -8,11 +8,11 @@ import copy
 
 import pytest
 
-from ducklake_infra.provision.images import ImageRef, helm_image_parts
+from ducklake_infra.provision.oci import ImageRef, helm_image_parts
 from ducklake_infra.provision.render import BACKEND_IMAGE_KEY
 from ducklake_infra.suites import drift, objects
 from ducklake_infra.suites.objects import Objects
-from ducklake_infra.suites.registry import ERROR, FAIL, PASS, WARN, registry
+from ducklake_infra.suites.catalog import ERROR, FAIL, PASS, WARN, catalog
 
 IDS = sorted(drift.CONTROL_IDS.items(), key=lambda kv: kv[1])
 
@@ -68,7 +68,7 @@ def drifted(res, status, needle):
     lines = [e for e in res.evidence if needle in e]
     assert lines, res.evidence
     assert any("drift:" in e and "reconcile" in e for e in res.evidence), res.evidence
-    assert res.remediation == registry()[res.control].remediation
+    assert res.remediation == catalog()[res.control].remediation
     return lines
 
 
@@ -91,11 +91,11 @@ def test_aligned_stack_has_no_drift(key, cid, ok, spec, refs):
     res = run(ok, spec, topic, comp, **kw)
     assert res.status == PASS, (cid, res.evidence)
     assert res.control == cid and res.evidence
-    assert cid in registry()
+    assert cid in catalog()
 
 
 def test_every_drift_control_is_registered_with_a_section_per_component():
-    reg = registry()
+    reg = catalog()
     section = {"minio": "2.1", "postgresql": "2.2", "backend": "2.3"}
     for (topic, comp), cid in drift.CONTROL_IDS.items():
         assert reg[cid].component == comp and reg[cid].section == section[comp]

@@ -174,7 +174,7 @@ TESTS = f'''
 import base64, pytest
 import ducklake_infra.suites.live as live_module
 from ducklake_infra.suites.objects import Objects
-from ducklake_infra.suites.registry import verdict, Result
+from ducklake_infra.suites.catalog import verdict, Result
 
 def _gather(kubectl, runner, cluster, spec):
     b = lambda s: base64.b64encode(s.encode()).decode()
@@ -226,7 +226,7 @@ def test_no_bundle_without_a_cluster(pytester):
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_x='''
 import pytest
-from ducklake_infra.suites.registry import verdict, Result
+from ducklake_infra.suites.catalog import verdict, Result
 
 @pytest.mark.control("MINIO-SVC-001")
 def test_x():

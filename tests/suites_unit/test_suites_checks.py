@@ -9,7 +9,7 @@ import pytest
 
 from ducklake_infra.suites import checks, drift, security
 from ducklake_infra.suites.objects import Objects
-from ducklake_infra.suites.registry import ERROR, FAIL, PASS, WARN, registry
+from ducklake_infra.suites.catalog import ERROR, FAIL, PASS, WARN, catalog
 
 # the drift controls have their own conforming stack (test_drift_unit.py: `ok`, with the
 # values up renders); every other registered check runs on `good` here
@@ -17,7 +17,7 @@ PURE = sorted(c for c in checks.CHECKS if c not in set(drift.CONTROL_IDS.values(
 
 
 def test_every_pure_check_has_a_control():
-    reg = registry()
+    reg = catalog()
     for cid in PURE:
         assert cid in reg, cid
 
@@ -33,7 +33,7 @@ def _fails(cid, objs, spec, needle):
     res = checks.run(cid, objs, spec)
     assert res.status == FAIL, (cid, res.evidence)
     assert any(needle in e for e in res.evidence), res.evidence
-    assert res.remediation == registry()[cid].remediation and res.remediation
+    assert res.remediation == catalog()[cid].remediation and res.remediation
     return res
 
 
@@ -251,7 +251,7 @@ def test_backend_auth_probe(anonymous, authorised, status):
     res = security.judge_backend_auth(anonymous, authorised)
     assert res.status == status and res.control == "BE-AUTH-001"
     if status == FAIL:
-        assert res.remediation == registry()["BE-AUTH-001"].remediation
+        assert res.remediation == catalog()["BE-AUTH-001"].remediation
 
 
 def test_backend_without_its_token_env_fails_config(good, spec, find):

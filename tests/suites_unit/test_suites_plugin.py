@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ducklake_infra.suites import registry as R
+from ducklake_infra.suites import catalog as R
 from ducklake_infra.suites import report as rep
 from ducklake_infra.suites import svg
 from ducklake_infra.provision import spec as specmod
@@ -42,7 +42,7 @@ def _secret(request):
 
 TESTS = '''
 import pytest
-from ducklake_infra.suites.registry import Result, verdict, warn, evidence
+from ducklake_infra.suites.catalog import Result, verdict, warn, evidence
 
 @pytest.mark.control("MINIO-SVC-001")
 def test_pass():
@@ -95,7 +95,7 @@ def test_statuses_are_distinct_and_reported(run, pytester):
     c = _results(pytester)
     assert c["MINIO-SVC-001"]["status"] == "PASS"
     assert c["MINIO-SEC-002"]["status"] == "FAIL"
-    assert c["MINIO-SEC-002"]["remediation"] == R.registry()["MINIO-SEC-002"].remediation
+    assert c["MINIO-SEC-002"]["remediation"] == R.catalog()["MINIO-SEC-002"].remediation
     assert c["PG-CFG-001"]["status"] == "WARN"
     assert "WARN: something to look at" in c["PG-CFG-001"]["evidence"]
     assert c["BE-RDY-001"]["status"] == "ERROR"
@@ -127,7 +127,7 @@ def test_html_has_picture_summary_and_controls(run, pytester):
     run()
     html = (pytester.path / "out" / "report.html").read_text()
     assert html.index("<svg") < html.index("Conformance summary") < html.index("ctl-controls")
-    assert "MINIO-SEC-002" in html and R.registry()["MINIO-SEC-002"].remediation[:40] in html
+    assert "MINIO-SEC-002" in html and R.catalog()["MINIO-SEC-002"].remediation[:40] in html
     assert 'data-key="minio-svc" data-status="PASS"' in html
 
 
@@ -179,7 +179,7 @@ def test_x():
 def test_every_control_has_a_suite_test():
     text = "".join(p.read_text() for p in (ROOT / "ducklake_infra" / "suites").glob("test_*.py"))
     used = set(re.findall(r'mark\.control\("([A-Z0-9-]+)"\)', text))
-    assert used == set(R.registry().controls), set(R.registry().controls) ^ used
+    assert used == set(R.catalog().controls), set(R.catalog().controls) ^ used
 
 
 def test_svg_colours_by_worst_status():
@@ -208,7 +208,7 @@ def test_controls_validation(bad, msg):
 
 
 def test_exemptions_validation():
-    controls = R.registry().controls
+    controls = R.catalog().controls
     with pytest.raises(R.ControlsError, match="needs a reason"):
         R.parse_exemptions({"exemptions": [{"control": "MINIO-SVC-001"}]}, controls)
     with pytest.raises(R.ControlsError, match="unknown control"):
@@ -221,7 +221,7 @@ def test_exemptions_validation():
 
 ONE_PASSING_CONTROL = '''
 import pytest
-from ducklake_infra.suites.registry import Result, verdict
+from ducklake_infra.suites.catalog import Result, verdict
 
 @pytest.mark.control("MINIO-SVC-001")
 def test_pass():
@@ -239,7 +239,7 @@ def test_secrets_with_escapable_characters_are_redacted_before_encoding(pytester
     pytester.makeconftest(CONFTEST.replace('"hunter2-secret-value"', repr(secret)))
     pytester.makepyfile(test_ctl=f'''
 import pytest
-from ducklake_infra.suites.registry import Result, verdict
+from ducklake_infra.suites.catalog import Result, verdict
 
 @pytest.mark.control("MINIO-SEC-002")
 def test_fail():
@@ -315,7 +315,7 @@ def test_a_run_that_selects_one_control_is_partial_not_conformant(pytester):
 
 
 def test_verdicts():
-    from ducklake_infra.suites.registry import Control
+    from ducklake_infra.suites.catalog import Control
     c = Control("X-1", "t", "2.1", "high", "minio", "r")
     def res(st, exempt=""):
         return rep.ControlResult(c, st, [], exempt)
@@ -341,7 +341,7 @@ def _ran(pytester) -> set[str]:
     ["--component", "minio", "--min-severity", "critical"],
 ])
 def test_selection_runs_exactly_the_matching_controls(run, pytester, args):
-    reg = R.registry()
+    reg = R.catalog()
     defined = {"MINIO-SVC-001", "MINIO-SEC-002", "PG-CFG-001", "BE-RDY-001", "DP-ING-001"}
     opts = dict(zip(args[::2], args[1::2]))
     ids = {i for a, v in zip(args[::2], args[1::2]) if a == "--control" for i in v.split(",")}
@@ -394,7 +394,7 @@ def test_a_test_that_evaluates_another_controls_check_is_an_error(pytester):
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_wrong='''
 import pytest
-from ducklake_infra.suites.registry import Result, verdict
+from ducklake_infra.suites.catalog import Result, verdict
 
 @pytest.mark.control("MINIO-SVC-001")
 def test_calls_the_wrong_check():

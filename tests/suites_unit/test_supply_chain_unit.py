@@ -16,7 +16,7 @@ from ducklake_infra.suites import supply_chain as sc
 from ducklake_infra.suites.checks import CHECKS
 from ducklake_infra.suites.live import images_loaded
 from ducklake_infra.suites.objects import Objects
-from ducklake_infra.suites.registry import ERROR, FAIL, PASS, WARN, ControlsError, registry
+from ducklake_infra.suites.catalog import ERROR, FAIL, PASS, WARN, ControlsError, catalog
 
 PIN, SRC = CHECKS["SUPPLY-PIN-001"], CHECKS["SUPPLY-SRC-001"]
 HASH_TAG = "ducklake-infra/backend:75b6f3fa4759"          # what `up` runs on kind
@@ -54,7 +54,7 @@ def verdict_is(res, status, cid, needle=""):
     assert res.status == status, res.evidence
     assert res.control == cid
     if status != PASS:
-        assert res.remediation == registry()[cid].remediation
+        assert res.remediation == catalog()[cid].remediation
     if needle:
         assert needle in line_of(res), res.evidence
     return res

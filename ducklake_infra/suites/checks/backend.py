@@ -6,7 +6,7 @@ from typing import Mapping
 
 from ducklake_infra.provision.spec import StackSpec
 from ducklake_infra.suites.objects import Objects, name_of, pod_spec
-from ducklake_infra.suites.registry import FAIL, Result, result
+from ducklake_infra.suites.catalog import FAIL, Result, result
 from ducklake_infra.suites.checks.core import (_literal_credential_env, _backend_container, _backend_deployment, _env_value, _security_and_resources, _services_check, check)
 
 

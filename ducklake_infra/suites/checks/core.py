@@ -9,7 +9,7 @@ from ducklake_infra.provision.spec import PvcSpec, ReleaseSpec, ServiceSpec, Sta
 
 from ducklake_infra.suites.objects import Objects, containers, name_of, pod_spec, \
     same_quantity, secret_forms
-from ducklake_infra.suites.registry import ERROR, FAIL, PASS, Result, registry, result
+from ducklake_infra.suites.catalog import ERROR, FAIL, PASS, Result, catalog, result
 
 CHECKS: dict[str, Callable[[Objects, StackSpec], Result]] = {}
 
@@ -29,7 +29,7 @@ def as_control(res: Result, cid: str) -> Result:
     """``res`` as the verdict of control ``cid``: its ID, and (unless PASS) its remediation."""
     res.control = cid
     if res.status != PASS and not res.remediation:
-        res.remediation = registry()[cid].remediation
+        res.remediation = catalog()[cid].remediation
     return res
 
 

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 from ducklake_infra.provision.spec import StackSpec
 from ducklake_infra.suites.objects import Objects, containers, name_of, pod_spec
-from ducklake_infra.suites.registry import FAIL, Result, result
+from ducklake_infra.suites.catalog import FAIL, Result, result
 from ducklake_infra.suites.checks.core import (CheckInputMissing, DEFAULT_MINIO_CREDENTIALS, DEFAULT_MINIO_PASSWORDS, _env_value, _minio_data_path, _minio_deployment, _pods_ready, _pvc_check, _release_check, _release_objects, _security_and_resources, _services_check, check)
 
 

@@ -7,7 +7,7 @@ from typing import Mapping
 
 from ducklake_infra.provision.spec import StackSpec
 from ducklake_infra.suites.objects import Objects, containers, name_of, pod_spec
-from ducklake_infra.suites.registry import FAIL, PASS, Result, result
+from ducklake_infra.suites.catalog import FAIL, PASS, Result, result
 from ducklake_infra.suites.checks.core import (_literal_credential_env, CheckInputMissing, _env_value, _pg_statefulset, _pods_ready, _pvc_check, _release_check, _release_objects, _security_and_resources, _services_check, check)
 
 

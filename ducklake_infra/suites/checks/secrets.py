@@ -6,7 +6,7 @@ from __future__ import annotations
 from ducklake_infra.provision.spec import StackSpec
 from ducklake_infra.suites.objects import Objects, containers, name_of, pod_spec, \
     WORKLOAD_KINDS
-from ducklake_infra.suites.registry import CheckError, Result, result
+from ducklake_infra.suites.catalog import CheckError, Result, result
 from ducklake_infra.suites.checks.core import (_literal_credential_env, CREDENTIAL_ASSIGNMENT, CREDENTIAL_NAME, CheckInputMissing, SKIP_CONFIGMAPS, _NOT_A_CREDENTIAL, _known_secrets, _stack_namespaces, check)
 
 

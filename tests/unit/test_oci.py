@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ducklake_infra.provision import images as I
+from ducklake_infra.provision import oci as I
 from ducklake_infra.provision import stack
 from ducklake_infra.provision import render
 from ducklake_infra.provision.bundle import layout as L

@@ -115,7 +115,7 @@ def worst(statuses: Iterable[str]) -> str:
 
 
 # ---- loading ---------------------------------------------------------------------
-class Registry:
+class Catalog:
     def __init__(self, controls: dict[str, Control], exemptions: list[Exemption] | None = None):
         self.controls = controls
         self.exemptions = exemptions or []
@@ -229,7 +229,7 @@ def _read_yaml(path: Path) -> Any:
                             f"{getattr(exc, 'problem', None) or exc}") from None
 
 
-def load(controls_file: Path | None = None, exemptions_file: Path | None = None) -> Registry:
+def load(controls_file: Path | None = None, exemptions_file: Path | None = None) -> Catalog:
     cfile = Path(controls_file or CONTROLS_FILE)
     controls = parse_controls(_read_yaml(cfile), cfile.name)
     efile = Path(exemptions_file or EXEMPTIONS_FILE)
@@ -240,18 +240,18 @@ def load(controls_file: Path | None = None, exemptions_file: Path | None = None)
             c = controls[cid]
             controls[cid] = Control(c.id, c.title, c.section, s, c.component, c.remediation,
                                     c.mutating)
-    return Registry(controls, exemptions)
+    return Catalog(controls, exemptions)
 
 
-_registry: Registry | None = None
+_catalog: Catalog | None = None
 
 
-def registry() -> Registry:
+def catalog() -> Catalog:
     """The repository's controls (loaded once)."""
-    global _registry
-    if _registry is None:
-        _registry = load()
-    return _registry
+    global _catalog
+    if _catalog is None:
+        _catalog = load()
+    return _catalog
 
 
 # ---- per-test recording (the plugin sets the current record around each test) ----
