@@ -288,7 +288,7 @@ def push_all(runner: Runner, reg: Registry, images: Mapping[str, str], *,
     return [out[k] for k in sorted(images)]
 
 
-def summary(pushed: Sequence[Pushed]) -> str:
+def push_summary(pushed: Sequence[Pushed]) -> str:
     n = sum(1 for p in pushed if p.action == "pushed")
     have = sum(1 for p in pushed if p.action == "present")
     planned = sum(1 for p in pushed if p.action == "planned")

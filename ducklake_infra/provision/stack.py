@@ -307,7 +307,7 @@ def push_images(ctx: _Ctx, refs: dict[str, str]) -> str:
         refs[p.key] = p.ref
         ctx.progress.say(f"    {p.key}: {p.action} {p.ref}")
     ctx.pushed = pushed
-    return I.summary(pushed)
+    return I.push_summary(pushed)
 
 
 def ensure_pull_secret(ctx: _Ctx) -> str:
@@ -414,11 +414,11 @@ def up(cluster, spec: StackSpec, runner: Runner, progress: Progress,
     with progress.step("backend deployment") as info:
         info["note"] = deploy_backend(ctx, refs[BACKEND_IMAGE_KEY])
     if not runner.dry_run:
-        progress.say(summary(spec, cluster, progress, time.monotonic() - start))
+        progress.say(up_summary(spec, cluster, progress, time.monotonic() - start))
     return refs
 
 
-def summary(spec: StackSpec, cluster, progress: Progress, total: float) -> str:
+def up_summary(spec: StackSpec, cluster, progress: Progress, total: float) -> str:
     lines = [f"DuckLake stack is up on {cluster.context} in {total:.1f}s", "  phases:"]
     for name, took, note in progress.timings:
         lines.append(f"    {name:<28} {took:7.1f}s  {note}")

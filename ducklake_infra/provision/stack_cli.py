@@ -244,7 +244,7 @@ def cmd_images_push(args) -> int:
     progress = Progress(log_path=runner.log_path)
     progress.say(f"log: {runner.log_path}")
     pushed = stack.push_only(spec, runner, progress, opts)
-    print(f"# {stack.I.summary(pushed)}")
+    print(f"# {stack.I.push_summary(pushed)}")
     for p in pushed:
         print(f"{p.key}={p.ref}")
     return 0

@@ -103,7 +103,7 @@ def test_second_push_skips_images_present_by_digest(spec, progress, fake_layout)
     pushed = stack.push_only(spec, r, progress, _opts(fake_layout))
     assert not r.executed(r"^docker (push|tag) ")
     assert [p.action for p in pushed] == ["present"] * 4
-    assert I.summary(pushed) == "0 pushed, 4 already present (all present)"
+    assert I.push_summary(pushed) == "0 pushed, 4 already present (all present)"
     assert all(p.ref.endswith("@" + D2) for p in pushed)
 
 
