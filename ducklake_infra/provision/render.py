@@ -214,6 +214,8 @@ def backend_config(spec: StackSpec) -> dict[str, str]:
         "DUCKLAKE_S3_USE_SSL": "true" if m.use_ssl else "false",
         "DUCKLAKE_RAW_BUCKET": spec.raw_bucket,
         "DUCKLAKE_LAKE_BUCKET": spec.lake_bucket,
+        "DUCKLAKE_MAINTENANCE_INTERVAL_S": str(spec.backend.maintenance_interval),
+        "DUCKLAKE_MAINTENANCE_KEEP_S": str(spec.backend.maintenance_keep),
     }
 
 

@@ -171,6 +171,10 @@ class BackendSpec:
     image: BackendImageSpec
     manifests: tuple[Path, ...]
     rollout_timeout: int
+    # the backend's own lake maintenance (compaction, snapshot expiry, cleanup): every
+    # maintenance_interval seconds (0: never scheduled), keeping maintenance_keep seconds
+    maintenance_interval: int = 0
+    maintenance_keep: int = 86400
 
 
 @dataclass(frozen=True)
@@ -554,6 +558,7 @@ def parse(raw: Any, path: Path) -> StackSpec:
         if not (root / f).is_file():
             raise v.fail(f"backend.manifests[{i}]", f"no such file {f!r}")
         manifests.append(root / f)
+    mnt = v.map(be, "backend", "maintenance", optional=True)
     backend = BackendSpec(
         namespace=bns, deployment=v.name(be, "backend", "deployment"),
         container=v.name(be, "backend", "container"),
@@ -574,7 +579,9 @@ def parse(raw: Any, path: Path) -> StackSpec:
             context=root / v.str(bimg, "backend.image", "context"),
             hash_paths=tuple(root / p for p in v.strlist(bimg, "backend.image", "hash_paths"))),
         manifests=tuple(manifests),
-        rollout_timeout=v.int(be, "backend", "rollout_timeout", optional=True, default=300))
+        rollout_timeout=v.int(be, "backend", "rollout_timeout", optional=True, default=300),
+        maintenance_interval=_non_negative(v, mnt, "backend.maintenance", "interval_seconds", 0),
+        maintenance_keep=_non_negative(v, mnt, "backend.maintenance", "keep_seconds", 86400))
     if len(backend.postgres_secret.keys) != 2 or len(backend.s3_secret.keys) != 2:
         raise v.fail("backend.secrets", "postgres and s3 secrets need exactly two keys "
                                         "(user/access key first, password/secret key second)")
@@ -595,6 +602,13 @@ def parse(raw: Any, path: Path) -> StackSpec:
                      storage_class=storage_class, buckets=buckets, releases=releases,
                      minio=minio, postgresql=postgresql, backend=backend, raw=raw,
                      image_pull_secret=pull_secret)
+
+
+def _non_negative(v: _V, d: Mapping, path: str, key: str, default: int) -> int:
+    n = v.int(d, path, key, optional=True, default=default)
+    if n < 0:
+        raise v.fail(f"{path}.{key}", f"{n} is negative")
+    return n
 
 
 def _service(v: _V, s: Mapping, sp: str, ns: str) -> ServiceSpec:

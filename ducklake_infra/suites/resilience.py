@@ -4,9 +4,9 @@ on objects, registered like ducklake_infra/suites/checks.py's."""
 from __future__ import annotations
 
 from ducklake_infra.provision.spec import StackSpec
-from ducklake_infra.suites.checks.core import _stack_namespaces, check
+from ducklake_infra.suites.checks.core import CheckInputMissing, _stack_namespaces, check
 from ducklake_infra.suites.objects import Objects, name_of, pod_spec
-from ducklake_infra.suites.catalog import Result, result
+from ducklake_infra.suites.catalog import FAIL, PASS, WARN, Result, result
 
 SINGLE_NODE_MODES = {"ReadWriteOnce", "ReadWriteOncePod"}
 
@@ -51,3 +51,35 @@ def check_single_volume_workloads_never_run_twice(objs: Objects, spec: StackSpec
     if not good and not problems:
         good.append("no Deployment of the stack mounts a ReadWriteOnce volume")
     return result(problems, good)
+
+
+@check("BE-MAINT-001")
+def check_lake_maintenance(objs: Objects, spec: StackSpec,
+                           status: dict | None = None) -> Result:
+    """The backend compacts small files, expires old snapshots and deletes unreferenced
+    files on a schedule (its ConfigMap), and the last run did not fail. ``status`` is the
+    backend's GET /maintenance answer when it could be read (a live stack)."""
+    b = spec.backend
+    cm = objs.get("ConfigMap", b.configmap, b.namespace)
+    if cm is None:
+        raise CheckInputMissing(f"ConfigMap {b.namespace}/{b.configmap} does not exist")
+    data = cm.get("data") or {}
+    raw = data.get("DUCKLAKE_MAINTENANCE_INTERVAL_S", "0")
+    interval = int(raw) if str(raw).isdigit() else 0
+    if interval <= 0:
+        return Result(FAIL, [f"ConfigMap {b.configmap}: DUCKLAKE_MAINTENANCE_INTERVAL_S is "
+                             f"{raw!r}: small files pile up and old snapshots are never expired"])
+    good = [f"scheduled every {interval}s, snapshots kept "
+            f"{data.get('DUCKLAKE_MAINTENANCE_KEEP_S', '86400')}s"]
+    if status is None:
+        return Result(PASS, good)
+    last = status.get("last")
+    if last is None:
+        return Result(WARN, [f"warning: maintenance has not run yet since the backend started "
+                             f"(every {status.get('interval_s')}s)", *good])
+    if not last.get("ok"):
+        return Result(FAIL, [f"the last maintenance run ({last.get('started_at')}) failed: "
+                             f"{last.get('error', '?')}", *good])
+    return Result(PASS, [*good, f"last run {last.get('started_at')}: {last.get('files_merged')} "
+                                f"file(s) merged, {last.get('snapshots_expired')} snapshot(s) "
+                                f"expired, {last.get('files_deleted')} file(s) deleted"])

@@ -34,7 +34,7 @@ BOX_CONTROLS = {
     "pg-pvc": ["PG-PVC-001", "PG-PERSIST-001", "DRIFT-PVC-002"],
     "pg-secret": ["PG-SEC-001"],
     "be-deploy": ["BE-DEP-001", "BE-RES-001", "BE-PRB-001", "BE-SEC-001", "BE-RDY-001",
-                  "BE-MEM-001", "BE-CRED-001",
+                  "BE-MEM-001", "BE-CRED-001", "BE-MAINT-001",
                   "DRIFT-IMG-003", "DRIFT-REPL-003", "DRIFT-RES-003"],
     "be-svc": ["BE-SVC-001", "BE-AUTH-001", "DRIFT-SVC-003"],
     "be-cm": ["BE-CFG-001", "SEC-CM-001"],

@@ -116,6 +116,10 @@ def lake_run(objs, spec, runner, cluster, kubectl):
             f"SELECT snapshot_id FROM {snap_table} WHERE snapshot_id > %s", (run.catalog_before,))}
         run.pg_port, run.s3_port = pgpf.local_port, s3pf.local_port
         run.creds = (pg_user, pg_pw, akey, skey)
+        # one maintenance run after the writes (BE-MAINT-001 reads its outcome; the reads
+        # below check that compaction kept every row and time travel)
+        r = http.post("/maintenance")
+        run.steps.append(f"POST /maintenance: {r.status_code} {r.text[:300]}")
         yield run
         # read-only DuckDB (DP-DUCK-001) runs while the port-forwards are still open
 

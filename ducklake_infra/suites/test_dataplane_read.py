@@ -43,3 +43,16 @@ def test_backend_serves_catalog_reads(objs, spec, kubectl):
         if not items:
             problems.append(f"table {name} has no snapshot in the catalog")
     verdict(Result("FAIL" if problems else "PASS", problems + evidence))
+
+
+@pytest.mark.control("BE-MAINT-001")
+def test_lake_is_maintained(objs, spec, kubectl):
+    """Runs after test_dataplane.py, whose writes end with a maintenance run on kind; an
+    audit sees what the schedule did."""
+    from ducklake_infra.suites.resilience import check_lake_maintenance
+    b = spec.backend
+    ok, body = service_get(kubectl, b.namespace, b.service.name, b.service.ports[0],
+                           "/maintenance", token=backend_token(objs, spec))
+    if not ok:
+        raise CheckError(f"GET /maintenance through the service proxy failed: {body[-300:]}")
+    verdict(check_lake_maintenance(objs, spec, status=json.loads(body)))

@@ -66,7 +66,8 @@ def test_backend_deployment_shape(spec):
     cm_keys = set(objs["ConfigMap"]["data"])
     assert cm_keys == {"DUCKLAKE_PG_HOST", "DUCKLAKE_PG_PORT", "DUCKLAKE_PG_DB",
                        "DUCKLAKE_S3_ENDPOINT", "DUCKLAKE_S3_REGION", "DUCKLAKE_S3_USE_SSL",
-                       "DUCKLAKE_RAW_BUCKET", "DUCKLAKE_LAKE_BUCKET"}
+                       "DUCKLAKE_RAW_BUCKET", "DUCKLAKE_LAKE_BUCKET",
+                       "DUCKLAKE_MAINTENANCE_INTERVAL_S", "DUCKLAKE_MAINTENANCE_KEEP_S"}
     svc = objs["Service"]["spec"]
     assert svc["type"] == "ClusterIP"
     assert svc["ports"][0]["port"] == 80 and svc["ports"][0]["targetPort"] == "http"

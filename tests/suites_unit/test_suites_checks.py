@@ -438,3 +438,25 @@ def test_rolling_update_without_surge_passes(good, spec, find):
     dep = find(good, "Deployment", spec.minio.fullname)
     dep["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0}}
     assert checks.run("STORE-RWO-001", good, spec).status == PASS
+
+
+@pytest.mark.parametrize("interval,status,want,needle", [
+    ("3600", None, PASS, "scheduled every 3600s"),
+    ("0", None, FAIL, "small files pile up"),
+    (None, None, FAIL, "DUCKLAKE_MAINTENANCE_INTERVAL_S is '0'"),
+    ("3600", {"interval_s": 3600, "last": None}, WARN, "has not run yet"),
+    ("3600", {"interval_s": 3600, "last": {"ok": False, "started_at": "t", "error": "boom"}},
+     FAIL, "failed: boom"),
+    ("3600", {"interval_s": 3600, "last": {"ok": True, "started_at": "t", "files_merged": 3,
+                                           "snapshots_expired": 1, "files_deleted": 2}},
+     PASS, "3 file(s) merged"),
+])
+def test_lake_maintenance_control(good, spec, find, interval, status, want, needle):
+    """Issue 13: nothing compacted the small files every append leaves."""
+    from ducklake_infra.suites.resilience import check_lake_maintenance
+    cm = find(good, "ConfigMap", spec.backend.configmap)
+    cm.setdefault("data", {}).pop("DUCKLAKE_MAINTENANCE_INTERVAL_S", None)
+    if interval is not None:
+        cm["data"]["DUCKLAKE_MAINTENANCE_INTERVAL_S"] = interval
+    res = check_lake_maintenance(good, spec, status=status)
+    assert res.status == want and any(needle in e for e in res.evidence), res

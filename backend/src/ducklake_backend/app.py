@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hmac
 import logging
 import tempfile
@@ -134,12 +135,45 @@ def _initialize_until_done(lake: Lake, stop: threading.Event) -> None:
         delay = min(delay * 2, 10.0)
 
 
+class Maintenance:
+    """Runs the lake's maintenance (on request or every ``interval_s``) and remembers
+    the last run, which GET /maintenance reports (a control checks it)."""
+
+    def __init__(self, lake: Lake, settings: Settings) -> None:
+        self.lake, self.settings = lake, settings
+        self.last: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def run(self) -> dict[str, Any]:
+        started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        with self._lock:
+            try:
+                result = self.lake.maintain(self.settings.maintenance_keep_s)
+            except ApiError as exc:
+                self.last = {"ok": False, "started_at": started, "error": exc.message}
+                raise
+            self.last = {"ok": True, "started_at": started, **result}
+            return self.last
+
+    def every(self, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.maintenance_interval_s):
+            try:
+                self.run()
+            except ApiError as exc:
+                log.warning("scheduled maintenance failed", extra={"ctx_detail": exc.message})
+
+    def status(self) -> dict[str, Any]:
+        return {"interval_s": self.settings.maintenance_interval_s,
+                "keep_s": self.settings.maintenance_keep_s, "last": self.last}
+
+
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
     settings = settings or Settings.from_env()
     redactor.add(*settings.secret_values())
     if configure_logs:
         configure_logging(settings.log_level)
     lake = Lake(settings)
+    maintenance = Maintenance(lake, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -157,6 +191,9 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         if settings.init_catalog:
             threading.Thread(target=_initialize_until_done, args=(lake, stop), daemon=True,
                              name="catalog-init").start()
+        if settings.maintenance_interval_s > 0:
+            threading.Thread(target=maintenance.every, args=(stop,), daemon=True,
+                             name="maintenance").start()
         yield
         stop.set()
         await run_in_threadpool(lake.close)
@@ -285,6 +322,17 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         """DuckLake snapshots that created or changed the table."""
         validate_identifier(table)
         return lake.snapshots(table)
+
+    @app.post("/maintenance", tags=["maintenance"], responses=_responses(409, 503))
+    def run_maintenance() -> dict[str, Any]:
+        """Compact small files, expire old snapshots, delete files no kept snapshot needs
+        (what the schedule runs every DUCKLAKE_MAINTENANCE_INTERVAL_S seconds)."""
+        return maintenance.run()
+
+    @app.get("/maintenance", tags=["maintenance"])
+    def maintenance_status() -> dict[str, Any]:
+        """The schedule (interval, how long snapshots are kept) and the last run."""
+        return maintenance.status()
 
     query_slots = threading.BoundedSemaphore(settings.query_concurrency)
 

@@ -117,6 +117,11 @@ class Settings:
     max_temp_bytes: int = 512 * 1024 * 1024
     query_concurrency: int = 4
     query_max_response_bytes: int = 8 * 1024 * 1024
+    # maintenance (compaction, snapshot expiry, deletion of unreferenced files): every
+    # interval seconds (0: only on POST /maintenance); snapshots and files younger than
+    # keep seconds are kept, so readers of recent snapshots are never cut off
+    maintenance_interval_s: int = 0
+    maintenance_keep_s: int = 86400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -155,6 +160,8 @@ class Settings:
             memory_limit_bytes=_int(env, "DUCKLAKE_MEMORY_LIMIT_BYTES", None, minimum=64 * 1024 * 1024),
             max_temp_bytes=_int(env, "DUCKLAKE_MAX_TEMP_BYTES", 512 * 1024 * 1024, minimum=0),
             query_concurrency=_int(env, "DUCKLAKE_QUERY_CONCURRENCY", 4, minimum=1),
+            maintenance_interval_s=_int(env, "DUCKLAKE_MAINTENANCE_INTERVAL_S", 0, minimum=0),
+            maintenance_keep_s=_int(env, "DUCKLAKE_MAINTENANCE_KEEP_S", 86400, minimum=0),
             query_max_response_bytes=_int(env, "DUCKLAKE_QUERY_MAX_RESPONSE_BYTES", 8 * 1024 * 1024,
                                           minimum=1024),
         )

@@ -504,6 +504,37 @@ class Lake:
         log.info("ingested dataset", extra={f"ctx_{k}": v for k, v in result.items()})
         return result
 
+    def maintain(self, keep_s: int) -> dict[str, Any]:
+        """Compact small files, expire snapshots older than ``keep_s`` seconds and delete
+        the files no kept snapshot needs once they have been unreferenced for ``keep_s``.
+        Each step is a DuckLake transaction: writers in other processes may commit while
+        it runs (a conflict is retried); ingests of this process wait for it."""
+        keep = f"now() - INTERVAL '{int(keep_s)} seconds'"
+
+        def once() -> dict[str, Any]:
+            cur = self._cursor(read_only=False)
+            try:
+                merged = cur.execute(f"CALL ducklake_merge_adjacent_files('{CATALOG}')").fetchall()
+                expired = cur.execute(f"CALL ducklake_expire_snapshots('{CATALOG}', "
+                                      f"older_than => {keep})").fetchall()
+                deleted = cur.execute(f"CALL ducklake_cleanup_old_files('{CATALOG}', "
+                                      f"older_than => {keep})").fetchall()
+            finally:
+                cur.close()
+            return {"files_merged": sum(int(r[2]) for r in merged),
+                    "files_written": sum(int(r[3]) for r in merged),
+                    "snapshots_expired": len(expired), "files_deleted": len(deleted)}
+
+        start = time.monotonic()
+        with self._write_lock:
+            try:
+                result = retry_on_conflict(once, self.settings.commit_retries, what="maintenance")
+            except duckdb.Error as exc:
+                raise client_error_from_duckdb(exc) from None
+        result["seconds"] = round(time.monotonic() - start, 3)
+        log.info("maintenance done", extra={f"ctx_{k}": v for k, v in result.items()})
+        return result
+
     def list_tables(self) -> list[dict[str, Any]]:
         cur = self._cursor(read_only=True)
         try:
