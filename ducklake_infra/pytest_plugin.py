@@ -54,6 +54,7 @@ def pytest_cmdline_main(config):
     paths (an installed auditor in an empty directory) runs the packaged suites; the
     stack spec is located once (see :func:`ducklake_infra.provision.spec.locate`)."""
     explicit = config.option.cluster is not None
+    config.stash[CLUSTER_GIVEN] = explicit
     if config.option.cluster is None:
         config.option.cluster = "kind"
     if explicit and config.args_source == pytest.Config.ArgsSource.INVOCATION_DIR:
@@ -73,10 +74,13 @@ def run_started(pytestconfig) -> float:
 
 
 SPEC_SOURCE = pytest.StashKey[str]()
+CLUSTER_GIVEN = pytest.StashKey[bool]()
 RUN_STARTED = pytest.StashKey[float]()
 
 
 def pytest_report_header(config):
+    if not config.stash.get(CLUSTER_GIVEN, False):
+        return None      # another project's tests in a venv that holds this package
     return (f"ducklake-infra {ducklake_infra.__version__}: cluster {config.option.cluster}"
             f"{' (read-only audit)' if config.option.readonly else ''}; stack spec "
             f"{config.option.stack} ({config.stash.get(SPEC_SOURCE, '?')})")

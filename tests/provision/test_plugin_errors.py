@@ -114,3 +114,16 @@ def test_the_plugin_runs_without_pytest_html():
     """`-p no:html` used to end in INTERNALERROR (a pytest-html hook not marked optional)."""
     res = _pytest_raw("ducklake_infra/suites", "--cluster=prod", "--readonly", "--collect-only", "-p", "no:html")
     assert res.returncode == 0 and "INTERNALERROR" not in res.stdout + res.stderr, res.stdout[-800:]
+
+
+def test_the_plugin_stays_quiet_in_another_projects_tests(tmp_path):
+    """Installed in a shared venv, the plugin loads for every pytest run: without
+    --cluster it adds no header line, collects nothing of ours, writes no report."""
+    (tmp_path / "test_theirs.py").write_text("def test_x():\n    assert True\n")
+    env = {"PATH": L.layout().path_env(), "HOME": str(Path.home())}
+    res = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
+                         cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stdout[-2000:]
+    # (pytest itself lists the plugin among "plugins:"; our header line is absent)
+    assert "1 passed" in res.stdout and "stack spec" not in res.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test_theirs.py"]
