@@ -365,6 +365,11 @@ def _ensure_cluster(ctx: _Ctx) -> str:
     return f"context {c.context}"
 
 
+def _step(progress: Progress, name: str, fn, *args) -> None:
+    with progress.step(name) as info:
+        info["note"] = fn(*args)
+
+
 def up(cluster, spec: StackSpec, runner: Runner, progress: Progress,
        opts: Options | None = None, *, _ctx: _Ctx | None = None) -> dict[str, str]:
     """Create or update the whole stack; returns the resolved image references."""
@@ -381,18 +386,22 @@ def up(cluster, spec: StackSpec, runner: Runner, progress: Progress,
     refs = image_refs(spec, opts)
     if not runner.dry_run:
         check_charts(spec, opts)
-    with progress.step("cluster") as info:
-        info["note"] = _ensure_cluster(ctx)
-    if opts.registry is not None:
-        with progress.step("backend image") as info:
-            info["note"] = build_backend_image(ctx, refs)
-        with progress.step(f"push images to {opts.registry.base}") as info:
-            info["note"] = push_images(ctx, refs)
-    elif cluster.is_kind:
-        with progress.step("backend image") as info:
-            info["note"] = build_backend_image(ctx, refs)
-        with progress.step("load images into kind") as info:
-            info["note"] = load_images(ctx, refs)
+    if cluster.is_kind and opts.registry is None and not runner.dry_run:
+        # the backend image builds while the kind cluster starts: neither needs the
+        # other, and both take a while on a cold run (a plan keeps its order instead)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backend-image") as pool:
+            built = pool.submit(_step, progress, "backend image", build_backend_image, ctx, refs)
+            _step(progress, "cluster", _ensure_cluster, ctx)
+            built.result()
+        _step(progress, "load images into kind", load_images, ctx, refs)
+    else:
+        _step(progress, "cluster", _ensure_cluster, ctx)
+        if opts.registry is not None:
+            _step(progress, "backend image", build_backend_image, ctx, refs)
+            _step(progress, f"push images to {opts.registry.base}", push_images, ctx, refs)
+        elif cluster.is_kind:
+            _step(progress, "backend image", build_backend_image, ctx, refs)
+            _step(progress, "load images into kind", load_images, ctx, refs)
     with progress.step("namespaces") as info:
         info["note"] = ensure_namespaces(ctx)
     with progress.step("secrets") as info:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import pytest
 import yaml
@@ -96,11 +97,12 @@ def test_up_on_fresh_kind_runs_every_phase(spec, progress, fake_layout):
 
     rollout = r.executed(r"rollout status deployment/ducklake-backend -n ducklake")
     assert len(rollout) == 1
-    # order: cluster, image, load, namespaces, secrets, helm, backend
+    # order: cluster and image side by side, then load, namespaces, secrets, helm, backend
     first = {k: next(i for i, c in enumerate(r.calls) if k in c.line)
              for k in ("kind create", "docker build", "kind load", "get namespaces",
                        "get secret", "upgrade --install", "rollout status")}
-    assert list(first.values()) == sorted(first.values())
+    order = list(first.values())
+    assert max(order[:2]) < order[2] and order[2:] == sorted(order[2:])
 
 
 def test_up_generates_secrets_only_on_stdin_and_redacts_them(spec, progress, fake_layout):
@@ -400,3 +402,42 @@ def test_bringup_reads_only_events_of_its_own_run():
     started = mod.event_time({"lastTimestamp": "2026-11-29T11:00:00Z", "metadata": {}})
     assert mod.event_time(old) < started - 2 <= mod.event_time(new)
     assert mod.event_time({"metadata": {"creationTimestamp": "2026-11-29T11:00:01Z"}}) > started
+
+
+def test_up_builds_the_backend_image_while_the_kind_cluster_starts(spec, progress, fake_layout,
+                                                                    monkeypatch):
+    """Issue 14, item 3: on a cold run both take a while and neither needs the other."""
+    import threading
+    import time
+    spans = {}
+
+    def slow(name, real):
+        def run(*a):
+            start = time.monotonic()
+            time.sleep(0.3)
+            out = real(*a)
+            spans[name] = (start, time.monotonic(), threading.current_thread().name)
+            return out
+        return run
+    monkeypatch.setattr(stack, "_ensure_cluster", slow("cluster", stack._ensure_cluster))
+    monkeypatch.setattr(stack, "build_backend_image", slow("image", stack.build_backend_image))
+    r = fresh_runner()
+    stack.up(_kind(r, spec), spec, r, progress, _opts(fake_layout))
+    (c0, c1, ct), (i0, i1, it) = spans["cluster"], spans["image"]
+    assert c0 < i1 and i0 < c1, spans            # the two spans overlap
+    assert ct != it
+    lines = [c.line for c in r.calls]
+    first = lambda pat: next(i for i, x in enumerate(lines) if re.search(pat, x))  # noqa: E731
+    # images are loaded only once the image is built and the cluster is up
+    assert first(r"^kind load docker-image") > max(first(r"^docker build"),
+                                                    first(r"^kind create cluster"))
+
+
+def test_a_plan_lists_the_cluster_before_the_backend_image(spec, progress, fake_layout):
+    """A plan keeps the sequential order (its commands are a script to read)."""
+    r = fresh_runner(dry_run=True)
+    stack.up(_kind(r, spec), spec, r, progress, _opts(fake_layout))
+    lines = [c.line for c in r.calls]
+    cluster = [i for i, x in enumerate(lines) if x.startswith("kind ") and " load " not in x]
+    image = [i for i, x in enumerate(lines) if x.startswith("docker build")]
+    assert cluster and image and max(cluster) < min(image), lines
