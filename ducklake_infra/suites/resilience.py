@@ -83,3 +83,35 @@ def check_lake_maintenance(objs: Objects, spec: StackSpec,
     return Result(PASS, [*good, f"last run {last.get('started_at')}: {last.get('files_merged')} "
                                 f"file(s) merged, {last.get('snapshots_expired')} snapshot(s) "
                                 f"expired, {last.get('files_deleted')} file(s) deleted"])
+
+
+def judge_ledger(batch_rows: int, acked: set[int], sent: int, found: dict[int, int],
+                 duplicates: int, recovery_s: float | None, errors: dict[str, int],
+                 max_recovery_s: float) -> Result:
+    """The accounting after a fault: every acknowledged batch present exactly once, no
+    batch present in part (a commit is all or nothing), no row twice, and the backend
+    Ready again in time. ``found``: batch number -> rows of it in the table."""
+    problems = []
+    lost = sorted(b for b in acked if found.get(b, 0) != batch_rows)
+    partial = sorted(b for b, n in found.items() if n not in (0, batch_rows))
+    if lost:
+        problems.append(f"{len(lost)} acknowledged batch(es) not found whole: {lost[:10]}")
+    if partial:
+        problems.append(f"{len(partial)} batch(es) present in part: {partial[:10]}")
+    if duplicates:
+        problems.append(f"{duplicates} row(s) present more than once")
+    if recovery_s is None:
+        problems.append("the backend did not become Ready again")
+    elif recovery_s > max_recovery_s:
+        problems.append(f"the backend took {recovery_s:.1f}s to be Ready again "
+                        f"(limit {max_recovery_s:.0f}s)")
+    unacked_present = sorted(b for b in range(sent) if b not in acked and found.get(b))
+    good = [f"{sent} batch(es) of {batch_rows} rows sent, {len(acked)} acknowledged, "
+            f"{len(acked) - len(lost)} acknowledged found whole, lost 0" if not lost else
+            f"{sent} batch(es) sent, {len(acked)} acknowledged",
+            f"duplicates {duplicates}, batches in part {len(partial)}",
+            f"unacknowledged but committed (a timeout after the commit): {len(unacked_present)}",
+            "errors the clients saw: " + (", ".join(f"{k} x{v}" for k, v in sorted(errors.items()))
+                                          or "none"),
+            f"Ready again {recovery_s:.1f}s after the fault" if recovery_s is not None else ""]
+    return result(problems, [g for g in good if g])

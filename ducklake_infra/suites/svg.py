@@ -22,7 +22,7 @@ FILL = {PASS: "#e8f5e9", WARN: "#fff8e1", FAIL: "#ffebee", ERROR: "#f3e5f5",
 # which controls colour which box (by box key)
 BOX_CONTROLS = {
     "minio-release": ["MINIO-REL-001", "MINIO-MODE-001", "DRIFT-CHART-001"],
-    "minio-deploy": ["MINIO-MODE-001", "STORE-RWO-001", "MINIO-POD-001", "MINIO-POD-002", "MINIO-BKT-001",
+    "minio-deploy": ["MINIO-MODE-001", "STORE-RWO-001", "RES-MINIO-001", "MINIO-POD-001", "MINIO-POD-002", "MINIO-BKT-001",
                      "MINIO-IAM-002", "DRIFT-IMG-001", "DRIFT-REPL-001", "DRIFT-RES-001"],
     "minio-svc": ["MINIO-SVC-001", "DRIFT-SVC-001"],
     "minio-pvc": ["MINIO-PVC-001", "DRIFT-PVC-001"],

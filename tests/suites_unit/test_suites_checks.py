@@ -460,3 +460,19 @@ def test_lake_maintenance_control(good, spec, find, interval, status, want, need
         cm["data"]["DUCKLAKE_MAINTENANCE_INTERVAL_S"] = interval
     res = check_lake_maintenance(good, spec, status=status)
     assert res.status == want and any(needle in e for e in res.evidence), res
+
+
+@pytest.mark.parametrize("found,dups,recovery,ok,needle", [
+    ({0: 20, 1: 20, 2: 20}, 0, 12.0, True, "lost 0"),
+    ({0: 20, 1: 0, 2: 20}, 0, 12.0, False, "acknowledged batch(es) not found whole: [1]"),
+    ({0: 20, 1: 20, 2: 20, 3: 7}, 0, 12.0, False, "present in part: [3]"),
+    ({0: 20, 1: 20, 2: 20}, 5, 12.0, False, "5 row(s) present more than once"),
+    ({0: 20, 1: 20, 2: 20}, 0, None, False, "did not become Ready"),
+    ({0: 20, 1: 20, 2: 20}, 0, 500.0, False, "took 500.0s"),
+    ({0: 20, 1: 20, 2: 20, 3: 20}, 0, 12.0, True, "unacknowledged but committed (a timeout after the commit): 1"),
+])
+def test_the_ledger_judges_every_way_a_write_can_go_wrong(found, dups, recovery, ok, needle):
+    """Issue 13: the accounting behind every fault test, broken deliberately each way."""
+    from ducklake_infra.suites.resilience import judge_ledger
+    res = judge_ledger(20, {0, 1, 2}, 4, found, dups, recovery, {"503": 3}, max_recovery_s=180)
+    assert (res.status == PASS) is ok and any(needle in e for e in res.evidence), res

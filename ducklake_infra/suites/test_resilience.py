@@ -1,0 +1,95 @@
+"""Faults while data flows (issue 13): a writer appends known rows through the backend's
+Service and keeps a ledger of what was acknowledged; mid-stream a pod of the stack is
+deleted; afterwards every acknowledged row must be in the lake exactly once, nothing in
+part, and the backend Ready again. Mutating: never under --readonly."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+
+import pytest
+
+from ducklake_infra.suites.catalog import CheckError, verdict
+from ducklake_infra.suites.live import PortForward, backend_token
+from ducklake_infra.suites.resilience import judge_ledger
+
+pytestmark = [pytest.mark.cluster, pytest.mark.mutating]
+
+BATCH = 20              # rows per append (ids batch*BATCH .. +BATCH-1)
+WRITE_S = 30            # how long the writer writes
+FAULT_AT_S = 5          # when the pod is deleted
+MAX_RECOVERY_S = 180
+
+
+def _csv(batch: int) -> str:
+    return "id,name\n" + "".join(f"{i},row-{i}\n" for i in range(batch * BATCH, (batch + 1) * BATCH))
+
+
+def _write_until(http, table: str, stop_at: float, ledger: dict, errors: Counter) -> None:
+    batch = 1                            # batch 0 created the table
+    while time.monotonic() < stop_at:
+        name = f"{table}-{batch}.csv"
+        try:
+            r = http.post(f"/datasets/{name}", content=_csv(batch),
+                          headers={"content-type": "text/csv"})
+            if r.status_code == 201:
+                r = http.post(f"/tables/{table}/ingest", json={"dataset": name, "mode": "append"})
+            if r.status_code == 200:
+                ledger["acked"].add(batch)
+            else:
+                errors[str(r.status_code)] += 1
+        except Exception as exc:         # a hang or a reset is an error the client saw
+            errors[type(exc).__name__] += 1
+        ledger["sent"] = batch + 1
+        batch += 1
+
+
+@pytest.mark.control("RES-MINIO-001")
+def test_minio_pod_deleted_mid_stream(objs, spec, runner, cluster, kubectl):
+    import httpx
+    m, b = spec.minio, spec.backend
+    dep = objs.get("Deployment", m.fullname, m.namespace)
+    if dep is None:
+        raise CheckError(f"Deployment {m.namespace}/{m.fullname} does not exist")
+    selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
+    table = f"resilience_{uuid.uuid4().hex[:8]}"
+    ledger, errors = {"acked": set(), "sent": 1}, Counter()
+    with PortForward(runner, cluster, b.namespace, f"svc/{b.service.name}", b.service.ports[0]) as pf, \
+            httpx.Client(base_url=f"http://127.0.0.1:{pf.local_port}", timeout=30,
+                         headers={"Authorization": f"Bearer {backend_token(objs, spec)}"}) as http:
+        r = http.post(f"/datasets/{table}-0.csv", content=_csv(0), headers={"content-type": "text/csv"})
+        r = http.post(f"/tables/{table}/ingest", json={"dataset": f"{table}-0.csv", "mode": "create"})
+        if r.status_code != 200:
+            raise CheckError(f"could not create the ledger table: {r.status_code} {r.text[:200]}")
+        ledger["acked"].add(0)
+        start = time.monotonic()
+        writer = threading.Thread(target=_write_until,
+                                  args=(http, table, start + WRITE_S, ledger, errors))
+        writer.start()
+        time.sleep(FAULT_AT_S)
+        kubectl("-n", m.namespace, "delete", "pod", "-l", selector, "--wait=false")
+        fault = time.monotonic()
+        writer.join()
+        kubectl("-n", m.namespace, "rollout", "status", f"deployment/{m.fullname}",
+                "--timeout=180s", timeout=200)
+        recovery = None
+        while time.monotonic() - fault < MAX_RECOVERY_S + 30:
+            try:
+                if http.get("/readyz").status_code == 200:
+                    recovery = time.monotonic() - fault
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        counts = http.post("/query", json={"sql": f"SELECT id // {BATCH} AS b, count(*) AS n "
+                                                  f"FROM {table} GROUP BY 1 ORDER BY 1"})
+        dups = http.post("/query", json={"sql": f"SELECT count(*) - count(DISTINCT id) AS d "
+                                                f"FROM {table}"})
+        if counts.status_code != 200 or dups.status_code != 200:
+            raise CheckError(f"could not read the table back: {counts.status_code} {counts.text[:200]}")
+    found = {int(row[0]): int(row[1]) for row in counts.json()["rows"]}
+    verdict(judge_ledger(BATCH, ledger["acked"], ledger["sent"], found,
+                         int(dups.json()["rows"][0][0]), recovery, dict(errors), MAX_RECOVERY_S))
