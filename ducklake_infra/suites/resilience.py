@@ -85,6 +85,9 @@ def check_lake_maintenance(objs: Objects, spec: StackSpec,
                                 f"expired, {last.get('files_deleted')} file(s) deleted"])
 
 
+RETRYABLE = {"503", "429", "409"}
+
+
 def judge_ledger(batch_rows: int, acked: set[int], sent: int, found: dict[int, int],
                  duplicates: int, recovery_s: float | None, errors: dict[str, int],
                  max_recovery_s: float) -> Result:
@@ -105,6 +108,13 @@ def judge_ledger(batch_rows: int, acked: set[int], sent: int, found: dict[int, i
     elif recovery_s > max_recovery_s:
         problems.append(f"the backend took {recovery_s:.1f}s to be Ready again "
                         f"(limit {max_recovery_s:.0f}s)")
+    # what a client may see while a dependency restarts: a clear, retryable answer
+    unclear = {k: v for k, v in errors.items()
+               if (k.isdigit() and k not in RETRYABLE) or "timeout" in k.lower()}
+    if unclear:
+        problems.append("clients saw answers that are neither clear nor retryable: " +
+                        ", ".join(f"{k} x{v}" for k, v in sorted(unclear.items())) +
+                        " (expected 503/429/409, never a 500 or a hang)")
     unacked_present = sorted(b for b in range(sent) if b not in acked and found.get(b))
     good = [f"{sent} batch(es) of {batch_rows} rows sent, {len(acked)} acknowledged, "
             f"{len(acked) - len(lost)} acknowledged found whole, lost 0" if not lost else

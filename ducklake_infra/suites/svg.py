@@ -28,7 +28,7 @@ BOX_CONTROLS = {
     "minio-pvc": ["MINIO-PVC-001", "DRIFT-PVC-001"],
     "minio-secret": ["MINIO-SEC-001", "MINIO-SEC-002"],
     "pg-release": ["PG-REL-001", "DRIFT-CHART-002"],
-    "pg-sts": ["PG-REP-001", "PG-POD-001", "PG-DB-001", "PG-CFG-001", "PG-PERSIST-001",
+    "pg-sts": ["PG-REP-001", "RES-PG-001", "PG-POD-001", "PG-DB-001", "PG-CFG-001", "PG-PERSIST-001",
                "DRIFT-IMG-002", "DRIFT-REPL-002", "DRIFT-RES-002"],
     "pg-svc": ["PG-SVC-001", "DRIFT-SVC-002"],
     "pg-pvc": ["PG-PVC-001", "PG-PERSIST-001", "DRIFT-PVC-002"],

@@ -49,12 +49,23 @@ def _write_until(http, table: str, stop_at: float, ledger: dict, errors: Counter
 
 @pytest.mark.control("RES-MINIO-001")
 def test_minio_pod_deleted_mid_stream(objs, spec, runner, cluster, kubectl):
+    m = spec.minio
+    _fault_mid_stream(objs, spec, runner, cluster, kubectl, "Deployment", m.fullname, m.namespace)
+
+
+@pytest.mark.control("RES-PG-001")
+def test_postgresql_pod_deleted_mid_stream(objs, spec, runner, cluster, kubectl):
+    p = spec.postgresql
+    _fault_mid_stream(objs, spec, runner, cluster, kubectl, "StatefulSet", p.fullname, p.namespace)
+
+
+def _fault_mid_stream(objs, spec, runner, cluster, kubectl, kind: str, name: str, ns: str) -> None:
     import httpx
-    m, b = spec.minio, spec.backend
-    dep = objs.get("Deployment", m.fullname, m.namespace)
-    if dep is None:
-        raise CheckError(f"Deployment {m.namespace}/{m.fullname} does not exist")
-    selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
+    b = spec.backend
+    workload = objs.get(kind, name, ns)
+    if workload is None:
+        raise CheckError(f"{kind} {ns}/{name} does not exist")
+    selector = ",".join(f"{k}={v}" for k, v in workload["spec"]["selector"]["matchLabels"].items())
     table = f"resilience_{uuid.uuid4().hex[:8]}"
     ledger, errors = {"acked": set(), "sent": 1}, Counter()
     with PortForward(runner, cluster, b.namespace, f"svc/{b.service.name}", b.service.ports[0]) as pf, \
@@ -70,11 +81,11 @@ def test_minio_pod_deleted_mid_stream(objs, spec, runner, cluster, kubectl):
                                   args=(http, table, start + WRITE_S, ledger, errors))
         writer.start()
         time.sleep(FAULT_AT_S)
-        kubectl("-n", m.namespace, "delete", "pod", "-l", selector, "--wait=false")
+        kubectl("-n", ns, "delete", "pod", "-l", selector, "--wait=false")
         fault = time.monotonic()
         writer.join()
-        kubectl("-n", m.namespace, "rollout", "status", f"deployment/{m.fullname}",
-                "--timeout=180s", timeout=200)
+        kubectl("-n", ns, "rollout", "status", f"{kind.lower()}/{name}", "--timeout=180s",
+                timeout=200)
         recovery = None
         while time.monotonic() - fault < MAX_RECOVERY_S + 30:
             try:

@@ -450,3 +450,25 @@ def test_fetch_limited_caps_response_bytes():
     assert 5 <= len(r.rows) < 10 and r.truncated is True
     with pytest.raises(PayloadTooLarge):
         fetch_limited(con, "SELECT repeat('x', 100000) AS s", None, 10, 10, max_bytes=10_000)
+
+
+@pytest.mark.parametrize("message", [
+    'Failed to query most recent snapshot for DuckLake: Failed to execute query "BEGIN": '
+    "server closed the connection unexpectedly\n\tThis probably means the server terminated",
+    "FATAL:  terminating connection due to administrator command",
+    "FATAL:  the database system is shutting down",
+    "connection to server at \"postgresql\" (10.96.0.5), port 5432 failed: Connection refused",
+])
+def test_a_catalog_restart_is_a_retryable_503_not_a_500(message):
+    """Issue 13: deleting PostgreSQL's pod mid-stream gave one ingest a 500."""
+    import duckdb
+    from ducklake_backend.errors import Unavailable
+    from ducklake_backend.lake import client_error_from_duckdb
+    err = client_error_from_duckdb(duckdb.Error(message))
+    assert isinstance(err, Unavailable) and err.status_code == 503
+
+
+def test_other_internal_errors_stay_500():
+    import duckdb
+    from ducklake_backend.lake import client_error_from_duckdb
+    assert client_error_from_duckdb(duckdb.Error("INTERNAL Error: something else")).status_code == 500

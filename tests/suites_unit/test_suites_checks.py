@@ -470,9 +470,16 @@ def test_lake_maintenance_control(good, spec, find, interval, status, want, need
     ({0: 20, 1: 20, 2: 20}, 0, None, False, "did not become Ready"),
     ({0: 20, 1: 20, 2: 20}, 0, 500.0, False, "took 500.0s"),
     ({0: 20, 1: 20, 2: 20, 3: 20}, 0, 12.0, True, "unacknowledged but committed (a timeout after the commit): 1"),
+    ({0: 20, 1: 20, 2: 20}, 0, 12.0, False, "neither clear nor retryable: 500 x1"),
+    ({0: 20, 1: 20, 2: 20}, 0, 12.0, False, "ReadTimeout x2"),
 ])
 def test_the_ledger_judges_every_way_a_write_can_go_wrong(found, dups, recovery, ok, needle):
     """Issue 13: the accounting behind every fault test, broken deliberately each way."""
     from ducklake_infra.suites.resilience import judge_ledger
-    res = judge_ledger(20, {0, 1, 2}, 4, found, dups, recovery, {"503": 3}, max_recovery_s=180)
+    errors = {"503": 3}
+    if "500" in needle:
+        errors["500"] = 1
+    if "ReadTimeout" in needle:
+        errors["ReadTimeout"] = 2
+    res = judge_ledger(20, {0, 1, 2}, 4, found, dups, recovery, errors, max_recovery_s=180)
     assert (res.status == PASS) is ok and any(needle in e for e in res.evidence), res

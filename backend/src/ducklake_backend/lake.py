@@ -212,12 +212,22 @@ def _non_finite(row: tuple, n: int, temporal: list[int]) -> tuple:
     return tuple(values)
 
 
+# how libpq (through DuckDB's postgres extension) says the catalog server is not there
+CATALOG_GONE = ("server closed the connection unexpectedly", "terminating connection",
+                "the database system is shutting down", "the database system is starting up",
+                "could not connect to server", "connection refused", "no connection to the server")
+
+
 def client_error_from_duckdb(exc: duckdb.Error) -> ApiError:
     """Map a DuckDB error raised while running client-supplied input to an HTTP error."""
     message = redact(str(exc))
     if isinstance(exc, duckdb.CatalogException):
         return NotFound(message)
     if isinstance(exc, duckdb.IOException | duckdb.HTTPException):
+        return Unavailable(message)
+    if any(m in str(exc).lower() for m in CATALOG_GONE):
+        # the catalog's PostgreSQL went away mid-request (a restart, a failover): the
+        # client may retry, as for any 503; the next request connects again
         return Unavailable(message)
     if isinstance(
         exc,
