@@ -123,5 +123,7 @@ def judge_ledger(batch_rows: int, acked: set[int], sent: int, found: dict[int, i
             f"unacknowledged but committed (a timeout after the commit): {len(unacked_present)}",
             "errors the clients saw: " + (", ".join(f"{k} x{v}" for k, v in sorted(errors.items()))
                                           or "none"),
-            f"Ready again {recovery_s:.1f}s after the fault" if recovery_s is not None else ""]
+            ("the backend never answered not-ready (readyz every 0.5 s)" if recovery_s == 0
+             else f"Ready again {recovery_s:.1f}s after the fault")
+            if recovery_s is not None else ""]
     return result(problems, [g for g in good if g])
