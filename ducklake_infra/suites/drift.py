@@ -197,7 +197,7 @@ def check_chart_drift(objs: Objects, spec: StackSpec, component: str, *,
     def run() -> Result:
         rel = _release(spec, component)
         if objs.helm_releases is None:
-            raise DriftInputMissing(objs.helm_error
+            raise CheckInputMissing(objs.helm_error
                                     or "no Helm release metadata (helm list) was collected")
         row = next((r for r in objs.helm_releases if r.get("name") == rel.name
                     and r.get("namespace") == rel.namespace), None)

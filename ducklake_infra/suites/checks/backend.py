@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from ducklake_infra.provision.render import backend_config
 from ducklake_infra.provision.spec import StackSpec
 from ducklake_infra.suites.objects import Objects, name_of, pod_spec
 from ducklake_infra.suites.catalog import FAIL, Result, result
@@ -133,10 +134,9 @@ CREDENTIAL_ENV = {"DUCKLAKE_PG_USER": ("postgres", 0), "DUCKLAKE_PG_PASSWORD": (
 
 
 def expected_backend_config(spec: StackSpec) -> dict[str, str]:
-    return {"DUCKLAKE_PG_HOST": spec.postgresql.host, "DUCKLAKE_PG_PORT": str(spec.postgresql.port),
-            "DUCKLAKE_PG_DB": spec.postgresql.catalog.database,
-            "DUCKLAKE_S3_ENDPOINT": spec.minio.endpoint,
-            "DUCKLAKE_RAW_BUCKET": spec.raw_bucket, "DUCKLAKE_LAKE_BUCKET": spec.lake_bucket}
+    """The ConfigMap values BE-CFG-001 compares: what up renders (render.backend_config)."""
+    rendered = backend_config(spec)
+    return {k: rendered[k] for k in EXPECTED_CONFIG}
 
 
 @check("BE-CFG-001")
