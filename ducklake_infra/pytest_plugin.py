@@ -46,6 +46,9 @@ def pytest_addoption(parser):
                      "packaged default)")
     g.addoption("--report-dir", default="reports", help="where reports are written (./reports)")
     g.addoption("--cache-dir", default=None, help="bundle cache directory")
+    g.addoption("--sbom-dir", default=None,
+                help="the bundle's SBOMs and digests.json, matched against the images that "
+                     "run (SUPPLY-SBOM-001; default: <cache>/sbom)")
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -27,3 +27,7 @@ fi
 
 echo "==> ducklake-infra bundle build"
 .venv/bin/ducklake-infra bundle build
+
+# The SBOMs the audit matches running images against (SUPPLY-SBOM-001); about 6 s.
+echo "==> ducklake-infra bundle sbom"
+.venv/bin/ducklake-infra bundle sbom | tail -1

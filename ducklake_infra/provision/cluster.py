@@ -201,19 +201,38 @@ class KindCluster:
                             timeout=900)
         return missing
 
+    def image_digests(self, images: list[str]) -> list[tuple[str, str, str]]:
+        """(ref, image ID, digest) for each repository digest the node's runtime holds an
+        image under: the ``imageID`` its Pods report (``kind load`` names an image
+        ``import-<date>@sha256:<manifest>``); images without one report their ID."""
+        out = []
+        for ref in images:
+            st = self.node_image_status(ref) or {}
+            for rd in st.get("repoDigests") or []:
+                digest = str(rd).rpartition("@")[2]
+                if st.get("id") and digest.startswith("sha256:"):
+                    out.append((ref, str(st["id"]), digest))
+        return out
+
     def node_has_image(self, image: str) -> bool:
         want = local_image_id(self.runner, image)
         if want is None:
             raise DucklakeInfraError(f"image {image} is not in the local Docker engine; "
                                      "run: ducklake-infra bundle build")
+        return (self.node_image_status(image) or {}).get("id") == want
+
+    def node_image_status(self, image: str) -> dict | None:
+        """What the node's runtime holds under ``image`` (``crictl inspecti`` status: id,
+        repoTags, repoDigests); None when it holds nothing under that name."""
         res = self.runner.run(["docker", "exec", self.node_container(), "crictl", "inspecti",
                                "-o", "json", image], timeout=60, check=False, mutating=False)
         if res.returncode != 0:
-            return False
+            return None
         try:
-            return json.loads(res.stdout)["status"]["id"] == want
-        except (ValueError, KeyError):
-            return False
+            status = json.loads(res.stdout)["status"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        return status if isinstance(status, dict) else None
 
 
 @dataclass

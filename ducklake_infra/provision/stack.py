@@ -256,6 +256,28 @@ def load_images(ctx: _Ctx, refs: Mapping[str, str]) -> str:
         (f"; {held} already in the node" if held else "")
 
 
+def record_provenance(ctx: _Ctx, refs: Mapping[str, str]) -> str:
+    """What the audit needs to match a running image to its SBOM (SUPPLY-SBOM-001): the
+    backend's SBOM (the bundle's own are written by ``bundle sbom``) and every digest the
+    images now run under that is not their image ID (``image_digests``)."""
+    from ducklake_infra.provision.bundle import image_digests, sbom
+    sbom_dir = ctx.opts.layout.sbom
+    notes = [sbom.ensure_backend(ctx.local_runner, ctx.opts.layout, ctx.spec)]
+    if ctx.pushed:
+        ids = {p.key: I.local_image_id(ctx.local_runner, p.local) for p in ctx.pushed}
+        seen = [image_digests.Alias(d, ids[p.key], p.ref, f"registry {ctx.opts.registry.base}")
+                for p in ctx.pushed if ids[p.key] and (d := image_digests.digest_of(p.ref))]
+    elif ctx.cluster.is_kind:
+        images = [refs[k] for k in cluster_image_keys(ctx.spec)]
+        seen = [image_digests.Alias(d, i, r, f"kind node {ctx.cluster.node_container()}")
+                for r, i, d in ctx.cluster.image_digests(images)]
+    else:
+        seen = []
+    new = image_digests.record(sbom_dir, seen)
+    notes.append(f"{len(seen)} digest(s) known" + (f", {new} new" if new else ""))
+    return "; ".join(notes)
+
+
 def deploy_backend(ctx: _Ctx, image: str) -> str:
     b = ctx.spec.backend
     ctx.apply(backend_objects(ctx.spec, image))
@@ -402,6 +424,8 @@ def up(cluster, spec: StackSpec, runner: Runner, progress: Progress,
         elif cluster.is_kind:
             _step(progress, "backend image", build_backend_image, ctx, refs)
             _step(progress, "load images into kind", load_images, ctx, refs)
+    if not runner.dry_run and (cluster.is_kind or opts.registry is not None):
+        _step(progress, "provenance (SBOM, digests)", record_provenance, ctx, refs)
     with progress.step("namespaces") as info:
         info["note"] = ensure_namespaces(ctx)
     with progress.step("secrets") as info:

@@ -2,7 +2,9 @@
 
 What was inspected, where and when: every object read (kind, namespace, name,
 uid, resourceVersion, generation; a Pod also each container's image reference and the
-imageID its runtime reports: what ran, SUPPLY-PIN-001), the Helm releases, the cluster's server
+imageID its runtime reports: what ran, SUPPLY-PIN-001), per workload container the
+image, the digest it runs and the SBOM that matched it (``images``, SUPPLY-SBOM-001), the
+Helm releases, the cluster's server
 version, the context, whether the run was ``--readonly``, the per-control
 statuses, and a sha256 over the canonical JSON of all of that (stored in the
 bundle as ``sha256``). ``evidence.json.sha256`` next to it is the usual
@@ -71,6 +73,7 @@ class Recorder:
     helm_releases: dict[tuple, dict] = field(default_factory=dict)
     context: str | None = None
     server_version: dict | None = None
+    provenance: list[dict] = field(default_factory=list)   # SUPPLY-SBOM-001's rows
     started: str = field(default_factory=lambda: utc_now())
 
     def record(self, *objs: Any) -> None:
@@ -138,6 +141,8 @@ def build(rec: Recorder, *, readonly: bool, run_id: str, cluster_option: str | N
         "helm_releases": sorted(rec.helm_releases.values(),
                                 key=lambda r: (r.get("namespace") or "", r.get("name") or "")),
         "controls": dict(sorted((controls or {}).items())),
+        "images": sorted(rec.provenance, key=lambda r: (r.get("workload") or "",
+                                                        r.get("digest") or "")),
     }
     if redact is not None:   # belt and braces: nothing here is a value, but never leak one
         bundle = redact_tree(bundle, redact)

@@ -86,6 +86,24 @@ def record_inspected(config, *objects) -> None:
     st.evidence.record(*objects)
 
 
+def record_provenance(config, rows) -> None:
+    """Per workload container: the image, the digest it runs and the SBOM that digest
+    matched (SUPPLY-SBOM-001), for the evidence bundle."""
+    from ducklake_infra.suites import evidence as ev
+    st = _state(config)
+    if st.evidence is None:
+        st.evidence = ev.Recorder()
+    st.evidence.provenance.extend(rows)
+
+
+@pytest.fixture(scope="session")
+def sbom_index(pytestconfig, bundle_layout):
+    """The SBOMs the running images are matched against (``--sbom-dir``)."""
+    from ducklake_infra.suites.supply_chain import read_sboms
+    given = pytestconfig.getoption("--sbom-dir")
+    return read_sboms(Path(given).expanduser() if given else bundle_layout.sbom)
+
+
 @pytest.fixture(scope="session")
 def inspected(pytestconfig):
     """``inspected(obj, ...)``: add objects a test read itself to the evidence bundle."""

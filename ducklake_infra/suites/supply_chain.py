@@ -259,3 +259,119 @@ def check_image_sources(objs: Objects, spec: StackSpec, *,
         if not hits:
             good.append(f"{img.line()} -> PASS: no withdrawn source")
     return result(problems, good)
+
+
+# ---- SUPPLY-SBOM-001 --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sbom:
+    """One SBOM of the directory, by what its subject is (``metadata.component``)."""
+    file: str           # its name in the directory
+    image_id: str       # the image ID it describes
+    image: str          # the reference it describes
+    components: int
+    sha256: str         # of the file, for the evidence
+
+    def describe(self) -> str:
+        return f"SBOM {self.file} ({self.components} components, sha256 {self.sha256[:12]})"
+
+
+@dataclass(frozen=True)
+class SbomIndex:
+    directory: str
+    by_id: dict[str, Sbom]
+    aliases: dict[str, Any]        # digest -> image_digests.Alias
+    unreadable: tuple[str, ...] = ()
+
+    def resolve(self, digest: str) -> tuple[Sbom | None, str]:
+        """The SBOM of the image a running digest is, and how the digest was known."""
+        if digest in self.by_id:
+            return self.by_id[digest], "its image ID"
+        alias = self.aliases.get(digest)
+        if alias is None:
+            return None, ""
+        how = f"{alias.where} recorded it for image {alias.image_id[:19]}"
+        return self.by_id.get(alias.image_id), how
+
+
+def _count(components: list) -> int:
+    return sum(1 + _count(c.get("components") or []) for c in components if isinstance(c, dict))
+
+
+def read_sboms(directory: Path) -> SbomIndex:
+    """Every ``*.cdx.json`` of an image in ``directory`` and its ``digests.json``."""
+    import hashlib
+    import json
+    from ducklake_infra.provision.bundle import cyclonedx, image_digests
+    by_id, bad = {}, []
+    for path in sorted(Path(directory).glob("*.cdx.json")):
+        try:
+            data = path.read_bytes()
+            doc = json.loads(data)
+        except (OSError, ValueError):
+            bad.append(path.name)
+            continue
+        image = cyclonedx.subject_property(doc, "image")
+        image_id = cyclonedx.subject_property(doc, "image-id")
+        if image and image_id:
+            by_id[image_id] = Sbom(path.name, image_id, image,
+                                   _count(doc.get("components") or []),
+                                   hashlib.sha256(data).hexdigest())
+    try:
+        aliases = image_digests.read(Path(directory))
+    except ValueError as e:
+        raise CheckInputMissing(str(e)) from None
+    return SbomIndex(str(directory), by_id, aliases, tuple(bad))
+
+
+def _name(ref: str) -> str:
+    return ImageRef.parse(familiar(ref)).repo.rsplit("/", 1)[-1]
+
+
+def sbom_verdicts(img: Image, index: SbomIndex, built: frozenset[str]
+                  ) -> list[tuple[str, str, dict]]:
+    """(status, why, evidence row) per digest one container runs. ``built``: the names
+    (last path component) of the images the plan takes from the bundle; a registry keeps
+    only that name (``host/prefix/minio``)."""
+    row = {"workload": img.where, "image": img.ref}
+    if not img.ref or _name(img.ref) not in built:
+        return [(WARN, "not an image the bundle builds: no SBOM says what it holds",
+                 {**row, "digest": None, "sbom": None})]
+    if not img.digests:
+        return [(WARN, "no pod reports the digest it runs, so none can be matched",
+                 {**row, "digest": None, "sbom": None})]
+    out = []
+    for digest in img.digests:
+        sbom, how = index.resolve(digest)
+        if sbom is not None:
+            out.append((PASS, f"{digest} ({how}) is the image of {sbom.describe()}",
+                        {**row, "digest": digest, "sbom": sbom.file, "sbom_sha256": sbom.sha256}))
+            continue
+        same = sorted(s.image_id[:19] for s in index.by_id.values() if _name(s.image) == _name(img.ref))
+        why = (f"runs {digest}, which no SBOM in {index.directory} describes"
+               + (f" ({how}, which has no SBOM)" if how else "")
+               + (f"; the SBOMs of {_name(img.ref)} are of {', '.join(same)}" if same
+                  else f"; there is no SBOM of {_name(img.ref)} at all"))
+        out.append((FAIL, why, {**row, "digest": digest, "sbom": None}))
+    return out
+
+
+def sbom_rows(objs: Objects, spec: StackSpec, index: SbomIndex
+              ) -> list[tuple[Image, str, str, dict]]:
+    from ducklake_infra.provision.render import Options, image_refs
+    built = frozenset(_name(r) for r in image_refs(spec, Options()).values())
+    return [(img, status, why, row) for img in stack_images(objs, spec)
+            for status, why, row in sbom_verdicts(img, index, built)]
+
+
+@check("SUPPLY-SBOM-001")
+def check_images_match_sboms(objs: Objects, spec: StackSpec, *, index: SbomIndex) -> Result:
+    """Every image the bundle built runs a digest that an SBOM of ``index`` describes:
+    by its image ID, or by a digest ``up`` recorded when it loaded or pushed that image."""
+    lists: dict[str, list[str]] = {FAIL: [], WARN: [], PASS: []}
+    for img, status, why, _ in sbom_rows(objs, spec, index):
+        lists[status].append(f"{img.line()} -> {status}: {why}")
+    if index.unreadable:
+        lists[WARN].append(f"unreadable SBOM file(s) in {index.directory}: "
+                           f"{', '.join(index.unreadable)}")
+    fails, warns = lists[FAIL], lists[WARN]
+    return result(fails + [f"warning: {w}" for w in warns] if fails else [], lists[PASS], warns)

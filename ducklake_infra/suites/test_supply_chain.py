@@ -1,7 +1,8 @@
 """Provenance of what runs (read-only): every container of the stack runs a pinned image,
 and none comes from a source known to be withdrawn or archived. The checks and the rule
 are in ducklake_infra/suites/supply_chain.py; each evidence line names the reference, the
-imageID the pods report and the verdict."""
+imageID the pods report and the verdict; SUPPLY-SBOM-001 also names the SBOM each
+running digest matched, and the evidence bundle records it per workload."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from ducklake_infra.suites import supply_chain
 from ducklake_infra.suites.live import images_loaded
 from ducklake_infra.suites.catalog import verdict
+from ducklake_infra.suites.session import record_provenance
 
 pytestmark = [pytest.mark.cluster]
 
@@ -22,3 +24,10 @@ def test_images_are_pinned(objs, spec, cluster):
 @pytest.mark.control("SUPPLY-SRC-001")
 def test_no_image_from_a_withdrawn_source(objs, spec):
     verdict(supply_chain.check_image_sources(objs, spec))
+
+
+@pytest.mark.control("SUPPLY-SBOM-001")
+def test_running_images_match_their_sboms(objs, spec, sbom_index, pytestconfig):
+    record_provenance(pytestconfig, [row for *_, row in
+                                     supply_chain.sbom_rows(objs, spec, sbom_index)])
+    verdict(supply_chain.check_images_match_sboms(objs, spec, index=sbom_index))

@@ -256,3 +256,26 @@ def _no_leaked_gather():
     real = live_module.gather
     yield
     assert live_module.gather is real, "a test left suites.live.gather patched"
+
+
+def write_sbom(d, ref: str, image_id: str, parts: int = 2) -> str:
+    """A CycloneDX document whose subject is ``ref`` with ``image_id``, as `bundle sbom`
+    writes one, holding ``parts`` components; its file name."""
+    from ducklake_infra.provision.bundle import cyclonedx
+    repo, _, tag = ref.rpartition(":")
+    bom = cyclonedx.Bom(cyclonedx.Component(f"image:{ref}", "container", repo, tag,
+                                            properties={"image": ref, "image-id": image_id}))
+    for i in range(parts):
+        bom.add(cyclonedx.Component(f"pkg:deb/debian/p{i}@1", "library", f"p{i}", "1"))
+    name = ref.replace("/", "_").replace(":", "_") + ".cdx.json"
+    (d / name).write_text(cyclonedx.dumps(bom.document()))
+    return name
+
+
+@pytest.fixture
+def good_sboms(tmp_path):
+    """SBOMs of the three images the conforming stack runs (their IDs: the digests)."""
+    from ducklake_infra.suites.supply_chain import read_sboms
+    for key, ref in IMAGES.items():
+        write_sbom(tmp_path, f"ducklake-infra/{key}:t1", ref.rpartition("@")[2])
+    return read_sboms(tmp_path)

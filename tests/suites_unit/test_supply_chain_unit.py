@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from conftest import IMAGES, digest
+from ducklake_infra.provision.bundle import image_digests
+from ducklake_infra.suites import evidence
 from ducklake_infra.suites import supply_chain as sc
+from ducklake_infra.suites.checks import CheckInputMissing
 from ducklake_infra.suites.checks import CHECKS
 from ducklake_infra.suites.live import images_loaded
 from ducklake_infra.suites.objects import Objects
@@ -291,3 +295,108 @@ def test_an_unquoted_date_is_taken(tmp_path):
     (w,) = sc.load_withdrawn(f)
     assert w.since == "2025-10-15" and w.matches("quay.io/a/b") and not w.matches("quay.io/a/bc")
     assert isinstance(_dt.date.fromisoformat(w.since), _dt.date)
+
+
+# ---- SUPPLY-SBOM-001 --------------------------------------------------------------------------
+SBOM = CHECKS["SUPPLY-SBOM-001"]
+
+
+@pytest.fixture
+def sbom_dir(good_sboms):
+    return Path(good_sboms.directory)
+
+
+def test_every_running_digest_matches_its_sbom(good, spec, sbom_dir):
+    res = verdict_is(SBOM(good, spec, index=sc.read_sboms(sbom_dir)), PASS, "SUPPLY-SBOM-001")
+    assert len(res.evidence) == 3
+    assert "is the image of SBOM ducklake-infra_backend_t1.cdx.json (2 components" \
+        in line_of(res)
+
+
+def test_a_digest_up_recorded_on_load_or_push_matches_through_digests_json(good, spec, sbom_dir):
+    # kind load: the pod reports the manifest the node wrote; a registry: the pushed one
+    for image_id, ref, where in [("docker.io/library/import-2026-11-29@" + digest("e"),
+                                  "ducklake-infra/backend:t1", "kind node ducklake-control-plane"),
+                                 ("reg.example:5000/team/backend@" + digest("f"),
+                                  "reg.example:5000/team/backend@" + digest("f"),
+                                  "registry reg.example:5000/team")]:
+        image_digests.record(sbom_dir, [image_digests.Alias(
+            image_digests.digest_of(image_id), digest("c"), ref, where)])
+        objs = run_image(copy.deepcopy(good), spec, ref, image_id)
+        verdict_is(SBOM(objs, spec, index=sc.read_sboms(sbom_dir)), PASS,
+                   "SUPPLY-SBOM-001", f"({where} recorded it for image sha256:ccc")
+
+
+@pytest.mark.parametrize("change,needle", [
+    ("unknown digest", "which no SBOM in"),
+    ("alias to an image without SBOM", "which has no SBOM"),
+    ("no SBOM of the image", "there is no SBOM of backend at all"),
+])
+def test_a_digest_no_sbom_describes_fails(good, spec, sbom_dir, change, needle):
+    objs = good
+    if change == "unknown digest":
+        objs = run_image(good, spec, f"ducklake-infra/backend@{digest('9')}", f"x@{digest('9')}")
+    elif change == "alias to an image without SBOM":
+        image_digests.record(sbom_dir, [image_digests.Alias(digest("8"), digest("7"),
+                                                            "ducklake-infra/backend:t0", "kind node n")])
+        objs = run_image(good, spec, "ducklake-infra/backend:t0", f"import-x@{digest('8')}")
+    else:
+        (sbom_dir / "ducklake-infra_backend_t1.cdx.json").unlink()
+    res = verdict_is(SBOM(objs, spec, index=sc.read_sboms(sbom_dir)), FAIL, "SUPPLY-SBOM-001",
+                     needle)
+    if change == "unknown digest":
+        assert "the SBOMs of backend are of sha256:ccccccccccc" in line_of(res)
+    assert sum("-> PASS" in e for e in res.evidence) == 2       # the others still shown
+
+
+def test_no_sbom_directory_fails_every_bundle_image(good, spec, tmp_path):
+    res = verdict_is(SBOM(good, spec, index=sc.read_sboms(tmp_path / "absent")), FAIL,
+                     "SUPPLY-SBOM-001")
+    assert sum("there is no SBOM of" in e for e in res.evidence) == 3
+
+
+@pytest.mark.parametrize("ref,image_id,needle", [
+    ("quay.io/someone/exporter@" + digest("5"), "x@" + digest("5"), "not an image the bundle builds"),
+    ("ducklake-infra/backend:t1", None, "no pod reports the digest"),
+])
+def test_a_foreign_image_or_no_reported_digest_warns(good, spec, sbom_dir, ref, image_id, needle):
+    objs = run_image(good, spec, ref, image_id)
+    verdict_is(SBOM(objs, spec, index=sc.read_sboms(sbom_dir)), WARN, "SUPPLY-SBOM-001", needle)
+
+
+def test_an_unreadable_sbom_is_a_warning_not_a_silent_pass(good, spec, sbom_dir):
+    (sbom_dir / "broken.cdx.json").write_text("{not json")
+    res = SBOM(good, spec, index=sc.read_sboms(sbom_dir))
+    assert res.status == WARN and any("broken.cdx.json" in e for e in res.evidence)
+
+
+@pytest.mark.parametrize("body", ["[]", '{"format": "other", "digests": {}}', "{",
+                                  '{"format": "ducklake-infra/image-digests/v1", '
+                                  '"digests": {"sha256:12": {"image_id": "x"}}}'])
+def test_a_digests_file_that_is_not_ours_is_an_error(good, spec, sbom_dir, body):
+    (sbom_dir / image_digests.FILE_NAME).write_text(body)
+    with pytest.raises(CheckInputMissing, match="digests.json"):
+        sc.read_sboms(sbom_dir)
+
+
+def test_digests_are_merged_and_an_image_id_is_not_its_own_alias(tmp_path):
+    a = image_digests.Alias(digest("1"), digest("2"), "r:1", "kind node n")
+    assert image_digests.record(tmp_path, [a, image_digests.Alias(digest("3"), digest("3"),
+                                                                  "r:1", "kind node n")]) == 1
+    assert image_digests.record(tmp_path, [a]) == 0                    # seen before: unchanged
+    moved = image_digests.Alias(digest("1"), digest("4"), "r:2", "kind node n")
+    assert image_digests.record(tmp_path, [moved]) == 1
+    got = image_digests.read(tmp_path)
+    assert set(got) == {digest("1")} and got[digest("1")].image_id == digest("4")
+    assert got[digest("1")].recorded
+
+
+def test_the_evidence_bundle_names_the_sbom_each_workload_matched(good, spec, sbom_dir):
+    rows = [row for *_, row in sc.sbom_rows(good, spec, sc.read_sboms(sbom_dir))]
+    rec = evidence.Recorder()
+    rec.provenance.extend(rows)
+    bundle = evidence.build(rec, readonly=True, run_id="r")
+    backend_row = next(r for r in bundle["images"] if "backend" in r["workload"])
+    assert backend_row["digest"] == digest("c")
+    assert backend_row["sbom"] == "ducklake-infra_backend_t1.cdx.json"
+    assert len(backend_row["sbom_sha256"]) == 64

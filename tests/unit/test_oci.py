@@ -295,3 +295,16 @@ def test_image_ref_parse(ref, repo, tag, digest, version):
 ])
 def test_familiar_names_one_docker_hub_image_one_way(ref, want):
     assert I.familiar(ref) == want
+
+
+def test_up_with_a_registry_records_each_pushed_digest(spec, progress, fake_layout):
+    """The digest a push answered is what the cluster's pods report: kept in
+    <sbom>/digests.json beside the image ID it was pushed from (SUPPLY-SBOM-001)."""
+    from ducklake_infra.provision.bundle import image_digests
+    r = registry_runner()
+    local_id = "sha256:" + "e" * 64
+    r.on(r"^docker image inspect --format \{\{\.Id\}\}", stdout=f"{local_id}\n")
+    stack.up(ExistingCluster(r, context="prod"), spec, r, progress, _opts(fake_layout))
+    got = image_digests.read(fake_layout.sbom)
+    assert list(got) == [D1]                    # every push answered the same digest here
+    assert got[D1].image_id == local_id and got[D1].where == f"registry {REG}"

@@ -441,3 +441,27 @@ def test_a_plan_lists_the_cluster_before_the_backend_image(spec, progress, fake_
     cluster = [i for i, x in enumerate(lines) if x.startswith("kind ") and " load " not in x]
     image = [i for i, x in enumerate(lines) if x.startswith("docker build")]
     assert cluster and image and max(cluster) < min(image), lines
+
+
+def test_up_on_kind_records_the_digest_the_node_runs_each_image_under(spec, progress,
+                                                                       fake_layout):
+    """SUPPLY-SBOM-001 needs it: a `kind load`ed image runs as import-<date>@sha256:<manifest>,
+    not under its image ID; what the node's runtime says is written to <sbom>/digests.json."""
+    from ducklake_infra.provision.bundle import image_digests
+    image_id, manifest = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    r = existing_runner(spec, fake_layout)
+    r.on(r"crictl inspecti -o json \S*backend", stdout=json.dumps({"status": {
+        "id": image_id, "repoDigests": [f"docker.io/library/import-2026-11-29@{manifest}"]}}))
+    stack.up(_kind(r, spec), spec, r, progress, _opts(fake_layout))
+    got = image_digests.read(fake_layout.sbom)
+    assert list(got) == [manifest]
+    assert got[manifest].image_id == image_id and "backend" in got[manifest].ref
+    assert got[manifest].where == "kind node ducklake-control-plane"
+    assert "provenance (SBOM, digests)" in [t[0] for t in progress.timings]
+
+
+def test_plan_records_nothing(spec, progress, fake_layout):
+    r = existing_runner(spec, fake_layout)
+    r.dry_run = True
+    stack.plan(_kind(r, spec), spec, r, progress, _opts(fake_layout))
+    assert not (fake_layout.sbom / "digests.json").exists()

@@ -128,3 +128,13 @@ def subject_property(doc: dict, name: str) -> str | None:
         if prop.get("name") == PROPERTY_PREFIX + name:
             return prop.get("value")
     return None
+
+
+def subject_id(doc: dict) -> str | None:
+    """What the SBOM describes: an image ID, or ``sha256:<hex>`` of a file (as bundle
+    status shows an artifact's id)."""
+    image_id = subject_property(doc, "image-id")
+    if image_id:
+        return image_id
+    hashes = (doc.get("metadata") or {}).get("component", {}).get("hashes") or []
+    return next((f"sha256:{h['content']}" for h in hashes if h.get("alg") == "SHA-256"), None)

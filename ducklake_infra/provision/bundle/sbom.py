@@ -274,22 +274,30 @@ def generate(runner: Runner, lay: L.Layout, out: Path, spec=None) -> list[Writte
     return written
 
 
+def ensure_backend(runner: Runner, lay: L.Layout, spec) -> str:
+    """``up``: the SBOM of the backend image it runs, in ``<cache>/sbom``, written when
+    missing or of another build (``bundle sbom`` may have run before the image existed)."""
+    ref, base, lock = backend_image(spec)
+    have = I.inspect_image(runner, ref)
+    if have is None:
+        return f"no SBOM: {ref} is not built on this machine"
+    path = lay.sbom / file_name(f"image/{ref}")
+    try:
+        if X.subject_id(json.loads(path.read_text())) == have.id:
+            return "backend SBOM current"
+    except (OSError, ValueError):
+        pass
+    bom = Generator(runner, lay, {}).backend_bom(ref, base, lock, {})
+    integrity.atomic_write(path, X.dumps(bom.document()))
+    return f"backend SBOM written ({len(bom)} components)"
+
+
 def _sweep(out: Path, keep: set[Path]) -> None:
     """Remove the SBOMs of artifacts the bundle no longer has (an old version's image, a
     backend built from older sources), so that ``sbom/*.cdx.json`` is the bundle as it is."""
     for old in out.glob(f"*{SUFFIX}"):
         if old not in keep:
             old.unlink()
-
-
-def subject_id(doc: dict) -> str | None:
-    """What the SBOM describes: an image ID, or ``sha256:<hex>`` of a file (as bundle
-    status shows an artifact's id)."""
-    image_id = X.subject_property(doc, "image-id")
-    if image_id:
-        return image_id
-    hashes = (doc.get("metadata") or {}).get("component", {}).get("hashes") or []
-    return next((f"sha256:{h['content']}" for h in hashes if h.get("alg") == "SHA-256"), None)
 
 
 def mark_states(arts: list[B.Artifact], lay: L.Layout) -> None:
@@ -309,7 +317,7 @@ def mark_states(arts: list[B.Artifact], lay: L.Layout) -> None:
         except (OSError, ValueError):
             a.sbom = "stale"
             continue
-        a.sbom = "present" if subject_id(doc) == a.id else "stale"
+        a.sbom = "present" if X.subject_id(doc) == a.id else "stale"
 
 
 def summary_json(out: Path, written: list[Written], seconds: float) -> dict:

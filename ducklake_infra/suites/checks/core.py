@@ -58,8 +58,8 @@ class CheckInputMissing(Exception):
     """The objects a check needs are not available (-> ERROR, not FAIL)."""
 
 
-def run(cid: str, objs: Objects, spec: StackSpec) -> Result:
-    return CHECKS[cid](objs, spec)
+def run(cid: str, objs: Objects, spec: StackSpec, **facts) -> Result:
+    return CHECKS[cid](objs, spec, **facts)
 
 
 # ---- shared helpers -----------------------------------------------------------------------
