@@ -261,7 +261,7 @@ def test_pvc_expanded_and_wrong_class(ok, spec):
     pvc["spec"]["resources"]["requests"]["storage"] = "20Gi"
     pvc["spec"]["storageClassName"] = "fast"
     res = run(ok, spec, "pvc", "minio")
-    lines = drifted(res, FAIL, f"size: live 20Gi")
+    lines = drifted(res, FAIL, "size: live 20Gi")
     assert "cannot shrink" in lines[0]
     drifted(res, FAIL, "storageClassName: live fast")
     pvc["spec"]["resources"]["requests"]["storage"] = str(5 * 2 ** 30)

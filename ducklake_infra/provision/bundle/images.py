@@ -129,7 +129,7 @@ POSTGRES = RootfsImage(
     L.POSTGRES_IMAGE, ("ca-certificates", f"postgresql-{pins.POSTGRES_MAJOR}"),
     (f"ENV PATH=/usr/lib/postgresql/{pins.POSTGRES_MAJOR}/bin:/usr/local/bin:/usr/bin:/bin",
      "ENV LANG=C.UTF-8", "USER 999:999",
-     f'CMD ["postgres", "--version"]'),
+     'CMD ["postgres", "--version"]'),
     # Fixed uid/gid 999 (as in the official postgres image) so charts can rely on it.
     # The package's postinst creates a "main" cluster we never use: drop it.
     post=(("rm", "-rf", f"/var/lib/postgresql/{pins.POSTGRES_MAJOR}/main",
