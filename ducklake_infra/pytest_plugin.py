@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.cluster import select_cluster
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.runner import Runner
 
 import ducklake_infra
-from ducklake_infra.provision import spec as S
+from ducklake_infra.provision import spec
 
 # The conformance suites' plugin: controls, the stack fixture, reports.
 pytest_plugins = ["ducklake_infra.suites.plugin"]
@@ -42,7 +42,7 @@ def pytest_addoption(parser):
                 help="keep the kind cluster after the run (a later run reuses it)")
     g.addoption("--kubeconfig", default=None, help="kubeconfig file for --cluster CONTEXT")
     g.addoption("--stack", default=None,
-                help=f"stack spec file (default: ${S.SPEC_ENV}, else ./stack.yaml, else the "
+                help=f"stack spec file (default: ${spec.SPEC_ENV}, else ./stack.yaml, else the "
                      "packaged default)")
     g.addoption("--report-dir", default="reports", help="where reports are written (./reports)")
     g.addoption("--cache-dir", default=None, help="bundle cache directory")
@@ -63,7 +63,7 @@ def pytest_cmdline_main(config):
     if explicit and config.args_source == pytest.Config.ArgsSource.INVOCATION_DIR:
         config.args[:] = [str(SUITES)]
         config.args_source = pytest.Config.ArgsSource.ARGS
-    path, how = S.locate(config.option.stack, Path(config.invocation_params.dir))
+    path, how = spec.locate(config.option.stack, Path(config.invocation_params.dir))
     config.option.stack = str(path)
     config.stash[SPEC_SOURCE] = how
     config.stash[RUN_STARTED] = time.time()
@@ -135,9 +135,9 @@ def pytest_sessionstart(session):
     if name == "kind" or config.getoption("--collect-only", default=False):
         return
     kc = config.getoption("--kubeconfig")
-    r = L.bundle_runner(L.layout(config.getoption("--cache-dir")), readonly=True)
+    r = layout.bundle_runner(layout.layout(config.getoption("--cache-dir")), readonly=True)
     try:
-        select_cluster(r, L.layout(config.getoption("--cache-dir")).root, name, kind_name="",
+        select_cluster(r, layout.layout(config.getoption("--cache-dir")).root, name, kind_name="",
                        node_image="", kubeconfig=kc).ensure()
     except DucklakeInfraError as exc:
         # not pytest.exit: it prints the reason twice and skips every report
@@ -154,13 +154,13 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def bundle_layout(pytestconfig) -> L.Layout:
-    return L.layout(pytestconfig.getoption("--cache-dir"))
+def bundle_layout(pytestconfig) -> layout.Layout:
+    return layout.layout(pytestconfig.getoption("--cache-dir"))
 
 
 @pytest.fixture(scope="session")
 def runner(pytestconfig, bundle_layout) -> Runner:
-    return L.bundle_runner(bundle_layout, "pytest", readonly=pytestconfig.getoption("--readonly"))
+    return layout.bundle_runner(bundle_layout, "pytest", readonly=pytestconfig.getoption("--readonly"))
 
 
 @pytest.fixture(scope="session")
@@ -173,13 +173,13 @@ def cluster(pytestconfig, runner, bundle_layout):
             pytest.fail(f"kind is not built: run `ducklake-infra bundle build` "
                         f"(looked in {bundle_layout.bin})")
         try:
-            kind_name = S.load(pytestconfig.getoption("--stack")).kind_cluster
-        except S.SpecError as exc:
+            kind_name = spec.load(pytestconfig.getoption("--stack")).kind_cluster
+        except spec.SpecError as exc:
             pytest.fail(str(exc), pytrace=False)
     else:
         kind_name = ""
     c = select_cluster(runner, bundle_layout.root, name, kind_name=kind_name,
-                       node_image=L.NODE_IMAGE, kubeconfig=pytestconfig.getoption("--kubeconfig"),
+                       node_image=layout.NODE_IMAGE, kubeconfig=pytestconfig.getoption("--kubeconfig"),
                        keep=pytestconfig.getoption("--keep-cluster"))
     start = time.monotonic()
     try:

@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ducklake_infra.provision import spec as S  # noqa: E402
-from ducklake_infra.provision.bundle import layout as L  # noqa: E402
+from ducklake_infra.provision.spec import load  # noqa: E402
+from ducklake_infra.provision.bundle import layout  # noqa: E402
 from ducklake_infra.suites.live import GATHER_KINDS, stack_namespaces  # noqa: E402
 
 
@@ -43,14 +43,14 @@ def timed(argv: list[str], cwd: Path | None = None, env: dict | None = None) -> 
 
 
 def main() -> int:
-    spec = S.load()
+    spec = load()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--context", default=f"kind-{spec.kind_cluster}")
-    p.add_argument("--kubeconfig", default=str(L.layout().root / "kubeconfig" /
+    p.add_argument("--kubeconfig", default=str(layout.layout().root / "kubeconfig" /
                                                f"kind-{spec.kind_cluster}.yaml"))
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args()
-    env = {"PATH": L.layout().path_env(), "HOME": str(Path.home())}
+    env = {"PATH": layout.layout().path_env(), "HOME": str(Path.home())}
     kc = ["--kubeconfig", args.kubeconfig, "--context", args.context]
     every = ",".join(r for r, _ in GATHER_KINDS) + ",secrets"
     floor_reads = [["kubectl", *kc, "-n", ns, "get", every, "-o", "json"]

@@ -31,11 +31,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ducklake_infra.provision.bundle import layout as L  # noqa: E402
+from ducklake_infra.provision.bundle import layout  # noqa: E402
 from ducklake_infra.provision.cluster import KindCluster  # noqa: E402
 from ducklake_infra.provision.progress import Progress  # noqa: E402
 from ducklake_infra.provision.runner import Runner  # noqa: E402
-from ducklake_infra.provision import spec as S  # noqa: E402
+from ducklake_infra.provision.spec import load  # noqa: E402
 from ducklake_infra.provision import stack  # noqa: E402
 
 
@@ -47,25 +47,25 @@ def bench_spec(tmp: Path) -> Path:
     return out
 
 
-def runner_for(lay: L.Layout, dry_run: bool = False) -> Runner:
+def runner_for(lay: layout.Layout, dry_run: bool = False) -> Runner:
     r = Runner(log_path=lay.logs / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.log", dry_run=dry_run)
     r.base_env["PATH"] = lay.path_env(r.base_env.get("PATH", ""))
     return r
 
 
-def kind_cluster(lay: L.Layout, spec, runner: Runner) -> KindCluster:
-    return KindCluster(runner, name=spec.kind_cluster, node_image=L.NODE_IMAGE,
+def kind_cluster(lay: layout.Layout, spec, runner: Runner) -> KindCluster:
+    return KindCluster(runner, name=spec.kind_cluster, node_image=layout.NODE_IMAGE,
                        kubeconfig_dir=lay.root / "kubeconfig")
 
 
-def delete(lay: L.Layout, spec) -> None:
+def delete(lay: layout.Layout, spec) -> None:
     r = runner_for(lay)
     c = kind_cluster(lay, spec, r)
     if c.exists():
         c.delete()
 
 
-def timed_up(lay: L.Layout, spec) -> float:
+def timed_up(lay: layout.Layout, spec) -> float:
     r = runner_for(lay)
     c = kind_cluster(lay, spec, r)
     start = time.monotonic()
@@ -73,7 +73,7 @@ def timed_up(lay: L.Layout, spec) -> float:
     return time.monotonic() - start
 
 
-def shell_baseline(lay: L.Layout, spec, tmp: Path) -> tuple[float, int]:
+def shell_baseline(lay: layout.Layout, spec, tmp: Path) -> tuple[float, int]:
     r = runner_for(lay, dry_run=True)
     c = kind_cluster(lay, spec, r)
     lines = stack.plan(c, spec, r, Progress(quiet=True))
@@ -107,12 +107,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", action="store_true", help="keep the bench cluster at the end")
     args = ap.parse_args()
-    lay = L.layout()
+    lay = layout.layout()
     with tempfile.TemporaryDirectory(prefix="dli-bench-") as t:
         tmp = Path(t)
         spec_path = bench_spec(tmp)
         try:
-            spec = S.load(spec_path)
+            spec = load(spec_path)
             delete(lay, spec)
             print("A: ducklake-infra up (fresh cluster) ...", flush=True)
             a = timed_up(lay, spec)

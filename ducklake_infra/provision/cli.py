@@ -48,41 +48,41 @@ usage, 130 interrupted, 141 the reader of the output went away (e.g. | head)
 
 
 def cmd_bundle_build(args) -> int:
-    from ducklake_infra.provision.bundle import build as B
+    from ducklake_infra.provision.bundle import build
     lay = layout_of(args)
     runner = make_runner(args, "bundle-build")
     progress = Progress(log_path=runner.log_path)
     progress.say(f"bundle cache: {lay.root}   log: {runner.log_path}")
     start = time.monotonic()
-    B.build(runner, progress, lay, skip_host=args.skip_host)
+    build.build(runner, progress, lay, skip_host=args.skip_host)
     progress.say(f"bundle ready in {time.monotonic() - start:.1f}s")
     return 0
 
 
 def cmd_bundle_status(args) -> int:
-    from ducklake_infra.provision.bundle import build as B
-    from ducklake_infra.provision.bundle import sbom as S
+    from ducklake_infra.provision.bundle import build
+    from ducklake_infra.provision.bundle import sbom
     lay = layout_of(args)
     runner = make_runner(args, "bundle-status")
-    arts = B.artifacts(runner, lay)
-    S.mark_states(arts, lay)
-    print(B.status_json(arts) if args.output == "json" else B.status_table(arts))
+    arts = build.artifacts(runner, lay)
+    sbom.mark_states(arts, lay)
+    print(build.status_json(arts) if args.output == "json" else build.status_table(arts))
     return 0 if all(a.present for a in arts) else 1
 
 
 def cmd_bundle_sbom(args) -> int:
-    from ducklake_infra.provision.bundle import sbom as S
+    from ducklake_infra.provision.bundle import sbom
     lay = layout_of(args)
     out = Path(args.out).expanduser().resolve() if args.out else lay.sbom
     runner = make_runner(args, "bundle-sbom")
     spec = stack_cli.load_spec(args)
     start = time.monotonic()
-    written = S.generate(runner, lay, out, spec)
+    written = sbom.generate(runner, lay, out, spec)
     seconds = time.monotonic() - start
     if args.output == "json":
-        print_json(S.summary_json(out, written, seconds))
+        print_json(sbom.summary_json(out, written, seconds))
     else:
-        print(S.summary_table(written))
+        print(sbom.summary_table(written))
         print(f"{sum(1 for w in written if w.path)} SBOMs (CycloneDX 1.6) in {out} "
               f"in {seconds:.1f}s")
     return 0 if all(w.path for w in written) else 1

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ducklake_infra import yamlio
-from ducklake_infra.provision import oci as I
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision import oci
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.spec import BUNDLE_PREFIX, ReleaseSpec, StackSpec
 
@@ -27,11 +27,11 @@ _HASH_SKIP = {"__pycache__", ".pytest_cache", ".venv", ".mypy_cache", ".ruff_cac
 
 @dataclass
 class Options:
-    layout: L.Layout = field(default_factory=L.layout)
+    layout: layout.Layout = field(default_factory=layout.layout)
     images: Mapping[str, str] = field(default_factory=dict)   # key -> image ref overrides
     online: bool = False          # install charts from their repo instead of local copies
     build_timeout: float = 1800
-    registry: I.Registry | None = None   # push there, install by digest (real clusters)
+    registry: oci.Registry | None = None   # push there, install by digest (real clusters)
 
 
 def image_refs(spec: StackSpec, opts: Options) -> dict[str, str]:
@@ -89,7 +89,7 @@ def minio_backend_policy(spec: StackSpec) -> dict:
 def _image_sets(rel: ReleaseSpec, refs: Mapping[str, str]) -> list[str]:
     out = []
     for prefix, key in rel.images.items():
-        repo, tag = I.helm_image_parts(refs[key])   # digest refs render as repo@sha256:...
+        repo, tag = oci.helm_image_parts(refs[key])   # digest refs render as repo@sha256:...
         out += ["--set-string", f"{prefix}.repository={repo}", "--set-string", f"{prefix}.tag={tag}"]
     return out
 

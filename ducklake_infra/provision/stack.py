@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 
-from ducklake_infra.provision import oci as I
+from ducklake_infra.provision import oci
 from ducklake_infra.provision import kube, netpol
 from ducklake_infra.provision.cluster import KindCluster, Unreachable
 from ducklake_infra.provision.errors import DucklakeInfraError
@@ -38,7 +38,7 @@ class _Ctx:
         self.offline = offline          # plan without a reachable cluster: reads are listed
         self.read_marks: set[int] = set()
         self.stdin: dict[int, list[str]] = {}   # plan: index -> objects on its stdin
-        self.pushed: list[I.Pushed] = []
+        self.pushed: list[oci.Pushed] = []
 
     def kubectl(self, *args: str) -> list[str]:
         return [*self.cluster.kubectl(), *args]
@@ -203,7 +203,7 @@ def install_releases(ctx: _Ctx, refs: Mapping[str, str]) -> str:
         name, exc = errors[0]
         rel = ctx.spec.releases[name]
         detail = exc.stderr_tail if isinstance(exc, CommandError) else str(exc)
-        pulls = I.pull_problems(ctx.runner, ctx.cluster.kubectl(), rel.namespace)
+        pulls = oci.pull_problems(ctx.runner, ctx.cluster.kubectl(), rel.namespace)
         diag = kube.diagnose(ctx.runner, ctx.cluster.kubectl(), rel.namespace)
         raise DucklakeInfraError(ctx.runner.redactor(
             pull_failure(f"helm release {name} (namespace {rel.namespace})", pulls, ctx.opts)
@@ -221,7 +221,7 @@ def build_backend_image(ctx: _Ctx, refs: Mapping[str, str]) -> str:
         return f"{ref} (given)"
     # The tag hashes our sources; the base image is tracked by a label, so a rebuilt
     # base (e.g. a new bundle) rebuilds the backend under the same source tag.
-    base_id = I.local_image_id(ctx.local_runner, refs["python-base"]) or ""
+    base_id = oci.local_image_id(ctx.local_runner, refs["python-base"]) or ""
     res = ctx.read(["docker", "image", "inspect", "--format",
                     f'{{{{index .Config.Labels "{BASE_LABEL}"}}}}', ref])
     if res is not None and res.returncode == 0 and res.stdout.strip() == base_id and base_id:
@@ -291,7 +291,7 @@ def deploy_backend(ctx: _Ctx, image: str) -> str:
         return image
     res = ctx.runner.run(argv, timeout=b.rollout_timeout + 30, check=False, mutating=False)
     if res.returncode != 0:
-        pulls = I.pull_problems(ctx.runner, ctx.cluster.kubectl(), b.namespace)
+        pulls = oci.pull_problems(ctx.runner, ctx.cluster.kubectl(), b.namespace)
         diag = kube.diagnose(ctx.runner, ctx.cluster.kubectl(), b.namespace)
         raise DucklakeInfraError(ctx.runner.redactor(
             pull_failure(f"backend deployment {b.namespace}/{b.deployment}", pulls, ctx.opts)
@@ -324,12 +324,12 @@ def push_images(ctx: _Ctx, refs: dict[str, str]) -> str:
     reg = ctx.opts.registry
     assert reg is not None
     todo = {k: refs[k] for k in cluster_image_keys(ctx.spec) if "@" not in refs[k]}
-    pushed = I.push_all(ctx.runner, reg, todo)
+    pushed = oci.push_all(ctx.runner, reg, todo)
     for p in pushed:
         refs[p.key] = p.ref
         ctx.progress.say(f"    {p.key}: {p.action} {p.ref}")
     ctx.pushed = pushed
-    return I.push_summary(pushed)
+    return oci.push_summary(pushed)
 
 
 def ensure_pull_secret(ctx: _Ctx) -> str:
@@ -361,7 +361,7 @@ def ensure_pull_secret(ctx: _Ctx) -> str:
 
 
 def push_only(spec: StackSpec, runner: Runner, progress: Progress,
-              opts: Options) -> list[I.Pushed]:
+              opts: Options) -> list[oci.Pushed]:
     """``ducklake-infra images push``: build the backend if needed, push what the
     registry lacks; no cluster involved. Returns the digest references."""
     if opts.registry is None:
@@ -439,7 +439,7 @@ def up(cluster, spec: StackSpec, runner: Runner, progress: Progress,
             info["note"] = ensure_pull_secret(ctx)
     if opts.registry is not None and not runner.dry_run:
         with progress.step("images in the registry") as info:
-            I.verify_present(runner, opts.registry,
+            oci.verify_present(runner, opts.registry,
                              {k: refs[k] for k in cluster_image_keys(spec)})
             info["note"] = "all present by digest"
     with progress.step("helm releases (parallel)") as info:

@@ -9,15 +9,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ducklake_infra.provision import spec as S
-from ducklake_infra.provision import stack, status
+from ducklake_infra.provision import oci, stack, status
 from ducklake_infra.provision import render
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.cluster import select_cluster
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
 from ducklake_infra.provision.cli_common import layout_of, make_runner, output_option, print_json
 from ducklake_infra.provision.runner import Runner, require_tools
+from ducklake_infra.provision.spec import SPEC_ENV, StackSpec, load, locate
 
 
 def _common(p: argparse.ArgumentParser, real_needs_yes: bool = False) -> None:
@@ -27,7 +27,7 @@ def _common(p: argparse.ArgumentParser, real_needs_yes: bool = False) -> None:
     p.add_argument("--kubeconfig", default=None,
                    help="kubeconfig file for --cluster CONTEXT (default: kubectl's)")
     p.add_argument("--spec", default=None, metavar="FILE",
-                   help=f"stack spec (default: ${S.SPEC_ENV}, else ./stack.yaml, else the "
+                   help=f"stack spec (default: ${SPEC_ENV}, else ./stack.yaml, else the "
                         "packaged default)")
 
 
@@ -81,7 +81,7 @@ def register(sub) -> None:
     p = isub.add_parser("push", help="build the backend if needed, push every stack image "
                         "the registry lacks (by digest), print the digest references")
     p.add_argument("--spec", default=None, metavar="FILE",
-                   help=f"stack spec (default: ${S.SPEC_ENV}, else ./stack.yaml, else the "
+                   help=f"stack spec (default: ${SPEC_ENV}, else ./stack.yaml, else the "
                         "packaged default)")
     p.add_argument("--image", action="append", default=[], metavar="KEY=REF",
                    help="override an image of the spec; repeatable")
@@ -95,17 +95,17 @@ def register(sub) -> None:
 
 
 # ---- helpers -----------------------------------------------------------------------
-def load_spec(args) -> S.StackSpec:
+def load_spec(args) -> StackSpec:
     """The stack spec the command uses; which file and why go to stderr (stdout stays
     the command's own output)."""
-    path, how = S.locate(args.spec)
+    path, how = locate(args.spec)
     print(f"stack spec: {path} ({how})", file=sys.stderr)
-    return S.load(path)
+    return load(path)
 
 
-def make_cluster(args, spec: S.StackSpec, runner: Runner):
+def make_cluster(args, spec: StackSpec, runner: Runner):
     return select_cluster(runner, layout_of(args).root, args.cluster,
-                          kind_name=spec.kind_cluster, node_image=L.NODE_IMAGE,
+                          kind_name=spec.kind_cluster, node_image=layout.NODE_IMAGE,
                           kubeconfig=args.kubeconfig)
 
 
@@ -118,7 +118,7 @@ def require_bundle(args, runner: Runner) -> None:
                   f"bundle: ducklake-infra{cache} bundle build")
 
 
-def image_keys(spec: S.StackSpec) -> list[str]:
+def image_keys(spec: StackSpec) -> list[str]:
     """What --image may override: the spec's images and the backend."""
     return sorted({*spec.images, render.BACKEND_IMAGE_KEY})
 
@@ -137,13 +137,13 @@ def parse_images(items: list[str], keys: list[str] | None = None) -> dict[str, s
     return out
 
 
-def _registry(args) -> "stack.I.Registry | None":
+def _registry(args) -> "oci.Registry | None":
     if not getattr(args, "registry", None):
         return None
-    return stack.I.parse_registry(args.registry, insecure=True if args.plain_http else None)
+    return oci.parse_registry(args.registry, insecure=True if args.plain_http else None)
 
 
-def _options(args, spec: S.StackSpec) -> render.Options:
+def _options(args, spec: StackSpec) -> render.Options:
     return render.Options(layout=layout_of(args), images=parse_images(args.image, image_keys(spec)),
                          online=getattr(args, "online", False), registry=_registry(args))
 
@@ -244,7 +244,7 @@ def cmd_images_push(args) -> int:
     progress = Progress(log_path=runner.log_path)
     progress.say(f"log: {runner.log_path}")
     pushed = stack.push_only(spec, runner, progress, opts)
-    print(f"# {stack.I.push_summary(pushed)}")
+    print(f"# {oci.push_summary(pushed)}")
     for p in pushed:
         print(f"{p.key}={p.ref}")
     return 0

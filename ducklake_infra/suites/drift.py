@@ -120,8 +120,8 @@ def chart_defaults(spec: StackSpec, rel: ReleaseSpec) -> dict:
     path: Path | None = None
     if local and local.startswith("bundle:"):
         try:
-            from ducklake_infra.provision.bundle import layout as L
-            path = L.layout().chart(local[len("bundle:"):]) / "values.yaml"
+            from ducklake_infra.provision.bundle import layout
+            path = layout.layout().chart(local[len("bundle:"):]) / "values.yaml"
         except Exception:  # no bundle here: the values files alone
             path = None
     elif local:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from ducklake_infra.provision.guard import Redactor
-from ducklake_infra.suites import catalog as R
+from ducklake_infra.suites import catalog
 
 pytest_plugins = ["ducklake_infra.suites.session", "ducklake_infra.suites.report_hooks"]
 
@@ -32,8 +32,8 @@ READONLY_REASON = "not evaluated (read-only)"
 
 @dataclass
 class State:
-    reg: R.Catalog
-    records: dict[str, R.TestRecord] = field(default_factory=dict)
+    reg: catalog.Catalog
+    records: dict[str, catalog.TestRecord] = field(default_factory=dict)
     redactor: Redactor = field(default_factory=Redactor)
     kubectl: object = None
     spec: object = None
@@ -74,7 +74,7 @@ def pytest_addoption(parser):
     g = parser.getgroup("ducklake-infra", "DuckLake stack conformance")
     g.addoption("--control", action="append", default=[], metavar="ID[,ID]",
                 help="run only these controls (repeatable)")
-    g.addoption("--min-severity", default=None, choices=R.SEVERITIES,
+    g.addoption("--min-severity", default=None, choices=catalog.SEVERITIES,
                 help="run only controls of at least this severity")
     g.addoption("--section", action="append", default=[], metavar="N",
                 help="run only controls of this seed plan section, e.g. 2.1 (repeatable)")
@@ -92,7 +92,7 @@ class Selection:
     components: frozenset = frozenset()
 
     @classmethod
-    def from_config(cls, config, reg: R.Catalog) -> "Selection":
+    def from_config(cls, config, reg: catalog.Catalog) -> "Selection":
         ids = frozenset(i.strip() for a in config.getoption("--control", default=[]) or []
                         for i in a.split(",") if i.strip())
         sections = frozenset(config.getoption("--section", default=[]) or [])
@@ -109,8 +109,8 @@ class Selection:
     def __bool__(self) -> bool:
         return bool(self.ids or self.min_severity or self.sections or self.components)
 
-    def wants(self, c: R.Control) -> bool:
-        order = R.SEVERITIES.index
+    def wants(self, c: catalog.Control) -> bool:
+        order = catalog.SEVERITIES.index
         return ((not self.ids or c.id in self.ids)
                 and (not self.min_severity or order(c.severity) <= order(self.min_severity))
                 and (not self.sections or c.section in self.sections)
@@ -131,8 +131,8 @@ def pytest_configure(config):
                  "mutating: changes the cluster; refused under --readonly"):
         config.addinivalue_line("markers", line)
     try:
-        reg = R.load()
-    except R.ControlsError as exc:
+        reg = catalog.load()
+    except catalog.ControlsError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[STATE] = State(reg, selection=Selection.from_config(config, reg))
     # the HTML report goes to <report-dir>/report.html unless --html says otherwise
@@ -163,9 +163,9 @@ def control(request):
     return getattr(request, "param", None)
 
 
-def control_of(item) -> R.Control | None:
+def control_of(item) -> catalog.Control | None:
     cs = getattr(item, "callspec", None)
-    if cs is not None and isinstance(cs.params.get("control"), R.Control):
+    if cs is not None and isinstance(cs.params.get("control"), catalog.Control):
         return cs.params["control"]
     return None
 
@@ -187,7 +187,7 @@ def pytest_collection_modifyitems(config, items):
         elif item.get_closest_marker("mutating") and not c.mutating:
             raise pytest.UsageError(f"{item.nodeid} is marked mutating but control {c.id} is not "
                                     "(set mutating: true in ducklake_infra/suites/controls.yaml)")
-        st.records[item.nodeid] = R.TestRecord(item.nodeid, c)
+        st.records[item.nodeid] = catalog.TestRecord(item.nodeid, c)
         for k, v in (("control_id", c.id), ("control_title", c.title), ("seed_section", c.section),
                      ("severity", c.severity)):
             item.user_properties.append((k, v))
@@ -197,11 +197,11 @@ def pytest_collection_modifyitems(config, items):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     rec = _state(item.config).records.get(item.nodeid)
-    R.set_current(rec)
+    catalog.set_current(rec)
     try:
         yield
     finally:
-        R.set_current(None)
+        catalog.set_current(None)
 
 
 def _short(excinfo) -> str:
@@ -236,29 +236,29 @@ def pytest_runtest_makereport(item, call):
         if report.skipped:
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
             reason = reason.removeprefix("Skipped: ")
-            rec.status = R.NOT_EVALUATED
+            rec.status = catalog.NOT_EVALUATED
             rec.reason = READONLY_REASON if (c.mutating and config.getoption("--readonly", False)) \
                 else reason
         elif report.failed:
-            rec.status = R.ERROR
+            rec.status = catalog.ERROR
             rec.reason = redact("could not evaluate: setup failed: " + _short(call.excinfo))
     elif report.when == "call":
         if report.passed:
-            rec.status = R.WARN if rec.warnings else R.PASS
+            rec.status = catalog.WARN if rec.warnings else catalog.PASS
         elif report.skipped:
-            rec.status = R.NOT_EVALUATED
+            rec.status = catalog.NOT_EVALUATED
             rec.reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
         elif call.excinfo is not None and _is_failure(call.excinfo):
-            rec.status = R.FAIL
+            rec.status = catalog.FAIL
             rec.reason = redact(str(call.excinfo.value).strip().splitlines()[0][:500]
                                 if str(call.excinfo.value).strip() else "assertion failed")
         else:
-            rec.status = R.ERROR
+            rec.status = catalog.ERROR
             rec.reason = redact("could not evaluate: " + _short(call.excinfo)[:1000])
-    elif report.when == "teardown" and report.failed and rec.status in (R.PASS, R.WARN):
-        rec.status = R.ERROR
+    elif report.when == "teardown" and report.failed and rec.status in (catalog.PASS, catalog.WARN):
+        rec.status = catalog.ERROR
         rec.reason = redact("teardown failed: " + _short(call.excinfo))
-    if report.when in ("setup", "call") and rec.status in (R.FAIL, R.ERROR) and not rec.diagnostics:
+    if report.when in ("setup", "call") and rec.status in (catalog.FAIL, catalog.ERROR) and not rec.diagnostics:
         rec.diagnostics = redact(_collect_diagnostics(st, c))
         if rec.diagnostics:
             report.sections.append(("diagnostics (events, pods, logs)", rec.diagnostics))
@@ -270,7 +270,7 @@ def pytest_runtest_makereport(item, call):
                 pass
     if report.when == "call" or (report.when == "setup" and not report.passed):
         props = [("status", rec.status)]
-        if rec.status != R.PASS:
+        if rec.status != catalog.PASS:
             props.append(("remediation", c.remediation))
         if rec.reason:
             props.append(("reason", rec.reason))
@@ -288,7 +288,7 @@ def pytest_runtest_makereport(item, call):
                 report.longrepr = None
 
 
-def _collect_diagnostics(st: State, c: R.Control) -> str:
+def _collect_diagnostics(st: State, c: catalog.Control) -> str:
     if st.kubectl is None or st.spec is None:
         return ""
     try:

@@ -14,7 +14,7 @@ import pytest
 
 from ducklake_infra.provision.guard import find_leaks
 from ducklake_infra.suites import formats
-from ducklake_infra.suites import catalog as R
+from ducklake_infra.suites import catalog
 from ducklake_infra.suites import report as rep
 from ducklake_infra.suites import svg
 from ducklake_infra.suites.plugin import _redact, _state
@@ -225,7 +225,7 @@ def pytest_html_results_table_row(report, cells):
     cells[1:1] = [f'<td class="col-control">{rec.control.id}</td>',
                   f'<td class="col-severity">{_rank(rep.SEVERITY_ORDER[rec.control.severity])}'
                   f"{rec.control.severity}</td>",
-                  f'<td class="col-status">{_rank(R.rank(rec.status))}'
+                  f'<td class="col-status">{_rank(catalog.rank(rec.status))}'
                   f"{rep.badge(rec.status, exempt)}</td>"]
 
 

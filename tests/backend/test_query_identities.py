@@ -22,7 +22,7 @@ from ducklake_backend.app import create_app
 from ducklake_backend.config import Settings
 from ducklake_infra.provision import spec as specmod
 from ducklake_infra.provision import render
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import layout
 
 from backend_testlib import AUTH, LAKE_BUCKET, RAW_BUCKET, backend_env
 from conftest import PG_BIN
@@ -35,7 +35,7 @@ QUERY_KEY, QUERY_SECRET = "qid-query-user", "qid-Query-Secret-77aa10"
 
 
 def _chart_sql(tmp_path) -> str:
-    helm = L.layout().tool("helm")
+    helm = layout.layout().tool("helm")
     if not helm.is_file():
         pytest.fail(f"helm not found at {helm}: run `ducklake-infra bundle build`", pytrace=False)
     root = specmod.load().path.parent

@@ -9,8 +9,8 @@ import tomllib
 
 import pytest
 
-from ducklake_infra.provision import spec as S
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.spec import load
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.bundle import nodeimage, pins, sbom
 from unit.sbomcheck import holders, load_valid, named
 
@@ -18,11 +18,11 @@ pytestmark = pytest.mark.bundle
 
 
 def test_every_artifact_of_the_real_bundle_has_a_valid_sbom(tmp_path):
-    lay = L.layout()
+    lay = layout.layout()
     if not lay.manifest.is_file():
         pytest.fail(f"no bundle at {lay.root}: run `ducklake-infra bundle build`", pytrace=False)
-    spec = S.load()
-    runner = L.bundle_runner(lay)              # no log: nothing is written in the cache
+    spec = load()
+    runner = layout.bundle_runner(lay)              # no log: nothing is written in the cache
     written = sbom.generate(runner, lay, tmp_path, spec)
     assert [w.artifact for w in written if w.path is None] == []
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(w.path.name for w in written)
@@ -30,12 +30,12 @@ def test_every_artifact_of_the_real_bundle_has_a_valid_sbom(tmp_path):
     for w in written:
         assert w.components == len(docs[w.artifact]["components"]) > 0, w.artifact
 
-    node = docs[f"image/{L.NODE_IMAGE}"]
-    kubelet = f"image:{L.NODE_IMAGE}#{nodeimage.NODE_BINARIES['kubelet']}"
+    node = docs[f"image/{layout.NODE_IMAGE}"]
+    kubelet = f"image:{layout.NODE_IMAGE}#{nodeimage.NODE_BINARIES['kubelet']}"
     k8s = [c for c in named(node, "k8s.io/kubernetes") if c["version"] == pins.K8S_VERSION]
     assert k8s and kubelet in holders(node, k8s[0]["bom-ref"])
 
-    base = docs["image/" + L.DEBIAN_BASE_IMAGE]
+    base = docs["image/" + layout.DEBIAN_BASE_IMAGE]
     libc = named(base, "libc6")
     assert libc and libc[0]["purl"].startswith("pkg:deb/debian/libc6@")
 

@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ducklake_infra.provision import spec as S
+from ducklake_infra.provision.spec import StackSpec, load
 from ducklake_infra.provision import render
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.bundle import pins
 
 K8S_SCHEMA_VERSION = "1.34.0"       # kubernetes-validate's schemas for the pinned minor
 
 
 def _helm_path() -> Path | None:
-    p = L.layout().tool("helm")
+    p = layout.layout().tool("helm")
     if p.is_file():
         return p
     found = shutil.which("helm")
@@ -33,20 +33,20 @@ def _helm_path() -> Path | None:
 def helm() -> Path:
     p = _helm_path()
     if p is None:
-        pytest.fail(f"helm not found at {L.layout().tool('helm')} nor on PATH: run "
+        pytest.fail(f"helm not found at {layout.layout().tool('helm')} nor on PATH: run "
                     f"`ducklake-infra bundle build` (builds helm {pins.HELM_VERSION})",
                     pytrace=False)
     return p
 
 
 @pytest.fixture(scope="session")
-def spec() -> S.StackSpec:
-    return S.load()
+def spec() -> StackSpec:
+    return load()
 
 
 @pytest.fixture(scope="session")
 def opts() -> render.Options:
-    return render.Options(layout=L.layout())
+    return render.Options(layout=layout.layout())
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +58,7 @@ def minio_chart(opts) -> Path:
     return p
 
 
-def helm_args(spec: S.StackSpec, opts: render.Options, key: str) -> tuple[str, str, list[str]]:
+def helm_args(spec: StackSpec, opts: render.Options, key: str) -> tuple[str, str, list[str]]:
     """(release, chart dir, values+override args) exactly as `up` passes them."""
     rel = spec.releases[key]
     argv, _ = render.helm_upgrade_argv(["helm"], spec, rel, render.image_refs(spec, opts), opts)

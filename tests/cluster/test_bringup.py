@@ -16,13 +16,13 @@ import uuid
 
 import pytest
 
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.bundle import pins
 
 pytestmark = [pytest.mark.cluster]
 
 # An image every node holds (the local-path helper: Debian minbase with sh).
-TOOLBOX = L.LOCAL_PATH_HELPER_IMAGE
+TOOLBOX = layout.LOCAL_PATH_HELPER_IMAGE
 
 
 def wait_until(fn, timeout: float, what: str, interval: float = 2.0):
@@ -114,7 +114,7 @@ def test_system_deployments_available(kubectl):
 def test_clusterip_service_routes_and_dns_resolves(cluster, kubectl, scratch_ns):
     """Our own pod behind our own ClusterIP Service, reached by its DNS name."""
     ns = scratch_ns
-    cluster.load_images([L.PYTHON_BASE_IMAGE])
+    cluster.load_images([layout.PYTHON_BASE_IMAGE])
     kubectl.apply(f"""
 apiVersion: v1
 kind: Pod
@@ -122,7 +122,7 @@ metadata: {{name: web, labels: {{app: web}}}}
 spec:
   containers:
   - name: web
-    image: {L.PYTHON_BASE_IMAGE}
+    image: {layout.PYTHON_BASE_IMAGE}
     imagePullPolicy: Never
     command: ["/bin/sh", "-c", "mkdir -p /tmp/www && echo served-by-web > /tmp/www/index.html && cd /tmp/www && exec python3 -m http.server 8080"]
     readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
@@ -144,7 +144,7 @@ spec:
   restartPolicy: Never
   containers:
   - name: probe
-    image: {L.PYTHON_BASE_IMAGE}
+    image: {layout.PYTHON_BASE_IMAGE}
     imagePullPolicy: Never
     command: ["python3", "-c"]
     args:

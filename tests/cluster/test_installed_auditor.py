@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 import ducklake_infra
-from ducklake_infra.provision.bundle import layout as L
-from ducklake_infra.suites import catalog as R
+from ducklake_infra.provision.bundle import layout
+from ducklake_infra.suites import catalog
 
 pytestmark = [pytest.mark.cluster]
 
@@ -55,7 +55,7 @@ def installed(tmp_path_factory) -> Path:
 
 
 def _env(venv: Path) -> dict:
-    path = L.layout().path_env(f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin")
+    path = layout.layout().path_env(f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin")
     return {"PATH": path, "HOME": str(Path.home()), "LANG": "C.UTF-8"}
 
 
@@ -76,7 +76,7 @@ def test_the_installed_package_audits_from_an_empty_directory(installed, cluster
     reports = empty / "reports"
     doc = json.loads((reports / "results.json").read_text())
     ids = {c["id"] for c in doc["controls"]}
-    assert ids == set(R.catalog().controls), ids ^ set(R.catalog().controls)
+    assert ids == set(catalog.catalog().controls), ids ^ set(catalog.catalog().controls)
     assert doc["verdict"] == "partial"       # mutating controls are not evaluated read-only
     assert (reports / "report.html").is_file() and (reports / "junit.xml").is_file()
     # every format, read back: results.json against the schema the wheel ships

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.guard import ReadOnlyViolation, find_leaks
 
 pytestmark = [pytest.mark.cluster, pytest.mark.mutating]
@@ -314,7 +314,7 @@ def test_secrets_readable_but_serviceaccounts_forbidden_leaks_nothing(
     assert len(values) >= 3, "the stack's Secrets hold no values to look for"
     sa = "auditor-nosa"
     kubeconfig, ctx = make_auditor(cluster, kubectl, tmp_path, sa, drop=("serviceaccounts",))
-    logs = L.layout().logs
+    logs = layout.layout().logs
     before = set(logs.glob("pytest-*.log")) if logs.is_dir() else set()
     try:
         res, _, _ = run_audit(ctx, kubeconfig, tmp_path / "reports")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.cluster import KindCluster
 from ducklake_infra.provision.runner import Runner
 
@@ -61,7 +61,7 @@ def mirror_patch(port: int, gateway: str) -> str:
 
 @pytest.fixture(scope="module")
 def host_runner(pytestconfig) -> Runner:
-    lay = L.layout(pytestconfig.getoption("--cache-dir"))
+    lay = layout.layout(pytestconfig.getoption("--cache-dir"))
     r = Runner(log_path=lay.logs / f"test-registry-{time.strftime('%Y%m%d-%H%M%S')}.log")
     r.base_env["PATH"] = lay.path_env(r.base_env.get("PATH", ""))
     if not r.which("kind"):
@@ -87,8 +87,8 @@ def kind_gateway(host_runner) -> str:
 
 @pytest.fixture(scope="module")
 def kind_cluster(pytestconfig, host_runner) -> KindCluster:
-    lay = L.layout(pytestconfig.getoption("--cache-dir"))
-    return KindCluster(host_runner, name=CLUSTER_NAME, node_image=L.NODE_IMAGE,
+    lay = layout.layout(pytestconfig.getoption("--cache-dir"))
+    return KindCluster(host_runner, name=CLUSTER_NAME, node_image=layout.NODE_IMAGE,
                        kubeconfig_dir=lay.root / "kubeconfig",
                        keep=pytestconfig.getoption("--keep-cluster"))
 
@@ -175,7 +175,7 @@ def _cli() -> list[str]:
 
 
 def _env(pytestconfig) -> dict[str, str]:
-    lay = L.layout(pytestconfig.getoption("--cache-dir"))
+    lay = layout.layout(pytestconfig.getoption("--cache-dir"))
     env = dict(os.environ)
     env["PATH"] = lay.path_env(env.get("PATH", ""))
     return env

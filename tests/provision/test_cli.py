@@ -140,9 +140,9 @@ def test_cli_and_plugin_use_the_same_kind_kubeconfig(pytester, tmp_path, monkeyp
     import argparse
     from pathlib import Path
 
-    from ducklake_infra.provision import spec as S
+    from ducklake_infra.provision import spec
     from ducklake_infra.provision import stack_cli
-    from ducklake_infra.provision.bundle import layout as L
+    from ducklake_infra.provision.bundle import layout
     from ducklake_infra.provision.cluster import KindCluster
     from ducklake_infra.provision.runner import Runner
 
@@ -159,6 +159,6 @@ def test_cli_and_plugin_use_the_same_kind_kubeconfig(pytester, tmp_path, monkeyp
                                        "-p", "no:cacheprovider", "-p", "no:html")
     res.assert_outcomes(passed=1)
     args = argparse.Namespace(cluster="kind", cache_dir=cache_dir, kubeconfig=None)
-    cli_cluster = stack_cli.make_cluster(args, S.load(root / "stack.yaml"), Runner())
+    cli_cluster = stack_cli.make_cluster(args, spec.load(root / "stack.yaml"), Runner())
     assert seen["plugin"] == cli_cluster.kubeconfig == \
-        L.layout(cache_dir).root / "kubeconfig" / "kind-ducklake.yaml"
+        layout.layout(cache_dir).root / "kubeconfig" / "kind-ducklake.yaml"

@@ -101,29 +101,29 @@ def test_an_old_stamp_is_adopted_only_for_whole_executables(tmp_path):
 
 def test_status_says_corrupt_and_build_copy_repairs(tmp_path):
     """A truncated bin/<tool> is 'corrupt' in status, and the copy step replaces it."""
-    from ducklake_infra.provision.bundle import build as B
-    from ducklake_infra.provision.bundle import layout as L
-    lay = L.layout(str(tmp_path / "cache"))
+    from ducklake_infra.provision.bundle import build
+    from ducklake_infra.provision.bundle import layout
+    lay = layout.layout(str(tmp_path / "cache"))
     lay.node_bin.mkdir(parents=True)
     tool = _built(lay.node_bin)
     lay.tool("kind").parent.mkdir(parents=True, exist_ok=True)
-    B.copy_if_changed(lay.node_bin / "kind", lay.tool("kind"))
-    assert B._built_file("bin/kind", lay.tool("kind"), tool, lay, "kind").state == "present"
+    build.copy_if_changed(lay.node_bin / "kind", lay.tool("kind"))
+    assert build._built_file("bin/kind", lay.tool("kind"), tool, lay, "kind").state == "present"
     lay.tool("kind").write_bytes(b"")
-    art = B._built_file("bin/kind", lay.tool("kind"), tool, lay, "kind")
+    art = build._built_file("bin/kind", lay.tool("kind"), tool, lay, "kind")
     assert art.state == "corrupt" and not art.present
-    assert "CORRUPT" in B.status_table([art])
-    B.copy_if_changed(lay.node_bin / "kind", lay.tool("kind"))
-    assert B._built_file("bin/kind", lay.tool("kind"), tool, lay, "kind").state == "present"
+    assert "CORRUPT" in build.status_table([art])
+    build.copy_if_changed(lay.node_bin / "kind", lay.tool("kind"))
+    assert build._built_file("bin/kind", lay.tool("kind"), tool, lay, "kind").state == "present"
     lay.tool("kind").unlink()
-    assert B._built_file("bin/kind", lay.tool("kind"), tool, lay, "kind").state == "missing"
+    assert build._built_file("bin/kind", lay.tool("kind"), tool, lay, "kind").state == "missing"
 
 
 def test_the_node_image_holds_the_stack_images_that_do_not_change():
     """Issue 14: a new cluster starts with MinIO, mc and PostgreSQL in its containerd;
     only the backend image (built from the project's code) is loaded by `up`."""
-    from ducklake_infra.provision.bundle import layout as L
+    from ducklake_infra.provision.bundle import layout
     from ducklake_infra.provision.bundle import nodeimage
     refs = nodeimage.component_refs()
-    assert {L.MINIO_IMAGE, L.MC_IMAGE, L.POSTGRES_IMAGE, L.KUBE_ROUTER_IMAGE} <= set(refs)
+    assert {layout.MINIO_IMAGE, layout.MC_IMAGE, layout.POSTGRES_IMAGE, layout.KUBE_ROUTER_IMAGE} <= set(refs)
     assert not any("backend" in r for r in refs)

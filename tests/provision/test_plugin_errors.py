@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.suites.report import SCHEMA_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_pytest(*args):
-    env = {"PATH": L.layout().path_env(), "HOME": str(Path.home())}
+    env = {"PATH": layout.layout().path_env(), "HOME": str(Path.home())}
     return subprocess.run([sys.executable, "-m", "pytest", "ducklake_infra/suites", "-q", "-p",
                            "no:cacheprovider", *args], cwd=ROOT, capture_output=True,
                           text=True, env=env, timeout=120)
@@ -89,7 +89,7 @@ def test_conflicting_options_are_usage_errors(args, needle):
 
 
 def _pytest_raw(*args):
-    env = {"PATH": L.layout().path_env(), "HOME": str(Path.home())}
+    env = {"PATH": layout.layout().path_env(), "HOME": str(Path.home())}
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
                           cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
 
@@ -120,7 +120,7 @@ def test_the_plugin_stays_quiet_in_another_projects_tests(tmp_path):
     """Installed in a shared venv, the plugin loads for every pytest run: without
     --cluster it adds no header line, collects nothing of ours, writes no report."""
     (tmp_path / "test_theirs.py").write_text("def test_x():\n    assert True\n")
-    env = {"PATH": L.layout().path_env(), "HOME": str(Path.home())}
+    env = {"PATH": layout.layout().path_env(), "HOME": str(Path.home())}
     res = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0, res.stdout[-2000:]

@@ -21,7 +21,7 @@ import ducklake_infra
 from ducklake_infra.provision import spec as specmod
 from ducklake_infra.provision.guard import find_leaks
 from ducklake_infra.suites import formats
-from ducklake_infra.suites import catalog as R
+from ducklake_infra.suites import catalog
 from ducklake_infra.suites import report as rep
 from report_schemas import (check_written_reports, policy_report_errors, report_crd,
                             results_errors, sarif_errors)
@@ -76,13 +76,13 @@ def sarif_run(pytester) -> dict:
 
 def a_results_doc() -> dict:
     """A results.json document of two controls that ran, as the plugin writes it."""
-    recs = [R.TestRecord(f"t.py::test_{i}", c, status=s, evidence=["seen"])
-            for i, (c, s) in enumerate(zip(R.catalog(), (R.PASS, R.FAIL)))]
+    recs = [catalog.TestRecord(f"t.py::test_{i}", c, status=s, evidence=["seen"])
+            for i, (c, s) in enumerate(zip(catalog.catalog(), (catalog.PASS, catalog.FAIL)))]
     meta = {"cluster": "kind", "readonly": False, "stack": str(STACK),
             "selection": {"controls": [], "min_severity": "high", "sections": ["2.1"],
                           "components": []},
             "phases": [{"phase": "session total", "seconds": 1.5, "note": ""}]}
-    return json.loads(rep.to_json(rep.aggregate(R.catalog(), recs, only_run=True), meta,
+    return json.loads(rep.to_json(rep.aggregate(catalog.catalog(), recs, only_run=True), meta,
                                   lambda s: s))
 
 
@@ -143,9 +143,9 @@ def test_results_schema_rejects_a_broken_document(mutate, where):
 
 def test_results_schema_enums_are_the_registrys():
     defs = json.loads(rep.SCHEMA_FILE.read_text())["$defs"]
-    assert defs["status"]["enum"] == list(R.STATUSES)
-    assert defs["severity"]["enum"] == list(R.SEVERITIES)
-    assert defs["component"]["enum"] == list(R.COMPONENTS)
+    assert defs["status"]["enum"] == list(catalog.STATUSES)
+    assert defs["severity"]["enum"] == list(catalog.SEVERITIES)
+    assert defs["component"]["enum"] == list(catalog.COMPONENTS)
     totals = json.loads(rep.SCHEMA_FILE.read_text())["properties"]["totals"]
     assert totals["required"] == list(rep.STATUS_LABEL)
 
@@ -175,8 +175,8 @@ def test_policy_report_one_result_per_control_in_the_components_namespace(run, p
                               ("PolicyReport", spec.backend.namespace)}) + \
         [("ClusterPolicyReport", None)]
     results = policy_results(docs)
-    assert sorted(results) == sorted(R.catalog().controls)          # every control once
-    assert sum(len(d["results"]) for d in docs) == len(R.catalog().controls)
+    assert sorted(results) == sorted(catalog.catalog().controls)          # every control once
+    assert sum(len(d["results"]) for d in docs) == len(catalog.catalog().controls)
     expect = {"MINIO-SVC-001": ("pass", "PASS", spec.minio.namespace),
               "MINIO-SEC-002": ("fail", "FAIL", spec.minio.namespace),
               "PG-CFG-001": ("warn", "WARN", spec.postgresql.namespace),
@@ -185,7 +185,7 @@ def test_policy_report_one_result_per_control_in_the_components_namespace(run, p
               "MINIO-REL-001": ("skip", "NOT_RUN", spec.minio.namespace)}
     for cid, (result, status, ns) in expect.items():
         res, report = results[cid]
-        c = R.catalog()[cid]
+        c = catalog.catalog()[cid]
         assert (res["result"], res["properties"]["status"]) == (result, status), cid
         assert report["metadata"].get("namespace") == ns, cid
         assert res["rule"] == c.title and res["category"] == c.section
@@ -201,9 +201,9 @@ def test_policy_report_one_result_per_control_in_the_components_namespace(run, p
 
 
 def test_policy_report_readonly_and_exempt(run, pytester, monkeypatch):
-    reg = R.load()
-    reg.exemptions.append(R.Exemption("MINIO-SEC-002", "accepted risk in the lab"))
-    monkeypatch.setattr(R, "load", lambda *a, **k: reg)
+    reg = catalog.load()
+    reg.exemptions.append(catalog.Exemption("MINIO-SEC-002", "accepted risk in the lab"))
+    monkeypatch.setattr(catalog, "load", lambda *a, **k: reg)
     run("--readonly", "--cluster", "prod")
     results = policy_results(policy_docs(pytester))
     dp = results["DP-ING-001"][0]
@@ -216,7 +216,7 @@ def test_policy_report_readonly_and_exempt(run, pytester, monkeypatch):
 
 
 def test_without_a_spec_every_result_is_in_one_cluster_report():
-    results = rep.aggregate(R.catalog(), [])
+    results = rep.aggregate(catalog.catalog(), [])
     docs = formats.policy_reports(results, None, now=0)
     assert [d["kind"] for d in docs] == ["ClusterPolicyReport"]
     assert len(docs[0]["results"]) == len(results)
@@ -224,9 +224,9 @@ def test_without_a_spec_every_result_is_in_one_cluster_report():
 
 
 def test_policy_mappings_cover_every_status_and_severity():
-    assert set(formats.POLICY_RESULT) == set(R.STATUSES)
-    assert set(formats.POLICY_SEVERITY) == set(R.SEVERITIES)
-    assert formats.POLICY_RESULT[R.NOT_EVALUATED] == formats.POLICY_RESULT[R.NOT_RUN] == "skip"
+    assert set(formats.POLICY_RESULT) == set(catalog.STATUSES)
+    assert set(formats.POLICY_SEVERITY) == set(catalog.SEVERITIES)
+    assert formats.POLICY_RESULT[catalog.NOT_EVALUATED] == formats.POLICY_RESULT[catalog.NOT_RUN] == "skip"
 
 
 @pytest.mark.upstream_schemas
@@ -245,7 +245,7 @@ def test_policy_report_matches_the_crd(run, pytester):
 
 def _one_report():
     spec = specmod.load(STACK)
-    results = rep.aggregate(R.catalog(), [])
+    results = rep.aggregate(catalog.catalog(), [])
     return next(d for d in formats.policy_reports(results, spec, now=0)
                 if d["kind"] == "PolicyReport")
 
@@ -273,9 +273,9 @@ def test_sarif_rules_are_every_control_and_results_the_failing_ones(run, pyteste
     driver = sr["tool"]["driver"]
     assert driver["name"] == "ducklake-infra" and driver["version"] == ducklake_infra.__version__
     rules = driver["rules"]
-    assert sorted(r["id"] for r in rules) == sorted(R.catalog().controls)
+    assert sorted(r["id"] for r in rules) == sorted(catalog.catalog().controls)
     for rule in rules:
-        c = R.catalog()[rule["id"]]
+        c = catalog.catalog()[rule["id"]]
         assert rule["shortDescription"]["text"] == c.title
         assert rule["help"]["text"] == c.remediation
         assert rule["properties"]["security-severity"] == formats.SECURITY_SEVERITY[c.severity]
@@ -316,8 +316,8 @@ def test_sarif_results_point_at_the_line_the_remediation_changes(run, pytester):
 def test_every_control_has_a_location_in_the_packaged_stack():
     spec = specmod.load()
     locate = formats.Locator(spec)
-    assert set(formats.TARGETS) <= set(R.catalog().controls)
-    for c in R.catalog():
+    assert set(formats.TARGETS) <= set(catalog.catalog().controls)
+    for c in catalog.catalog():
         path, line = locate(c)
         assert path.is_file() and line >= 1, c.id
         if c.id in formats.TARGETS:     # a precise target, found as written (no fallback)
@@ -330,7 +330,7 @@ def test_every_control_has_a_location_in_the_packaged_stack():
 def test_a_target_the_values_lack_falls_back_to_the_spec_line_naming_them(monkeypatch):
     spec = specmod.load()
     monkeypatch.setitem(formats.TARGETS, "MINIO-MODE-001", ("values:minio", "no.such.key"))
-    path, line = formats.Locator(spec)(R.catalog()["MINIO-MODE-001"])
+    path, line = formats.Locator(spec)(catalog.catalog()["MINIO-MODE-001"])
     assert path == spec.path and _line(path, line).strip().startswith("values:")
     assert formats.Locator(spec).line(spec.path, "releases.minio.values") == line
 
@@ -361,9 +361,9 @@ def test_key_line_of_an_empty_document_is_none():
 
 
 def test_exempt_results_are_suppressed_not_dropped(run, pytester, monkeypatch):
-    reg = R.load()
-    reg.exemptions.append(R.Exemption("MINIO-SEC-002", "accepted risk in the lab"))
-    monkeypatch.setattr(R, "load", lambda *a, **k: reg)
+    reg = catalog.load()
+    reg.exemptions.append(catalog.Exemption("MINIO-SEC-002", "accepted risk in the lab"))
+    monkeypatch.setattr(catalog, "load", lambda *a, **k: reg)
     run()
     got = {r["ruleId"]: r for r in sarif_run(pytester)["results"]}
     assert got["MINIO-SEC-002"]["suppressions"] == [
@@ -379,8 +379,8 @@ def test_sarif_matches_the_oasis_schema(run, pytester):
 
 def _a_sarif_doc() -> dict:
     spec = specmod.load(STACK)
-    c = R.catalog()["MINIO-SVC-001"]
-    results = [rep.ControlResult(c, R.FAIL, [R.TestRecord("t", c, R.FAIL, ["seen"])])]
+    c = catalog.catalog()["MINIO-SVC-001"]
+    results = [rep.ControlResult(c, catalog.FAIL, [catalog.TestRecord("t", c, catalog.FAIL, ["seen"])])]
     return formats.sarif(results, spec, version="1.0", facts={"context": "kind"})
 
 
@@ -432,8 +432,8 @@ def test_html_control_columns_sort_by_rank(run, pytester):
             if "[" in k}
     # pytest-html sorts by the cell's HTML as text: the hidden rank decides
     by_severity = sorted(rows, key=lambda k: rows[k]["severity"])
-    assert [R.catalog()[k].severity for k in by_severity] == \
-        sorted((R.catalog()[k].severity for k in rows), key=rep.SEVERITY_ORDER.get)
+    assert [catalog.catalog()[k].severity for k in by_severity] == \
+        sorted((catalog.catalog()[k].severity for k in rows), key=rep.SEVERITY_ORDER.get)
     by_status = sorted(rows, key=lambda k: rows[k]["status"])
     assert by_status[:2] == ["BE-RDY-001", "MINIO-SEC-002"]          # ERROR, then FAIL
     assert rows["MINIO-SVC-001"]["control"] == "MINIO-SVC-001"

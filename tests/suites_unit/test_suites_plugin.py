@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ducklake_infra.suites import catalog as R
+from ducklake_infra.suites import catalog
 from ducklake_infra.suites import report as rep
 from ducklake_infra.suites import svg
 from ducklake_infra.provision import spec as specmod
@@ -95,7 +95,7 @@ def test_statuses_are_distinct_and_reported(run, pytester):
     c = _results(pytester)
     assert c["MINIO-SVC-001"]["status"] == "PASS"
     assert c["MINIO-SEC-002"]["status"] == "FAIL"
-    assert c["MINIO-SEC-002"]["remediation"] == R.catalog()["MINIO-SEC-002"].remediation
+    assert c["MINIO-SEC-002"]["remediation"] == catalog.catalog()["MINIO-SEC-002"].remediation
     assert c["PG-CFG-001"]["status"] == "WARN"
     assert "WARN: something to look at" in c["PG-CFG-001"]["evidence"]
     assert c["BE-RDY-001"]["status"] == "ERROR"
@@ -127,7 +127,7 @@ def test_html_has_picture_summary_and_controls(run, pytester):
     run()
     html = (pytester.path / "out" / "report.html").read_text()
     assert html.index("<svg") < html.index("Conformance summary") < html.index("ctl-controls")
-    assert "MINIO-SEC-002" in html and R.catalog()["MINIO-SEC-002"].remediation[:40] in html
+    assert "MINIO-SEC-002" in html and catalog.catalog()["MINIO-SEC-002"].remediation[:40] in html
     assert 'data-key="minio-svc" data-status="PASS"' in html
 
 
@@ -141,9 +141,9 @@ def test_readonly_shows_mutating_controls_as_not_evaluated(run, pytester):
 
 
 def test_exempted_failure_is_shown_but_does_not_fail(run, pytester, monkeypatch):
-    reg = R.load()
-    reg.exemptions.append(R.Exemption("MINIO-SEC-002", "accepted risk in the lab"))
-    monkeypatch.setattr(R, "load", lambda *a, **k: reg)
+    reg = catalog.load()
+    reg.exemptions.append(catalog.Exemption("MINIO-SEC-002", "accepted risk in the lab"))
+    monkeypatch.setattr(catalog, "load", lambda *a, **k: reg)
     res = run()
     res.assert_outcomes(passed=5, failed=1)
     c = _results(pytester)
@@ -179,7 +179,7 @@ def test_x():
 def test_every_control_has_a_suite_test():
     text = "".join(p.read_text() for p in (ROOT / "ducklake_infra" / "suites").glob("test_*.py"))
     used = set(re.findall(r'mark\.control\("([A-Z0-9-]+)"\)', text))
-    assert used == set(R.catalog().controls), set(R.catalog().controls) ^ used
+    assert used == set(catalog.catalog().controls), set(catalog.catalog().controls) ^ used
 
 
 def test_svg_colours_by_worst_status():
@@ -203,17 +203,17 @@ def test_svg_colours_by_worst_status():
                     "component": "minio"}]}, "remediation"),
 ])
 def test_controls_validation(bad, msg):
-    with pytest.raises(R.ControlsError, match=msg):
-        R.parse_controls(bad)
+    with pytest.raises(catalog.ControlsError, match=msg):
+        catalog.parse_controls(bad)
 
 
 def test_exemptions_validation():
-    controls = R.catalog().controls
-    with pytest.raises(R.ControlsError, match="needs a reason"):
-        R.parse_exemptions({"exemptions": [{"control": "MINIO-SVC-001"}]}, controls)
-    with pytest.raises(R.ControlsError, match="unknown control"):
-        R.parse_exemptions({"exemptions": [{"control": "X-Y-001", "reason": "r"}]}, controls)
-    ex, sev = R.parse_exemptions({"exemptions": [{"control": "MINIO-SVC-001", "reason": "r",
+    controls = catalog.catalog().controls
+    with pytest.raises(catalog.ControlsError, match="needs a reason"):
+        catalog.parse_exemptions({"exemptions": [{"control": "MINIO-SVC-001"}]}, controls)
+    with pytest.raises(catalog.ControlsError, match="unknown control"):
+        catalog.parse_exemptions({"exemptions": [{"control": "X-Y-001", "reason": "r"}]}, controls)
+    ex, sev = catalog.parse_exemptions({"exemptions": [{"control": "MINIO-SVC-001", "reason": "r",
                                                   "clusters": ["prod"], "expires": "2000-01-01"}],
                                   "severity": {"PG-CFG-001": "low"}}, controls)
     assert not ex[0].applies("prod") and sev == {"PG-CFG-001": "low"}
@@ -319,11 +319,11 @@ def test_verdicts():
     c = Control("X-1", "t", "2.1", "high", "minio", "r")
     def res(st, exempt=""):
         return rep.ControlResult(c, st, [], exempt)
-    assert rep.verdict([res(R.PASS), res(R.WARN)]) == ("conformant", 0)
-    assert rep.verdict([res(R.PASS), res(R.NOT_RUN)]) == ("partial", 1)
-    assert rep.verdict([res(R.PASS), res(R.NOT_EVALUATED)]) == ("partial", 1)
-    assert rep.verdict([res(R.FAIL), res(R.NOT_RUN)]) == ("not conformant", 1)
-    assert rep.verdict([res(R.FAIL, exempt="why"), res(R.PASS)]) == ("conformant", 0)
+    assert rep.verdict([res(catalog.PASS), res(catalog.WARN)]) == ("conformant", 0)
+    assert rep.verdict([res(catalog.PASS), res(catalog.NOT_RUN)]) == ("partial", 1)
+    assert rep.verdict([res(catalog.PASS), res(catalog.NOT_EVALUATED)]) == ("partial", 1)
+    assert rep.verdict([res(catalog.FAIL), res(catalog.NOT_RUN)]) == ("not conformant", 1)
+    assert rep.verdict([res(catalog.FAIL, exempt="why"), res(catalog.PASS)]) == ("conformant", 0)
 
 
 # ---- selection by control id, severity, section, component (issue 11, item 2) ---------------
@@ -341,12 +341,12 @@ def _ran(pytester) -> set[str]:
     ["--component", "minio", "--min-severity", "critical"],
 ])
 def test_selection_runs_exactly_the_matching_controls(run, pytester, args):
-    reg = R.catalog()
+    reg = catalog.catalog()
     defined = {"MINIO-SVC-001", "MINIO-SEC-002", "PG-CFG-001", "BE-RDY-001", "DP-ING-001"}
     opts = dict(zip(args[::2], args[1::2]))
     ids = {i for a, v in zip(args[::2], args[1::2]) if a == "--control" for i in v.split(",")}
     comps = {v for a, v in zip(args[::2], args[1::2]) if a == "--component"}
-    order = R.SEVERITIES.index
+    order = catalog.SEVERITIES.index
     want = {i for i in defined
             if (not ids or i in ids)
             and (not comps or reg[i].component in comps)
@@ -365,9 +365,9 @@ def test_selection_runs_exactly_the_matching_controls(run, pytester, args):
 def test_selection_keeps_exemptions(run, pytester, monkeypatch):
     """An exempted failing control selected alone is still exempt: the run passes,
     the control shows FAIL with its exemption, and the verdict stays partial."""
-    reg = R.load()
-    reg.exemptions.append(R.Exemption("MINIO-SEC-002", "accepted risk in the lab"))
-    monkeypatch.setattr(R, "load", lambda *a, **k: reg)
+    reg = catalog.load()
+    reg.exemptions.append(catalog.Exemption("MINIO-SEC-002", "accepted risk in the lab"))
+    monkeypatch.setattr(catalog, "load", lambda *a, **k: reg)
     assert reg["MINIO-SEC-002"].severity == "critical"
     res = run("--control", "MINIO-SEC-002")
     res.assert_outcomes(passed=2)        # the exempted control and the non-control test

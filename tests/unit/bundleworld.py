@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 
 from ducklake_infra.provision import host
-from ducklake_infra.provision.bundle import build as B
+from ducklake_infra.provision.bundle import build
 from ducklake_infra.provision.bundle import gobuild, pins
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.progress import Progress
 from ducklake_infra.provision.runner import Result
 
@@ -139,7 +139,7 @@ class World:
 
     def __init__(self, tmp: Path, docker: type[FakeDocker] = FakeDocker):
         self.tmp = tmp
-        self.lay = L.layout(str(tmp / "cache"))
+        self.lay = layout.layout(str(tmp / "cache"))
         modules = {"sigs.k8s.io/kind": self._kind_module(tmp / "mod" / "kind"),
                    "github.com/minio/minio": self._minio_module(tmp / "mod" / "minio"),
                    "k8s.io/kubernetes": tmp / "mod" / "kubernetes"}
@@ -185,11 +185,11 @@ class World:
     def build(self) -> list[str]:
         """One ``bundle build`` (host steps skipped); the image refs it built."""
         self.runner.built.clear()
-        B.build(self.runner, Progress(quiet=True), self.lay, skip_host=True)
+        build.build(self.runner, Progress(quiet=True), self.lay, skip_host=True)
         return list(self.runner.built)
 
-    def states(self) -> dict[str, B.Artifact]:
-        return {a.name: a for a in B.artifacts(self.runner, self.lay)}
+    def states(self) -> dict[str, build.Artifact]:
+        return {a.name: a for a in build.artifacts(self.runner, self.lay)}
 
 
 def image(ref: str) -> str:

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from ducklake_infra.provision.bundle import images as I
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import images
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.bundle import nodeimage
 
 from .bundleworld import World, fake_host, image
 
-APISERVER = L.k8s_image("kube-apiserver")
-EVERY_IMAGE = {r.ref for r in I.ROOTFS_IMAGES} | {i.ref for i in I.node_component_images()} | \
-    {i.ref for i in I.stack_images()} | {nodeimage.NODE_BASE_IMAGE, L.NODE_IMAGE}
+APISERVER = layout.k8s_image("kube-apiserver")
+EVERY_IMAGE = {r.ref for r in images.ROOTFS_IMAGES} | {i.ref for i in images.node_component_images()} | \
+    {i.ref for i in images.stack_images()} | {nodeimage.NODE_BASE_IMAGE, layout.NODE_IMAGE}
 
 
 @pytest.fixture
@@ -34,63 +34,63 @@ def test_a_warm_build_builds_nothing_and_everything_is_present(world):
 
 
 def test_every_image_records_its_inputs_in_its_label(world):
-    labels = {ref: world.runner.images[ref]["labels"][I.STAMP_LABEL] for ref in EVERY_IMAGE}
-    apiserver = I.parse_inputs(labels[APISERVER])
+    labels = {ref: world.runner.images[ref]["labels"][images.STAMP_LABEL] for ref in EVERY_IMAGE}
+    apiserver = images.parse_inputs(labels[APISERVER])
     assert set(apiserver) == {"dockerfile", "file:kube-apiserver"}
-    proxy = I.parse_inputs(labels[L.k8s_image("kube-proxy")])
+    proxy = images.parse_inputs(labels[layout.k8s_image("kube-proxy")])
     assert set(proxy) == {"dockerfile", "base", "file:kube-proxy"}
-    assert proxy["base"] == I.short_id(world.runner.images[L.NODE_NET_BASE_IMAGE]["id"])
-    node = I.parse_inputs(labels[L.NODE_IMAGE])
+    assert proxy["base"] == images.short_id(world.runner.images[layout.NODE_NET_BASE_IMAGE]["id"])
+    node = images.parse_inputs(labels[layout.NODE_IMAGE])
     assert {"base", "storage", "cni", "assembly", "file:kubelet", "file:kubeadm",
-            f"image:{APISERVER}", f"image:{L.MINIO_IMAGE}"} <= set(node)
-    assert set(I.parse_inputs(labels[L.DEBIAN_BASE_IMAGE])) == {"recipe"}
+            f"image:{APISERVER}", f"image:{layout.MINIO_IMAGE}"} <= set(node)
+    assert set(images.parse_inputs(labels[layout.DEBIAN_BASE_IMAGE])) == {"recipe"}
 
 
 def test_a_rebuilt_binary_makes_its_image_and_the_node_image_stale_and_only_they_rebuild(world):
     world.rebuild_output("kubernetes", "kube-apiserver", b"patched apiserver")
     assert _not_present(world) == {
         image(APISERVER): "stale: changed: file:kube-apiserver",
-        image(L.NODE_IMAGE): f"stale: built on {APISERVER} is stale",
+        image(layout.NODE_IMAGE): f"stale: built on {APISERVER} is stale",
     }
-    assert world.build() == [APISERVER, L.NODE_IMAGE]
+    assert world.build() == [APISERVER, layout.NODE_IMAGE]
     assert _not_present(world) == {}
 
 
 def test_a_node_binary_rebuilds_the_node_image_only(world):
     world.rebuild_output("kubernetes", "kubelet", b"patched kubelet")
-    assert _not_present(world) == {image(L.NODE_IMAGE): "stale: changed: file:kubelet"}
-    assert world.build() == [L.NODE_IMAGE]
+    assert _not_present(world) == {image(layout.NODE_IMAGE): "stale: changed: file:kubelet"}
+    assert world.build() == [layout.NODE_IMAGE]
 
 
 def test_a_missing_base_image_makes_what_is_built_on_it_stale(world):
-    del world.runner.images[L.NODE_NET_BASE_IMAGE]
-    on_net = [L.k8s_image("kube-proxy"), L.CNI_IMAGE, L.KUBE_ROUTER_IMAGE]
+    del world.runner.images[layout.NODE_NET_BASE_IMAGE]
+    on_net = [layout.k8s_image("kube-proxy"), layout.CNI_IMAGE, layout.KUBE_ROUTER_IMAGE]
     assert _not_present(world) == {
-        image(L.NODE_NET_BASE_IMAGE): "missing: ",
-        **{image(r): f"stale: built on {L.NODE_NET_BASE_IMAGE} is missing" for r in on_net},
-        image(L.NODE_IMAGE): f"stale: built on {on_net[0]} is stale",
+        image(layout.NODE_NET_BASE_IMAGE): "missing: ",
+        **{image(r): f"stale: built on {layout.NODE_NET_BASE_IMAGE} is missing" for r in on_net},
+        image(layout.NODE_IMAGE): f"stale: built on {on_net[0]} is stale",
     }
-    assert world.build() == [L.NODE_NET_BASE_IMAGE, *on_net, L.NODE_IMAGE]
+    assert world.build() == [layout.NODE_NET_BASE_IMAGE, *on_net, layout.NODE_IMAGE]
 
 
 def test_an_image_stamped_before_inputs_were_recorded(world):
     """Old labels held one digest: a debootstrapped image's recipe digest is computed as
     before (no rebuild); any other image is stale until rebuilt once."""
-    old_recipe = I.DEBIAN_BASE.inputs()["recipe"]
-    world.runner.images[L.DEBIAN_BASE_IMAGE]["labels"] = {I.STAMP_LABEL: old_recipe}
-    world.runner.images[L.MC_IMAGE]["labels"] = {I.STAMP_LABEL: "37e1177b9f0e00e6"}
+    old_recipe = images.DEBIAN_BASE.inputs()["recipe"]
+    world.runner.images[layout.DEBIAN_BASE_IMAGE]["labels"] = {images.STAMP_LABEL: old_recipe}
+    world.runner.images[layout.MC_IMAGE]["labels"] = {images.STAMP_LABEL: "37e1177b9f0e00e6"}
     assert _not_present(world) == {
-        image(L.MC_IMAGE): "stale: built before its inputs were recorded",
-        image(L.NODE_IMAGE): f"stale: built on {L.MC_IMAGE} is stale"}
-    assert world.build() == [L.MC_IMAGE, L.NODE_IMAGE]
+        image(layout.MC_IMAGE): "stale: built before its inputs were recorded",
+        image(layout.NODE_IMAGE): f"stale: built on {layout.MC_IMAGE} is stale"}
+    assert world.build() == [layout.MC_IMAGE, layout.NODE_IMAGE]
 
 
 def test_labels_hold_only_what_a_dockerfile_label_word_can():
-    assert I.format_inputs({"b": "2", "a": "1"}) == "a=1,b=2"
-    assert I.parse_inputs("a=1,b=2") == {"a": "1", "b": "2"}
+    assert images.format_inputs({"b": "2", "a": "1"}) == "a=1,b=2"
+    assert images.parse_inputs("a=1,b=2") == {"a": "1", "b": "2"}
     with pytest.raises(ValueError):
-        I.format_inputs({"a b": "1"})
-    assert I.changed_inputs({"a": "1", "b": "2"}, {"a": "1", "b": "3", "c": "4"}) == ["b", "c"]
+        images.format_inputs({"a b": "1"})
+    assert images.changed_inputs({"a": "1", "b": "2"}, {"a": "1", "b": "3", "c": "4"}) == ["b", "c"]
 
 
 # --------------------------------------------------------------------------

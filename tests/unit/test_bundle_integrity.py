@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ducklake_infra.provision.bundle import disk, gobuild, integrity, pins
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.errors import DucklakeInfraError
 
 from .bundleworld import World, fake_host, free_space
@@ -31,7 +31,7 @@ def _tree(root: Path) -> dict[str, bytes | str]:
     out: dict[str, bytes | str] = {}
     for p in sorted(root.rglob("*")):
         rel = str(p.relative_to(root))
-        if rel.startswith(("logs", "build/gomod")) or p.name == L.Layout(root).hash_store.name:
+        if rel.startswith(("logs", "build/gomod")) or p.name == layout.Layout(root).hash_store.name:
             continue
         if p.is_symlink():
             out[rel] = os.readlink(p)

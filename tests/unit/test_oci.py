@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from ducklake_infra.provision import oci as I
+from ducklake_infra.provision import oci
 from ducklake_infra.provision import stack
 from ducklake_infra.provision import render
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.cluster import ExistingCluster
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
@@ -21,8 +21,8 @@ D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
 
 
-def _opts(layout, **kw):
-    return render.Options(layout=layout, registry=I.parse_registry(REG), **kw)
+def _opts(lay, **kw):
+    return render.Options(layout=lay, registry=oci.parse_registry(REG), **kw)
 
 
 def _repo(local: str) -> str:
@@ -37,7 +37,7 @@ def registry_runner(*, present: bool = False) -> FakeRunner:
     r.on(r"^docker push (\S+)", stdout=f"latest: digest: {D1} size: 527\n")
     r.on(rf"^docker manifest inspect \S+@{D1}$", stdout="{}")   # what we pushed is there
     if present:
-        for local in (L.MINIO_IMAGE, L.MC_IMAGE, L.POSTGRES_IMAGE, "ducklake-infra/backend"):
+        for local in (layout.MINIO_IMAGE, layout.MC_IMAGE, layout.POSTGRES_IMAGE, "ducklake-infra/backend"):
             repo = _repo(local)
             r.on(rf"RepoDigests.* {local}", stdout=json.dumps([f"{repo}@{D2}"]))
             r.on(rf"^docker manifest inspect {repo}@{D2}$", stdout="{}")
@@ -51,24 +51,24 @@ def registry_runner(*, present: bool = False) -> FakeRunner:
 
 
 def test_parse_registry():
-    reg = I.parse_registry("localhost:5000/ducklake")
+    reg = oci.parse_registry("localhost:5000/ducklake")
     assert (reg.host, reg.prefix, reg.insecure) == ("localhost:5000", "ducklake", True)
-    reg = I.parse_registry(REG)
+    reg = oci.parse_registry(REG)
     assert (reg.host, reg.prefix, reg.insecure) == ("reg.example.com:5000", "team/ducklake",
                                                     False)
-    assert reg.target(L.MINIO_IMAGE) == f"{REG}/minio:{L.MINIO_IMAGE.rsplit(':', 1)[1]}"
-    assert I.parse_registry("127.0.0.1:5000").insecure
+    assert reg.target(layout.MINIO_IMAGE) == f"{REG}/minio:{layout.MINIO_IMAGE.rsplit(':', 1)[1]}"
+    assert oci.parse_registry("127.0.0.1:5000").insecure
     with pytest.raises(DucklakeInfraError, match="without a scheme"):
-        I.parse_registry("http://localhost:5000/x")
+        oci.parse_registry("http://localhost:5000/x")
     with pytest.raises(DucklakeInfraError, match="not a valid repository path"):
-        I.parse_registry("localhost:5000/Team")
+        oci.parse_registry("localhost:5000/Team")
 
 
 def test_helm_parts_render_a_pure_digest_reference():
-    repo, tag = I.helm_image_parts(f"{REG}/minio@{D1}")
+    repo, tag = oci.helm_image_parts(f"{REG}/minio@{D1}")
     assert f"{repo}:{tag}" == f"{REG}/minio@{D1}"
-    assert I.helm_image_parts("ducklake-infra/minio:v1") == ("ducklake-infra/minio", "v1")
-    assert I.helm_image_parts("localhost:5000/x") == ("localhost:5000/x", "latest")
+    assert oci.helm_image_parts("ducklake-infra/minio:v1") == ("ducklake-infra/minio", "v1")
+    assert oci.helm_image_parts("localhost:5000/x") == ("localhost:5000/x", "latest")
 
 
 def test_up_on_real_context_pushes_and_installs_by_digest(spec, progress, fake_layout):
@@ -80,7 +80,7 @@ def test_up_on_real_context_pushes_and_installs_by_digest(spec, progress, fake_l
         ["backend", "mc", "minio", "postgresql"]
     assert all(c.argv[2].startswith(REG + "/") for c in pushes)
     tags = r.executed(r"^docker tag ")
-    assert len(tags) == 4 and (L.MINIO_IMAGE, f"{REG}/minio:{L.MINIO_IMAGE.split(':')[1]}") in \
+    assert len(tags) == 4 and (layout.MINIO_IMAGE, f"{REG}/minio:{layout.MINIO_IMAGE.split(':')[1]}") in \
         [tuple(c.argv[2:4]) for c in tags]
     for key in ("minio", "mc", "postgresql", "backend"):
         assert refs[key].startswith(REG + "/") and refs[key].endswith("@" + D1)
@@ -103,7 +103,7 @@ def test_second_push_skips_images_present_by_digest(spec, progress, fake_layout)
     pushed = stack.push_only(spec, r, progress, _opts(fake_layout))
     assert not r.executed(r"^docker (push|tag) ")
     assert [p.action for p in pushed] == ["present"] * 4
-    assert I.push_summary(pushed) == "0 pushed, 4 already present (all present)"
+    assert oci.push_summary(pushed) == "0 pushed, 4 already present (all present)"
     assert all(p.ref.endswith("@" + D2) for p in pushed)
 
 
@@ -112,7 +112,7 @@ def test_registry_unreachable_is_one_clear_error(spec, progress, fake_layout):
     r.on(r"^docker manifest inspect", rc=1, stderr='failed to configure transport: error '
          'pinging v2 registry: Get "https://reg.example.com:5000/v2/": dial tcp: lookup '
          'reg.example.com: no such host')
-    with pytest.raises(I.RegistryError, match=r"registry reg.example.com:5000 is unreachable: "
+    with pytest.raises(oci.RegistryError, match=r"registry reg.example.com:5000 is unreachable: "
                        r".*no such host"):
         stack.up(ExistingCluster(r, context="prod"), spec, r, progress, _opts(fake_layout))
     assert not r.executed(r"^docker push|^helm .* upgrade")
@@ -122,7 +122,7 @@ def test_push_denied_says_docker_login(spec, progress, fake_layout):
     r = registry_runner()
     r.on(r"^docker push", rc=1,
          stderr="denied: requested access to the resource is denied")
-    with pytest.raises(I.RegistryError) as exc:
+    with pytest.raises(oci.RegistryError) as exc:
         stack.up(ExistingCluster(r, context="prod"), spec, r, progress, _opts(fake_layout))
     msg = str(exc.value)
     assert "denied the push of" in msg and "docker login reg.example.com:5000" in msg
@@ -135,7 +135,7 @@ def test_image_missing_from_registry_at_install_time(spec, progress, fake_layout
     # pushed fine, but gone when checked right before the install
     r.on(rf"^docker manifest inspect {pushed_repo}$", rc=1,
          stderr=f"no such manifest: {pushed_repo}")
-    with pytest.raises(I.RegistryError, match=r"postgresql\) is missing from registry "
+    with pytest.raises(oci.RegistryError, match=r"postgresql\) is missing from registry "
                        r"reg.example.com:5000 at install time"):
         stack.up(ExistingCluster(r, context="prod"), spec, r, progress, _opts(fake_layout))
     assert not r.executed(r"^helm .* upgrade")
@@ -278,9 +278,9 @@ def test_plan_for_an_unknown_context_is_an_error(spec, progress, fake_layout):
     ("x/y:1.2@sha256:ab12", "x/y", "1.2", "sha256:ab12", "sha256:ab12"),
 ])
 def test_image_ref_parse(ref, repo, tag, digest, version):
-    r = I.ImageRef.parse(ref)
+    r = oci.ImageRef.parse(ref)
     assert (r.repo, r.tag, r.digest, r.version) == (repo, tag, digest, version)
-    assert I.split_ref(ref) == (repo, tag or "latest")
+    assert oci.split_ref(ref) == (repo, tag or "latest")
 
 
 @pytest.mark.parametrize("ref,want", [
@@ -294,7 +294,7 @@ def test_image_ref_parse(ref, repo, tag, digest, version):
     ("reg.example:5000/library/x:1", "reg.example:5000/library/x:1"),
 ])
 def test_familiar_names_one_docker_hub_image_one_way(ref, want):
-    assert I.familiar(ref) == want
+    assert oci.familiar(ref) == want
 
 
 def test_up_with_a_registry_records_each_pushed_digest(spec, progress, fake_layout):

@@ -18,10 +18,10 @@ import pytest
 from packageurl import PackageURL
 
 from ducklake_infra.provision import cli
-from ducklake_infra.provision import spec as S
-from ducklake_infra.provision.bundle import contents as C
-from ducklake_infra.provision.bundle import cyclonedx as X
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.spec import load
+from ducklake_infra.provision.bundle import contents
+from ducklake_infra.provision.bundle import cyclonedx
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.bundle import nodeimage, pins
 from ducklake_infra.provision.bundle import sbom
 from ducklake_infra.provision.errors import DucklakeInfraError
@@ -110,15 +110,15 @@ class SbomDocker(FakeDocker):
 # readers
 # --------------------------------------------------------------------------
 def test_go_build_info_main_module_deps_and_replacements():
-    info = C.parse_go_version_m(go_version_m("/b/kubelet", pins.go_tool("kubernetes")))
+    info = contents.parse_go_version_m(go_version_m("/b/kubelet", pins.go_tool("kubernetes")))
     assert (info.go, info.package) == (GO, "k8s.io/kubernetes/cmd/kube-apiserver")
-    assert info.main == C.GoModule("k8s.io/kubernetes", pins.K8S_VERSION, h1("k8s.io/kubernetes"))
+    assert info.main == contents.GoModule("k8s.io/kubernetes", pins.K8S_VERSION, h1("k8s.io/kubernetes"))
     assert [(d.path, d.version, d.replaces) for d in info.deps] == [
         ("github.com/euank/go-kmsg-parser", "v2.0.0+incompatible", None),
         ("k8s.io/api", "v0.34.12", "k8s.io/api v0.0.0")]       # what is built in: the replacement
     assert info.settings == {"-trimpath": "true", "CGO_ENABLED": "0"}
     with pytest.raises(ValueError):
-        C.parse_go_version_m("pause: could not read Go build info")
+        contents.parse_go_version_m("pause: could not read Go build info")
 
 
 @pytest.mark.skipif(shutil.which("go") is None, reason="needs the Go toolchain")
@@ -137,32 +137,32 @@ def test_build_info_of_a_real_go_binary(tmp_path):
            "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", "GOPROXY": "off", "CGO_ENABLED": "0"}
     subprocess.run(["go", "build", "-trimpath", "-o", "tiny", "."], cwd=tmp_path, env=env,
                    check=True, timeout=300)
-    runner = L.bundle_runner(L.Layout(tmp_path / "cache"))
-    info = C.go_binary(runner, tmp_path / "tiny")
+    runner = layout.bundle_runner(layout.Layout(tmp_path / "cache"))
+    info = contents.go_binary(runner, tmp_path / "tiny")
     assert info.go.startswith("go1.") and info.package == "example.com/tiny"
     assert info.main.path == "example.com/tiny"
     assert [(d.path, d.version, d.sum, d.replaces) for d in info.deps] == [
         ("./dep", "(devel)", None, "example.com/dep v0.0.0")]
-    bom = X.Bom(X.Component("bin:tiny", "application", "tiny"))
-    sbom.Generator(runner, L.Layout(tmp_path), {}).add_go_modules(bom, info, "bin:tiny")
-    assert schema_errors(X.dumps(bom.document())) is None
+    bom = cyclonedx.Bom(cyclonedx.Component("bin:tiny", "application", "tiny"))
+    sbom.Generator(runner, layout.Layout(tmp_path), {}).add_go_modules(bom, info, "bin:tiny")
+    assert schema_errors(cyclonedx.dumps(bom.document())) is None
     assert {c.purl for c in bom.components.values()} == {
         "pkg:golang/example.com/tiny", "pkg:golang/example.com/dep",
         f"pkg:golang/stdlib@{info.go.removeprefix('go')}"}
     (tmp_path / "script").write_text("#!/bin/sh\n")
     (tmp_path / "script").chmod(0o755)
     with pytest.raises(DucklakeInfraError, match="exit 1"):
-        C.go_binary(runner, tmp_path / "script")             # not a binary at all
+        contents.go_binary(runner, tmp_path / "script")             # not a binary at all
 
 
 def test_dpkg_status_lists_installed_packages_with_their_source():
-    pkgs = {p.name: p for p in C.parse_dpkg_status(DPKG_STATUS)}
+    pkgs = {p.name: p for p in contents.parse_dpkg_status(DPKG_STATUS)}
     assert set(pkgs) == {"base-files", "libc6", "zlib1g", "libfoo1", "python3.11"}
-    assert pkgs["libc6"] == C.DebPackage("libc6", "2.36-9+deb12u14", "amd64", "glibc",
+    assert pkgs["libc6"] == contents.DebPackage("libc6", "2.36-9+deb12u14", "amd64", "glibc",
                                          "2.36-9+deb12u14")
     assert (pkgs["libfoo1"].source, pkgs["libfoo1"].source_version) == ("foo", "1.0-1")
-    image = C.DebianImage("12.15", tuple(pkgs.values()))
-    assert C.PyTarget.of_debian(image, "3.11") == C.PyTarget("3.11.2", (2, 36), "x86_64")
+    image = contents.DebianImage("12.15", tuple(pkgs.values()))
+    assert contents.PyTarget.of_debian(image, "3.11") == contents.PyTarget("3.11.2", (2, 36), "x86_64")
 
 
 def _lock_entry(name: str) -> dict:
@@ -171,8 +171,8 @@ def _lock_entry(name: str) -> dict:
 
 
 def test_the_backend_lock_gives_the_packages_and_wheels_the_image_installs():
-    target = C.PyTarget("3.11.2", (2, 36), "x86_64")
-    got = {p.name: p for p in C.lock_packages(BACKEND_LOCK, "ducklake-backend", target)}
+    target = contents.PyTarget("3.11.2", (2, 36), "x86_64")
+    got = {p.name: p for p in contents.lock_packages(BACKEND_LOCK, "ducklake-backend", target)}
     assert got["ducklake-backend"].local and got["ducklake-backend"].sha256 is None
     duckdb = _lock_entry("duckdb")
     assert got["duckdb"].version == duckdb["version"]
@@ -181,9 +181,9 @@ def test_the_backend_lock_gives_the_packages_and_wheels_the_image_installs():
     assert "sha256:" + got["duckdb"].sha256 == wheel["hash"]
     assert got["uvicorn"].dist.endswith("-py3-none-any.whl")
     # another machine takes another wheel; a glibc too old for any wheel builds the sdist
-    arm = C.lock_packages(BACKEND_LOCK, "ducklake-backend", C.PyTarget("3.11.2", (2, 36), "aarch64"))
+    arm = contents.lock_packages(BACKEND_LOCK, "ducklake-backend", contents.PyTarget("3.11.2", (2, 36), "aarch64"))
     assert "aarch64" in next(p for p in arm if p.name == "duckdb").dist
-    old = C.lock_packages(BACKEND_LOCK, "ducklake-backend", C.PyTarget("3.11.2", (2, 17), "x86_64"))
+    old = contents.lock_packages(BACKEND_LOCK, "ducklake-backend", contents.PyTarget("3.11.2", (2, 17), "x86_64"))
     assert "sha256:" + next(p for p in old if p.name == "duckdb").sha256 == duckdb["sdist"]["hash"]
 
 
@@ -218,33 +218,33 @@ name = "pytest"
 version = "9.0"
 source = { registry = "https://pypi.org/simple" }
 ''')
-    got = C.lock_packages(lock, "app", C.PyTarget("3.11.2"))
+    got = contents.lock_packages(lock, "app", contents.PyTarget("3.11.2"))
     assert [(p.name, p.dist, p.sha256) for p in got] == [
         ("app", None, None), ("speedups", "speedups-3.0-py3-none-any.whl", "cd" * 32),
         ("web", "web-2.0.tar.gz", "ab" * 32)]
 
 
 def test_purls_and_go_sums():
-    p = X.purl("golang", "github.com/euank/go-kmsg-parser", "v2.0.0+incompatible")
+    p = cyclonedx.purl("golang", "github.com/euank/go-kmsg-parser", "v2.0.0+incompatible")
     assert p == "pkg:golang/github.com/euank/go-kmsg-parser@v2.0.0%2Bincompatible"
     back = PackageURL.from_string(p)
     assert (back.namespace, back.name, back.version) == ("github.com/euank", "go-kmsg-parser",
                                                          "v2.0.0+incompatible")
-    deb = X.purl("deb", "debian/zlib1g", "1:1.2.13.dfsg-1",
+    deb = cyclonedx.purl("deb", "debian/zlib1g", "1:1.2.13.dfsg-1",
                  {"upstream": "zlib", "arch": "amd64", "distro": "debian-12", "none": ""})
     assert deb == "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1?arch=amd64&distro=debian-12&upstream=zlib"
     assert PackageURL.from_string(deb).qualifiers == {"arch": "amd64", "distro": "debian-12",
                                                       "upstream": "zlib"}
     digest = hashlib.sha256(b"m").digest()
-    assert X.go_sum_sha256("h1:" + base64.b64encode(digest).decode()) == digest.hex()
-    assert X.go_sum_sha256(None) is None and X.go_sum_sha256("h1:not base64!") is None
+    assert cyclonedx.go_sum_sha256("h1:" + base64.b64encode(digest).decode()) == digest.hex()
+    assert cyclonedx.go_sum_sha256(None) is None and cyclonedx.go_sum_sha256("h1:not base64!") is None
 
 
 def test_a_broken_sbom_fails_the_schema():
-    bom = X.Bom(X.Component("bin:x", "application", "x", sha256="ab" * 32))
-    bom.add(X.Component("pkg:golang/a@v1", "library", "a", "v1", "pkg:golang/a@v1"))
+    bom = cyclonedx.Bom(cyclonedx.Component("bin:x", "application", "x", sha256="ab" * 32))
+    bom.add(cyclonedx.Component("pkg:golang/a@v1", "library", "a", "v1", "pkg:golang/a@v1"))
     good = bom.document()
-    assert schema_errors(X.dumps(good)) is None
+    assert schema_errors(cyclonedx.dumps(good)) is None
     for broken in ({**good, "version": 0},                          # from 1 up
                    {**good, "components": [{"type": "library"}]},            # no name
                    {**good, "components": [{"type": "gadget", "name": "g"}]},
@@ -266,12 +266,12 @@ def world(tmp_path, monkeypatch):
     return w
 
 
-def _doc(lay: L.Layout, artifact: str) -> dict:
+def _doc(lay: layout.Layout, artifact: str) -> dict:
     return load_valid(lay.sbom / sbom.file_name(artifact))
 
 
 def test_every_artifact_gets_a_valid_sbom_with_what_it_holds(world):
-    spec = S.load()
+    spec = load()
     written = sbom.generate(world.runner, world.lay, world.lay.sbom, spec)
     backend_ref = sbom.backend_image(spec)[0]
     assert {w.artifact for w in written} == \
@@ -281,21 +281,21 @@ def test_every_artifact_gets_a_valid_sbom_with_what_it_holds(world):
     for w in written:
         load_valid(w.path)
     # the node image: kubelet, built from k8s.io/kubernetes at the pinned version
-    node = _doc(world.lay, f"image/{L.NODE_IMAGE}")
-    kubelet = f"image:{L.NODE_IMAGE}#{nodeimage.NODE_BINARIES['kubelet']}"
+    node = _doc(world.lay, f"image/{layout.NODE_IMAGE}")
+    kubelet = f"image:{layout.NODE_IMAGE}#{nodeimage.NODE_BINARIES['kubelet']}"
     k8s = named(node, "k8s.io/kubernetes")
     assert [(c["version"], c["purl"]) for c in k8s] == \
         [(pins.K8S_VERSION, f"pkg:golang/k8s.io/kubernetes@{pins.K8S_VERSION}")]
     assert kubelet in holders(node, k8s[0]["bom-ref"])
-    assert X.go_sum_sha256(h1("k8s.io/kubernetes")) == k8s[0]["hashes"][0]["content"]
+    assert cyclonedx.go_sum_sha256(h1("k8s.io/kubernetes")) == k8s[0]["hashes"][0]["content"]
     assert named(node, "stdlib")[0]["version"] == GO
     # ... and every image baked into its containerd, with what that holds
     inner = {c["name"] + ":" + c["version"] for c in node["components"] if c["type"] == "container"}
     assert inner == set(nodeimage.component_refs())
-    apiserver = f"image:{L.k8s_image('kube-apiserver')}"
+    apiserver = f"image:{layout.k8s_image('kube-apiserver')}"
     assert f"{apiserver}#/usr/local/bin/kube-apiserver" in held_by(node, apiserver)
     # a debootstrapped image: Debian packages with purls a scanner matches, the release
-    base = _doc(world.lay, "image/" + L.DEBIAN_BASE_IMAGE)
+    base = _doc(world.lay, "image/" + layout.DEBIAN_BASE_IMAGE)
     libc = named(base, "libc6")[0]
     assert libc["purl"] == ("pkg:deb/debian/libc6@2.36-9%2Bdeb12u14"
                             "?arch=amd64&distro=debian-12&upstream=glibc")
@@ -317,7 +317,7 @@ def test_every_artifact_gets_a_valid_sbom_with_what_it_holds(world):
         hashlib.sha256(world.lay.tool("helm").read_bytes()).hexdigest()
     assert named(helm, "helm.sh/helm/v4")[0]["version"] == pins.HELM_VERSION
     runs = [c.argv[-3] for c in world.runner.calls if c.argv[1:2] == ["run"]]
-    assert L.k8s_image("kube-apiserver") not in runs and L.PAUSE_IMAGE not in runs
+    assert layout.k8s_image("kube-apiserver") not in runs and layout.PAUSE_IMAGE not in runs
     assert len(runs) == len(set(runs))                 # each image read once
 
 
@@ -330,7 +330,7 @@ def test_status_says_whether_each_artifact_has_its_sbom(world):
     assert set(sboms().values()) == {"missing", "-"}
     sbom.generate(world.runner, world.lay, world.lay.sbom)
     now = sboms()
-    assert now["bin/kind"] == now[f"image/{L.NODE_IMAGE}"] == "present"
+    assert now["bin/kind"] == now[f"image/{layout.NODE_IMAGE}"] == "present"
     assert now["node-bin/kubelet"] == now["chart/minio"] == "-"
     world.rebuild_output("helm", "helm", b"helm v2")
     world.lay.tool("helm").write_bytes(world.lay.node_bin.joinpath("helm").read_bytes())
@@ -346,8 +346,8 @@ def test_sbom_command_prints_a_summary(world, monkeypatch, capsys, tmp_path):
                    "-o", "json"])
     data = json.loads(capsys.readouterr().out)
     assert rc == 0 and data["out"] == str(out)
-    node = data["sboms"][f"image/{L.NODE_IMAGE}"]
-    assert node["path"] == str(out / sbom.file_name(f"image/{L.NODE_IMAGE}"))
+    node = data["sboms"][f"image/{layout.NODE_IMAGE}"]
+    assert node["path"] == str(out / sbom.file_name(f"image/{layout.NODE_IMAGE}"))
     assert node["components"] == len(json.loads(Path(node["path"]).read_text())["components"])
     assert not world.lay.sbom.exists()                  # --out: nothing written in the cache
     rc = cli.main(["bundle", "sbom", "--cache-dir", str(world.lay.root), "--out", str(out)])
@@ -357,11 +357,11 @@ def test_sbom_command_prints_a_summary(world, monkeypatch, capsys, tmp_path):
 
 def test_a_missing_artifact_has_no_sbom_and_fails_the_command(world, tmp_path):
     world.lay.tool("mc").unlink()
-    del world.runner.images[L.MC_IMAGE]
+    del world.runner.images[layout.MC_IMAGE]
     written = {w.artifact: w for w in sbom.generate(world.runner, world.lay, tmp_path / "o")}
     assert written["bin/mc"].path is None and "missing" in written["bin/mc"].note
-    assert written[f"image/{L.MC_IMAGE}"].path is None
-    node = load_valid(written[f"image/{L.NODE_IMAGE}"].path)
-    assert "image is stale" in written[f"image/{L.NODE_IMAGE}"].note
-    mc = next(c for c in node["components"] if c["bom-ref"] == f"image:{L.MC_IMAGE}")
+    assert written[f"image/{layout.MC_IMAGE}"].path is None
+    node = load_valid(written[f"image/{layout.NODE_IMAGE}"].path)
+    assert "image is stale" in written[f"image/{layout.NODE_IMAGE}"].note
+    mc = next(c for c in node["components"] if c["bom-ref"] == f"image:{layout.MC_IMAGE}")
     assert "image-id" not in json.dumps(mc) and not held_by(node, mc["bom-ref"])

@@ -7,8 +7,8 @@ import copy
 import pytest
 import yaml
 
-from ducklake_infra.provision import spec as S
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision import spec
+from ducklake_infra.provision.bundle import layout
 
 
 def test_repository_spec_loads(spec):
@@ -25,18 +25,18 @@ def test_repository_spec_loads(spec):
 
 
 def test_bundle_images_resolve_through_layout(spec):
-    assert spec.image("minio") == L.MINIO_IMAGE
-    assert spec.image("mc") == L.MC_IMAGE
-    assert spec.image("postgresql") == L.POSTGRES_IMAGE
+    assert spec.image("minio") == layout.MINIO_IMAGE
+    assert spec.image("mc") == layout.MC_IMAGE
+    assert spec.image("postgresql") == layout.POSTGRES_IMAGE
     assert spec.image("minio", {"minio": "reg.example/minio:1"}) == "reg.example/minio:1"
 
 
 def _raw():
-    return yaml.safe_load(S.DEFAULT_SPEC.read_text())
+    return yaml.safe_load(spec.DEFAULT_SPEC.read_text())
 
 
 def _parse(raw):
-    return S.parse(raw, S.DEFAULT_SPEC)
+    return spec.parse(raw, spec.DEFAULT_SPEC)
 
 
 @pytest.mark.parametrize("mutate,message", [
@@ -64,7 +64,7 @@ def _parse(raw):
 def test_malformed_specs_fail_with_one_line(mutate, message):
     raw = copy.deepcopy(_raw())
     mutate(raw)
-    with pytest.raises(S.SpecError) as exc:
+    with pytest.raises(spec.SpecError) as exc:
         _parse(raw)
     text = str(exc.value)
     assert message in text
@@ -74,15 +74,15 @@ def test_malformed_specs_fail_with_one_line(mutate, message):
 def test_invalid_yaml_and_missing_file(tmp_path):
     bad = tmp_path / "stack.yaml"
     bad.write_text("releases: [\n")
-    with pytest.raises(S.SpecError, match=r"^stack.yaml: not valid YAML"):
-        S.load(bad)
-    with pytest.raises(S.SpecError, match="cannot read the stack spec"):
-        S.load(tmp_path / "missing.yaml")
+    with pytest.raises(spec.SpecError, match=r"^stack.yaml: not valid YAML"):
+        spec.load(bad)
+    with pytest.raises(spec.SpecError, match="cannot read the stack spec"):
+        spec.load(tmp_path / "missing.yaml")
 
 
 def test_spec_error_is_an_expected_error():
     from ducklake_infra.provision.errors import DucklakeInfraError
-    assert issubclass(S.SpecError, DucklakeInfraError)
+    assert issubclass(spec.SpecError, DucklakeInfraError)
 
 
 # ---- strict: a key the parser never reads is refused (issue 11, item 5) -------------------
@@ -112,7 +112,7 @@ def test_spec_error_is_an_expected_error():
 def test_unknown_keys_and_versions_are_refused(mutate, message):
     raw = _raw()
     mutate(raw)
-    with pytest.raises(S.SpecError) as exc:
+    with pytest.raises(spec.SpecError) as exc:
         _parse(raw)
     assert str(exc.value).startswith(message), str(exc.value)
 
@@ -123,21 +123,21 @@ def test_every_mapping_of_the_spec_is_read_by_the_parser():
     and a mapping the parser never looks into is itself refused."""
     _parse(_raw())
     root = {"a": {"b": 1}}
-    v = S._V("f.yaml", root)
+    v = spec._V("f.yaml", root)
     v.get(root, "", "a")         # read "a" but never look inside it
-    with pytest.raises(S.SpecError, match=r"^f.yaml: a: unexpected mapping$"):
+    with pytest.raises(spec.SpecError, match=r"^f.yaml: a: unexpected mapping$"):
         v.refuse_unknown()
 
 
 def test_unknown_key_in_a_file_is_reported_with_the_file_name(tmp_path):
-    text = S.DEFAULT_SPEC.read_text().replace("  replicas: 1", "  replicas: 1\n  replica: 2")
-    assert text != S.DEFAULT_SPEC.read_text()
+    text = spec.DEFAULT_SPEC.read_text().replace("  replicas: 1", "  replicas: 1\n  replica: 2")
+    assert text != spec.DEFAULT_SPEC.read_text()
     f = tmp_path / "prod-stack.yaml"
     f.write_text(text)
     for d in ("values", "charts", "k8s", "backend"):
-        (tmp_path / d).symlink_to(S.DEFAULT_SPEC.parent / d)
-    (tmp_path / "Dockerfile").symlink_to(S.DEFAULT_SPEC.parent / "Dockerfile")
-    with pytest.raises(S.SpecError) as exc:
-        S.load(f)
+        (tmp_path / d).symlink_to(spec.DEFAULT_SPEC.parent / d)
+    (tmp_path / "Dockerfile").symlink_to(spec.DEFAULT_SPEC.parent / "Dockerfile")
+    with pytest.raises(spec.SpecError) as exc:
+        spec.load(f)
     assert str(exc.value) == ("prod-stack.yaml: backend.replica: unknown key "
                               "(did you mean 'replicas'?)")

@@ -12,7 +12,7 @@ import yaml
 from ducklake_infra.provision import stack, status
 
 from ducklake_infra.provision import render
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.cluster import ExistingCluster, KindCluster
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.runner import CommandError
@@ -20,12 +20,12 @@ from ducklake_infra.provision.runner import CommandError
 from .fakes import FakeRunner, minio_only_runner
 
 
-def _opts(layout, **kw):
-    return render.Options(layout=layout, **kw)
+def _opts(lay, **kw):
+    return render.Options(layout=lay, **kw)
 
 
 def _kind(runner, spec):
-    return KindCluster(runner, name=spec.kind_cluster, node_image=L.NODE_IMAGE)
+    return KindCluster(runner, name=spec.kind_cluster, node_image=layout.NODE_IMAGE)
 
 
 def fresh_runner(**kw) -> FakeRunner:
@@ -47,21 +47,21 @@ def test_up_on_fresh_kind_runs_every_phase(spec, progress, fake_layout):
 
     create = r.executed(r"^kind create cluster")
     assert len(create) == 1
-    assert create[0].argv[create[0].argv.index("--image") + 1] == L.NODE_IMAGE
+    assert create[0].argv[create[0].argv.index("--image") + 1] == layout.NODE_IMAGE
     assert "--name ducklake" in create[0].line
 
     build = r.executed(r"^docker build")
     assert len(build) == 1
     b = build[0]
     assert b.env == {"DOCKER_BUILDKIT": "1"}
-    assert f"PYTHON_BASE={L.PYTHON_BASE_IMAGE}" in b.argv
+    assert f"PYTHON_BASE={layout.PYTHON_BASE_IMAGE}" in b.argv
     assert "id=cacert,src=/etc/ssl/certs/ca-certificates.crt" in b.argv
     tag = refs["backend"].rsplit(":", 1)[1]
     assert tag == render.backend_image_tag(spec) and len(tag) == 12
 
     load = r.executed(r"^kind load docker-image")
     assert len(load) == 1
-    for image in (L.MINIO_IMAGE, L.MC_IMAGE, L.POSTGRES_IMAGE, refs["backend"]):
+    for image in (layout.MINIO_IMAGE, layout.MC_IMAGE, layout.POSTGRES_IMAGE, refs["backend"]):
         assert image in load[0].argv
 
     helm = r.executed(r"^helm .* upgrade --install")
@@ -72,7 +72,7 @@ def test_up_on_fresh_kind_runs_every_phase(spec, progress, fake_layout):
                           "--kube-context", "kind-ducklake"]
     assert str(fake_layout.chart("minio")) in m.argv
     for expected in ("existingSecret=minio-root", "fullnameOverride=minio",
-                     f"image.tag={L.MINIO_IMAGE.rsplit(':', 1)[1]}", "persistence.size=5Gi",
+                     f"image.tag={layout.MINIO_IMAGE.rsplit(':', 1)[1]}", "persistence.size=5Gi",
                      "persistence.storageClass=standard"):
         assert expected in m.argv
     assert m.argv[m.argv.index("--namespace") + 1] == "storage"
@@ -209,7 +209,7 @@ def test_missing_bundle_chart_says_what_to_do(spec, progress, tmp_path):
     r = fresh_runner()
     with pytest.raises(DucklakeInfraError, match=r"run: ducklake-infra bundle build; or pass "
                                                  r"--online"):
-        stack.up(_kind(r, spec), spec, r, progress, _opts(L.Layout(tmp_path)))
+        stack.up(_kind(r, spec), spec, r, progress, _opts(layout.Layout(tmp_path)))
     assert not r.calls
 
 

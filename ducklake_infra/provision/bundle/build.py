@@ -18,8 +18,8 @@ from typing import Callable
 
 from ducklake_infra.provision import host
 from ducklake_infra.provision.bundle import disk, gobuild, imagegraph, integrity
-from ducklake_infra.provision.bundle import images as I
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import images
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.bundle import pins
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
@@ -65,7 +65,7 @@ def copy_if_changed(src: Path, dst: Path) -> bool:
     return True
 
 
-def build_minio_chart(minio_dir: Path, lay: L.Layout,
+def build_minio_chart(minio_dir: Path, lay: layout.Layout,
                       check_space: Callable[[str], None] = lambda step: None) -> str:
     """Copy the chart unless the copy holds the source's files; record what it holds.
     Returns "cached", "recorded" (the copy was right but unrecorded) or "copied"."""
@@ -87,7 +87,7 @@ def build_minio_chart(minio_dir: Path, lay: L.Layout,
     return note
 
 
-def build(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool = False) -> None:
+def build(runner: Runner, progress: Progress, lay: layout.Layout, skip_host: bool = False) -> None:
     host.check_root()
     lay.root.mkdir(parents=True, exist_ok=True)
     if not lay.manifest.exists():
@@ -106,7 +106,7 @@ def build(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool = F
         integrity.save_hash_store()
 
 
-def _build_steps(runner: Runner, progress: Progress, lay: L.Layout, skip_host: bool,
+def _build_steps(runner: Runner, progress: Progress, lay: layout.Layout, skip_host: bool,
                  check_space: Callable[[str], None]) -> None:
     bins = lay.node_bin
     go_version = gobuild.go_version(runner)
@@ -133,8 +133,8 @@ def _build_steps(runner: Runner, progress: Progress, lay: L.Layout, skip_host: b
     minio_dir = module_dir(runner, "github.com/minio/minio", pins.MINIO_VERSION)
 
     ctx = imagegraph.Context(runner, lay, imagegraph.sources(lay, minio_dir), kind_dir)
-    after = {} if skip_host else {I.DEBIAN_BASE.ref: lambda: host.ensure_privileged(
-        runner, progress, lay.logs, probe_image=I.DEBIAN_BASE.ref)}
+    after = {} if skip_host else {images.DEBIAN_BASE.ref: lambda: host.ensure_privileged(
+        runner, progress, lay.logs, probe_image=images.DEBIAN_BASE.ref)}
     imagegraph.build_images(ctx, progress, check_space, after)
     with progress.step(f"chart minio {pins.MINIO_CHART_VERSION}") as info:
         info["note"] = build_minio_chart(minio_dir, lay, check_space)
@@ -167,7 +167,7 @@ class Artifact:
         self.present = self.state == "present"
 
 
-def _built_file(name: str, path: Path, tool: pins.GoTool, lay: L.Layout,
+def _built_file(name: str, path: Path, tool: pins.GoTool, lay: layout.Layout,
                 output: str) -> Artifact:
     """A file the Go build produced, checked against the size and sha256 it was built with."""
     source = f"go: {tool.module}"
@@ -185,7 +185,7 @@ def _built_file(name: str, path: Path, tool: pins.GoTool, lay: L.Layout,
                     detail)
 
 
-def _chart(lay: L.Layout) -> Artifact:
+def _chart(lay: layout.Layout) -> Artifact:
     """The MinIO chart's copy, checked file by file against its record."""
     dst, record = lay.chart("minio"), integrity.read_json(lay.chart_record("minio"))
     if not dst.is_dir():
@@ -205,7 +205,7 @@ def _chart(lay: L.Layout) -> Artifact:
                     state, detail=detail)
 
 
-def status_context(runner: Runner, lay: L.Layout) -> imagegraph.Context | None:
+def status_context(runner: Runner, lay: layout.Layout) -> imagegraph.Context | None:
     """The inputs' sources for status, if the Go module cache already holds them."""
     if not runner.which("go"):
         return None
@@ -217,7 +217,7 @@ def status_context(runner: Runner, lay: L.Layout) -> imagegraph.Context | None:
     return imagegraph.Context(runner, lay, imagegraph.sources(lay, minio_dir), kind_dir)
 
 
-def artifacts(runner: Runner, lay: L.Layout,
+def artifacts(runner: Runner, lay: layout.Layout,
               ctx: imagegraph.Context | None = None) -> list[Artifact]:
     integrity.use_hash_store(lay.hash_store)     # read only: status writes nothing
     out: list[Artifact] = []
@@ -229,11 +229,11 @@ def artifacts(runner: Runner, lay: L.Layout,
         out.append(_built_file(f"node-bin/{name}", lay.node_bin / name, tools["kubernetes"],
                                lay, name))
     if host.docker_answers(runner):
-        images = imagegraph.states(ctx or status_context(runner, lay), runner)
+        states = imagegraph.states(ctx or status_context(runner, lay), runner)
     else:
-        images = [imagegraph.ImageState(s, None, "missing", "docker does not answer")
+        states = [imagegraph.ImageState(s, None, "missing", "docker does not answer")
                   for s in imagegraph.steps()]
-    for im in images:
+    for im in states:
         ref = im.step.ref
         out.append(Artifact(f"image/{ref}", ref.rsplit(":", 1)[1], im.step.source,
                             im.image.id if im.image else None, im.state,
@@ -242,7 +242,7 @@ def artifacts(runner: Runner, lay: L.Layout,
     return out
 
 
-def write_manifest(runner: Runner, lay: L.Layout, ctx: imagegraph.Context | None = None) -> None:
+def write_manifest(runner: Runner, lay: layout.Layout, ctx: imagegraph.Context | None = None) -> None:
     data = {"artifacts": [asdict(a) for a in artifacts(runner, lay, ctx)]}
     integrity.atomic_write(lay.manifest, json.dumps(data, indent=2) + "\n")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ducklake_infra.provision import host
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.runner import Runner
 
 # GiB each step needs, per place it writes to: estimates, rounded up, from what the CI
@@ -38,7 +38,7 @@ STEP_NEEDS_GIB: dict[str, dict[str, float]] = {
 }
 
 
-def places(runner: Runner, lay: L.Layout) -> dict[str, Path]:
+def places(runner: Runner, lay: layout.Layout) -> dict[str, Path]:
     """Where each place of STEP_NEEDS_GIB is on this machine."""
     docker = runner.run([host.DOCKER, "info", "--format", "{{.DockerRootDir}}"], timeout=60,
                         check=False, mutating=False).stdout.strip()

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ducklake_infra.provision.bundle import images as I
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import images
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.bundle import nodeimage, pins
 from ducklake_infra.provision.progress import Progress
 from ducklake_infra.provision.runner import Runner
@@ -28,14 +28,14 @@ class Context:
     """What the inputs are computed from, and what the Docker engine holds (looked up once
     per reference, forgotten when the image is rebuilt)."""
     runner: Runner
-    lay: L.Layout
+    lay: layout.Layout
     sources: dict[str, Path]     # file key of a BinaryImage -> path on the host
     kind_dir: Path
-    seen: dict[str, I.LocalImage | None] = field(default_factory=dict)
+    seen: dict[str, images.LocalImage | None] = field(default_factory=dict)
 
-    def image(self, ref: str) -> I.LocalImage | None:
+    def image(self, ref: str) -> images.LocalImage | None:
         if ref not in self.seen:
-            self.seen[ref] = I.inspect_image(self.runner, ref)
+            self.seen[ref] = images.inspect_image(self.runner, ref)
         return self.seen[ref]
 
     def image_id(self, ref: str) -> str | None:
@@ -54,11 +54,11 @@ class ImageStep:
     build: Callable[[Context, Inputs], None]
 
 
-def binary_images() -> list[I.BinaryImage]:
-    return I.node_component_images() + I.stack_images()
+def binary_images() -> list[images.BinaryImage]:
+    return images.node_component_images() + images.stack_images()
 
 
-def sources(lay: L.Layout, minio_dir: Path | None) -> dict[str, Path]:
+def sources(lay: layout.Layout, minio_dir: Path | None) -> dict[str, Path]:
     """Where each file an image copies in comes from: our Go/C builds, and two scripts
     (MinIO's only with its module's directory)."""
     out = {key: lay.node_bin / key for img in binary_images() for key, _ in img.files}
@@ -69,18 +69,18 @@ def sources(lay: L.Layout, minio_dir: Path | None) -> dict[str, Path]:
     return out
 
 
-def _rootfs_step(spec: I.RootfsImage) -> ImageStep:
+def _rootfs_step(spec: images.RootfsImage) -> ImageStep:
     return ImageStep(spec.ref, f"image {spec.ref} (debootstrap)",
                      f"debian {pins.DEBIAN_SUITE}: {' '.join(spec.packages)}", "rootfs image", (),
                      lambda ctx: spec.inputs(),
-                     lambda ctx, want: I.build_rootfs_image(ctx.runner, ctx.lay, spec, want))
+                     lambda ctx, want: images.build_rootfs_image(ctx.runner, ctx.lay, spec, want))
 
 
-def _binary_step(img: I.BinaryImage) -> ImageStep:
+def _binary_step(img: images.BinaryImage) -> ImageStep:
     return ImageStep(img.ref, f"image {img.ref}", img.why, "binary image",
                      () if img.base == "scratch" else (img.base,),
                      lambda ctx: img.inputs(ctx.sources, ctx.image_id(img.base)),
-                     lambda ctx, want: I.build_binary_image(ctx.runner, ctx.lay, img,
+                     lambda ctx, want: images.build_binary_image(ctx.runner, ctx.lay, img,
                                                             ctx.sources, want))
 
 
@@ -88,7 +88,7 @@ def steps() -> list[ImageStep]:
     """In build order: every image after the images it is built on."""
     node_deps = (nodeimage.NODE_BASE_IMAGE, *nodeimage.component_refs())
     return [
-        *[_rootfs_step(spec) for spec in I.ROOTFS_IMAGES],
+        *[_rootfs_step(spec) for spec in images.ROOTFS_IMAGES],
         *[_binary_step(img) for img in binary_images()],
         ImageStep(nodeimage.NODE_BASE_IMAGE,
                   f"image {nodeimage.NODE_BASE_IMAGE} (debootstrap + kind base files)",
@@ -97,7 +97,7 @@ def steps() -> list[ImageStep]:
                   lambda ctx: nodeimage.node_base_inputs(),
                   lambda ctx, want: nodeimage.build_node_base(ctx.runner, ctx.lay,
                                                               ctx.kind_dir, want)),
-        ImageStep(L.NODE_IMAGE, f"image {L.NODE_IMAGE} (node assembly)",
+        ImageStep(layout.NODE_IMAGE, f"image {layout.NODE_IMAGE} (node assembly)",
                   f"kind node image, Kubernetes {pins.K8S_VERSION}", "node assembly", node_deps,
                   lambda ctx: nodeimage.node_inputs({r: ctx.image_id(r) for r in node_deps},
                                                     ctx.kind_dir, ctx.lay.node_bin),
@@ -128,7 +128,7 @@ def build_images(ctx: Context, progress: Progress, check_space: Callable[[str], 
 @dataclass
 class ImageState:
     step: ImageStep
-    image: I.LocalImage | None
+    image: images.LocalImage | None
     state: str                   # present | missing | stale
     detail: str = ""
 
@@ -138,7 +138,7 @@ def states(ctx: Context | None, runner: Runner) -> list[ImageState]:
     modules), inputs are not checked: present or missing only."""
     out: dict[str, ImageState] = {}
     for step in steps():
-        have = ctx.image(step.ref) if ctx else I.inspect_image(runner, step.ref)
+        have = ctx.image(step.ref) if ctx else images.inspect_image(runner, step.ref)
         if have is None:
             out[step.ref] = ImageState(step, None, "missing")
             continue
@@ -147,7 +147,7 @@ def states(ctx: Context | None, runner: Runner) -> list[ImageState]:
             continue
         under = [f"{d} is {out[d].state}" for d in step.deps if out[d].state != "present"]
         want = step.inputs(ctx)
-        changed = I.changed_inputs(have.inputs, want)
+        changed = images.changed_inputs(have.inputs, want)
         if under:
             out[step.ref] = ImageState(step, have, "stale", "built on " + under[0])
         elif changed:

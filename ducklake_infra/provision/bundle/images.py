@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ducklake_infra.provision.bundle import integrity
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.bundle import pins
 from ducklake_infra.provision.host import DOCKER
 from ducklake_infra.provision.runner import CommandError, Runner
@@ -113,20 +113,20 @@ class RootfsImage:
 PATH_ENV = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 DEBIAN_BASE = RootfsImage(
-    L.DEBIAN_BASE_IMAGE, ("ca-certificates",), (PATH_ENV, 'CMD ["/bin/bash"]'),
+    layout.DEBIAN_BASE_IMAGE, ("ca-certificates",), (PATH_ENV, 'CMD ["/bin/bash"]'),
     why="base of MinIO, mc and the local-path helper: sh, coreutils, CA bundle")
 DEBIAN_NET = RootfsImage(
-    L.NODE_NET_BASE_IMAGE,
+    layout.NODE_NET_BASE_IMAGE,
     ("ca-certificates", "iptables", "nftables", "conntrack", "ipset", "iproute2", "kmod",
      "curl", "jq"),
     (PATH_ENV, 'CMD ["/bin/bash"]'),
     why="kube-proxy and the node network daemon need iptables/nftables/conntrack/ipset")
 PYTHON_BASE = RootfsImage(
-    L.PYTHON_BASE_IMAGE, ("ca-certificates", "python3", "python3-venv"),
+    layout.PYTHON_BASE_IMAGE, ("ca-certificates", "python3", "python3-venv"),
     (PATH_ENV, "ENV LANG=C.UTF-8", 'CMD ["python3"]'),
     why="offline base for the backend Dockerfile (Debian's python3.11)")
 POSTGRES = RootfsImage(
-    L.POSTGRES_IMAGE, ("ca-certificates", f"postgresql-{pins.POSTGRES_MAJOR}"),
+    layout.POSTGRES_IMAGE, ("ca-certificates", f"postgresql-{pins.POSTGRES_MAJOR}"),
     (f"ENV PATH=/usr/lib/postgresql/{pins.POSTGRES_MAJOR}/bin:/usr/local/bin:/usr/bin:/bin",
      "ENV LANG=C.UTF-8", "USER 999:999",
      'CMD ["postgres", "--version"]'),
@@ -151,7 +151,7 @@ NODE_PACKAGES = (
 ROOTFS_IMAGES = (DEBIAN_BASE, DEBIAN_NET, PYTHON_BASE, POSTGRES)
 
 
-def debootstrap(runner: Runner, lay: L.Layout, name: str, packages: tuple[str, ...],
+def debootstrap(runner: Runner, lay: layout.Layout, name: str, packages: tuple[str, ...],
                 timeout: float = 1800) -> Path:
     """debootstrap --variant=minbase into a fresh directory; debs cached across runs."""
     target = lay.rootfs / name
@@ -198,7 +198,7 @@ def import_rootfs(runner: Runner, rootfs: Path, ref: str, changes: tuple[str, ..
     tar.unlink()
 
 
-def build_rootfs_image(runner: Runner, lay: L.Layout, spec: RootfsImage,
+def build_rootfs_image(runner: Runner, lay: layout.Layout, spec: RootfsImage,
                        inputs: dict[str, str]) -> None:
     name = spec.ref.split("/")[-1].replace(":", "-")
     root = debootstrap(runner, lay, name, spec.packages)
@@ -236,7 +236,7 @@ class BinaryImage:
         return out
 
 
-def build_binary_image(runner: Runner, lay: L.Layout, img: BinaryImage,
+def build_binary_image(runner: Runner, lay: layout.Layout, img: BinaryImage,
                        sources: dict[str, Path], inputs: dict[str, str]) -> None:
     """``docker build`` of ``img`` with its inputs in the stamp label."""
     (lay.root / "build").mkdir(parents=True, exist_ok=True)
@@ -255,35 +255,35 @@ def build_binary_image(runner: Runner, lay: L.Layout, img: BinaryImage,
 def node_component_images() -> list[BinaryImage]:
     """The images kubeadm and kind's default manifests need inside the node."""
     sbin = 'ENV PATH=/usr/local/bin:/usr/bin:/bin'
-    out = [BinaryImage(L.k8s_image(c), "scratch", ((c, f"/usr/local/bin/{c}"),), (sbin,),
+    out = [BinaryImage(layout.k8s_image(c), "scratch", ((c, f"/usr/local/bin/{c}"),), (sbin,),
                        why=f"{c} (static Go binary)")
            for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")]
     out += [
-        BinaryImage(L.k8s_image("kube-proxy"), L.NODE_NET_BASE_IMAGE,
+        BinaryImage(layout.k8s_image("kube-proxy"), layout.NODE_NET_BASE_IMAGE,
                     (("kube-proxy", "/usr/local/bin/kube-proxy"),),
                     why="kube-proxy on Debian with iptables/nftables/conntrack/ipset"),
-        BinaryImage(L.ETCD_IMAGE, "scratch", (("etcd", "/usr/local/bin/etcd"),), (sbin,),
+        BinaryImage(layout.ETCD_IMAGE, "scratch", (("etcd", "/usr/local/bin/etcd"),), (sbin,),
                     why="etcd at the version kubeadm 1.34 expects"),
-        BinaryImage(L.COREDNS_IMAGE, "scratch", (("coredns", "/coredns"),),
+        BinaryImage(layout.COREDNS_IMAGE, "scratch", (("coredns", "/coredns"),),
                     # Runs as uid 0: kubeadm's Deployment drops ALL capabilities but
                     # NET_BIND_SERVICE and forbids privilege escalation. Upstream runs
                     # non-root with a file capability, which legacy `docker build` COPY
                     # does not carry (tried: coredns then cannot bind :53).
                     ('ENTRYPOINT ["/coredns"]',), why="CoreDNS"),
-        BinaryImage(L.PAUSE_IMAGE, "scratch", (("pause", "/pause"),),
+        BinaryImage(layout.PAUSE_IMAGE, "scratch", (("pause", "/pause"),),
                     ('ENTRYPOINT ["/pause"]', "USER 65535:65535"), why="pause (static C)"),
-        BinaryImage(L.CNI_IMAGE, L.NODE_NET_BASE_IMAGE,
+        BinaryImage(layout.CNI_IMAGE, layout.NODE_NET_BASE_IMAGE,
                     (("ducklake-cni.sh", "/usr/local/bin/ducklake-cni"),),
                     ('ENTRYPOINT ["/usr/local/bin/ducklake-cni"]',),
                     why="node network daemon (CNI config, routes, masquerade)"),
-        BinaryImage(L.KUBE_ROUTER_IMAGE, L.NODE_NET_BASE_IMAGE,
+        BinaryImage(layout.KUBE_ROUTER_IMAGE, layout.NODE_NET_BASE_IMAGE,
                     (("kube-router", "/usr/local/bin/kube-router"),),
                     ('ENTRYPOINT ["/usr/local/bin/kube-router"]',),
                     why="kube-router as the NetworkPolicy enforcer (iptables + ipset)"),
-        BinaryImage(L.LOCAL_PATH_PROVISIONER_IMAGE, L.DEBIAN_BASE_IMAGE,
+        BinaryImage(layout.LOCAL_PATH_PROVISIONER_IMAGE, layout.DEBIAN_BASE_IMAGE,
                     (("local-path-provisioner", "/usr/local/bin/local-path-provisioner"),),
                     why="rancher local-path-provisioner (default StorageClass)"),
-        BinaryImage(L.LOCAL_PATH_HELPER_IMAGE, L.DEBIAN_BASE_IMAGE, (),
+        BinaryImage(layout.LOCAL_PATH_HELPER_IMAGE, layout.DEBIAN_BASE_IMAGE, (),
                     why="local-path helper pod: sh, mkdir, rm"),
     ]
     return out
@@ -291,7 +291,7 @@ def node_component_images() -> list[BinaryImage]:
 
 def stack_images() -> list[BinaryImage]:
     return [
-        BinaryImage(L.MINIO_IMAGE, L.DEBIAN_BASE_IMAGE,
+        BinaryImage(layout.MINIO_IMAGE, layout.DEBIAN_BASE_IMAGE,
                     (("minio", "/usr/bin/minio"),
                      ("docker-entrypoint.sh", "/usr/bin/docker-entrypoint.sh")),
                     # the chart passes -S /etc/minio/certs and runs as uid 1000
@@ -299,7 +299,7 @@ def stack_images() -> list[BinaryImage]:
                      'ENTRYPOINT ["/usr/bin/docker-entrypoint.sh"]', 'CMD ["minio"]',
                      "EXPOSE 9000 9001", "USER 1000:1000"),
                     why="MinIO server, last community source, chart's entrypoint script"),
-        BinaryImage(L.MC_IMAGE, L.DEBIAN_BASE_IMAGE, (("mc", "/usr/bin/mc"),),
+        BinaryImage(layout.MC_IMAGE, layout.DEBIAN_BASE_IMAGE, (("mc", "/usr/bin/mc"),),
                     ('ENTRYPOINT ["/usr/bin/mc"]',), why="MinIO client for the chart's jobs"),
     ]
 

@@ -14,15 +14,15 @@ import time
 from pathlib import Path
 
 from ducklake_infra.provision.bundle import integrity
-from ducklake_infra.provision.bundle import images as I
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import images
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.bundle import pins
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.host import DOCKER
 from ducklake_infra.provision.runner import Runner
 
 FILES = Path(__file__).parent / "files"
-NODE_BASE_IMAGE = f"{L.IMAGE_PREFIX}/kind-node-base:{pins.DEBIAN_SUITE}"
+NODE_BASE_IMAGE = f"{layout.IMAGE_PREFIX}/kind-node-base:{pins.DEBIAN_SUITE}"
 
 
 def storage_manifest(kind_dir: Path) -> str:
@@ -32,16 +32,16 @@ def storage_manifest(kind_dir: Path) -> str:
     if not m:
         raise DucklakeInfraError("cannot find defaultStorageManifest in kind's const_storage.go")
     text = m.group(1)
-    text = text.replace("` + storageProvisionerImage + `", L.LOCAL_PATH_PROVISIONER_IMAGE)
-    text = text.replace("` + storageHelperImage + `", L.LOCAL_PATH_HELPER_IMAGE)
+    text = text.replace("` + storageProvisionerImage + `", layout.LOCAL_PATH_PROVISIONER_IMAGE)
+    text = text.replace("` + storageHelperImage + `", layout.LOCAL_PATH_HELPER_IMAGE)
     if "` +" in text:
         raise DucklakeInfraError("unexpected template in kind's storage manifest")
     return text
 
 
 def cni_manifest() -> str:
-    return (FILES / "cni.yaml").read_text().replace("@CNI_IMAGE@", L.CNI_IMAGE) \
-        .replace("@KUBE_ROUTER_IMAGE@", L.KUBE_ROUTER_IMAGE)
+    return (FILES / "cni.yaml").read_text().replace("@CNI_IMAGE@", layout.CNI_IMAGE) \
+        .replace("@KUBE_ROUTER_IMAGE@", layout.KUBE_ROUTER_IMAGE)
 
 
 def prepare_node_rootfs(runner: Runner, root: Path, kind_dir: Path) -> None:
@@ -84,15 +84,15 @@ def prepare_node_rootfs(runner: Runner, root: Path, kind_dir: Path) -> None:
 
 def node_base_inputs() -> dict[str, str]:
     # the recipe digest is what the stamp label held before inputs were itemized
-    return {"recipe": I.stamp_of(pins.DEBIAN_SUITE, I.NODE_PACKAGES, pins.KIND_VERSION,
+    return {"recipe": images.stamp_of(pins.DEBIAN_SUITE, images.NODE_PACKAGES, pins.KIND_VERSION,
                                  "node-base-v2")}
 
 
-def build_node_base(runner: Runner, lay: L.Layout, kind_dir: Path,
+def build_node_base(runner: Runner, lay: layout.Layout, kind_dir: Path,
                     inputs: dict[str, str]) -> None:
-    root = I.debootstrap(runner, lay, "kind-node-base", I.NODE_PACKAGES)
+    root = images.debootstrap(runner, lay, "kind-node-base", images.NODE_PACKAGES)
     prepare_node_rootfs(runner, root, kind_dir)
-    I.import_rootfs(runner, root, NODE_BASE_IMAGE,
+    images.import_rootfs(runner, root, NODE_BASE_IMAGE,
                     ("ENV container=docker",
                      'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]'), inputs)
     shutil.rmtree(root)
@@ -103,8 +103,8 @@ def component_refs() -> list[str]:
     stack images that do not change with the project's code (MinIO, mc, PostgreSQL), so
     a new cluster starts with them and `up` loads only what the node lacks (by image ID):
     the backend image (issue 14: image loads were 43% of a cold `up`)."""
-    return [img.ref for img in I.node_component_images()] + \
-        [img.ref for img in I.stack_images()] + [L.POSTGRES_IMAGE]
+    return [img.ref for img in images.node_component_images()] + \
+        [img.ref for img in images.stack_images()] + [layout.POSTGRES_IMAGE]
 
 
 NODE_BINARIES = {"kubeadm": "/usr/bin/kubeadm", "kubelet": "/usr/bin/kubelet",
@@ -121,7 +121,7 @@ NODE_SETUP = (
     "> /etc/containerd/cri-base.json; "
     "ctr -n k8s.io images import --all-platforms --no-unpack /kind/images.tar; "
     "rm -f /kind/images.tar; "
-    f"sed -i 's#sandbox_image = .*#sandbox_image = \"{L.PAUSE_IMAGE}\"#' "
+    f"sed -i 's#sandbox_image = .*#sandbox_image = \"{layout.PAUSE_IMAGE}\"#' "
     "/etc/containerd/config.toml; "
     # Lowering oom_score_adj (kubelet asks -998 for static pods) needs
     # CAP_SYS_RESOURCE, which some hosts' bounding sets lack; clamp it instead
@@ -145,15 +145,15 @@ def node_inputs(image_ids: dict[str, str | None], kind_dir: Path,
     """What the node image is made of: the node base and every image in its containerd (by
     ID), the Kubernetes binaries, kind's storage manifest, our CNI manifest, and how it is
     assembled (setup script, commit changes, Dockerfile)."""
-    out = {"base": I.short_id(image_ids.get(NODE_BASE_IMAGE)),
-           "storage": I.stamp_of(storage_manifest(kind_dir)), "cni": I.stamp_of(cni_manifest()),
-           "assembly": I.stamp_of(NODE_SETUP, NODE_COMMIT_CHANGES, NODE_DOCKERFILE, "node-v3")}
-    out.update({f"image:{ref}": I.short_id(image_ids.get(ref)) for ref in component_refs()})
-    out.update({f"file:{b}": I.file_digest(bins / b) for b in NODE_BINARIES})
+    out = {"base": images.short_id(image_ids.get(NODE_BASE_IMAGE)),
+           "storage": images.stamp_of(storage_manifest(kind_dir)), "cni": images.stamp_of(cni_manifest()),
+           "assembly": images.stamp_of(NODE_SETUP, NODE_COMMIT_CHANGES, NODE_DOCKERFILE, "node-v3")}
+    out.update({f"image:{ref}": images.short_id(image_ids.get(ref)) for ref in component_refs()})
+    out.update({f"file:{b}": images.file_digest(bins / b) for b in NODE_BINARIES})
     return out
 
 
-def build_node_image(runner: Runner, lay: L.Layout, kind_dir: Path, bins: Path,
+def build_node_image(runner: Runner, lay: layout.Layout, kind_dir: Path, bins: Path,
                      inputs: dict[str, str]) -> None:
     """Node base + Kubernetes binaries + manifests + images in containerd."""
     node_images = component_refs()
@@ -166,7 +166,7 @@ def build_node_image(runner: Runner, lay: L.Layout, kind_dir: Path, bins: Path,
     integrity.atomic_write(work / "default-cni.yaml", cni_manifest())
     integrity.atomic_write(work / "version", pins.K8S_VERSION + "\n")
     tar = work / "images.tar"
-    I.save_images(runner, node_images, tar)
+    images.save_images(runner, node_images, tar)
     name = f"dli-node-build-{int(time.time())}"
     runner.run([DOCKER, "run", "-d", "--name", name, "--privileged", "--entrypoint", "sleep",
                 NODE_BASE_IMAGE, "infinity"], timeout=120)
@@ -184,15 +184,15 @@ def build_node_image(runner: Runner, lay: L.Layout, kind_dir: Path, bins: Path,
             if full not in have:
                 raise DucklakeInfraError(f"image {ref} did not land in the node's containerd "
                                          f"(have: {sorted(have)})")
-        committed = f"{L.NODE_IMAGE}-commit"
+        committed = f"{layout.NODE_IMAGE}-commit"
         commit = [DOCKER, "commit"]
         for c in NODE_COMMIT_CHANGES:
             commit += ["--change", c]
         runner.run([*commit, name, committed], timeout=900)
         integrity.atomic_write(work / "Dockerfile", NODE_DOCKERFILE.format(committed=committed)
-                               + f"LABEL {I.STAMP_LABEL}={I.format_inputs(inputs)}\n")
+                               + f"LABEL {images.STAMP_LABEL}={images.format_inputs(inputs)}\n")
         tar.unlink(missing_ok=True)
-        runner.run([DOCKER, "build", "-q", "-t", L.NODE_IMAGE, str(work)], timeout=600,
+        runner.run([DOCKER, "build", "-q", "-t", layout.NODE_IMAGE, str(work)], timeout=600,
                    env={"DOCKER_BUILDKIT": "0"})
         runner.run([DOCKER, "rmi", committed], timeout=120, check=False)
     finally:

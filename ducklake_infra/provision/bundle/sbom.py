@@ -27,12 +27,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ducklake_infra.provision.bundle import build as B
-from ducklake_infra.provision.bundle import contents as C
-from ducklake_infra.provision.bundle import cyclonedx as X
-from ducklake_infra.provision.bundle import images as I
+from ducklake_infra.provision.bundle import build
+from ducklake_infra.provision.bundle import contents
+from ducklake_infra.provision.bundle import cyclonedx
+from ducklake_infra.provision.bundle import images
 from ducklake_infra.provision.bundle import imagegraph, integrity, nodeimage, pins
-from ducklake_infra.provision.bundle import layout as L
+from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.runner import Runner
 
 SUFFIX = ".cdx.json"
@@ -44,7 +44,7 @@ def file_name(artifact: str) -> str:
 
 
 def tool_artifacts() -> list[str]:
-    return [f"bin/{t}" for t in B.HOST_TOOLS]
+    return [f"bin/{t}" for t in build.HOST_TOOLS]
 
 
 def image_artifacts() -> list[str]:
@@ -62,11 +62,11 @@ class Recipe:
 
 
 def recipes() -> dict[str, Recipe]:
-    out = {spec.ref: Recipe(True) for spec in I.ROOTFS_IMAGES}
+    out = {spec.ref: Recipe(True) for spec in images.ROOTFS_IMAGES}
     out.update({img.ref: Recipe(img.base != "scratch", img.files)
                 for img in imagegraph.binary_images()})
     out[nodeimage.NODE_BASE_IMAGE] = Recipe(True)
-    out[L.NODE_IMAGE] = Recipe(True, tuple(nodeimage.NODE_BINARIES.items()),
+    out[layout.NODE_IMAGE] = Recipe(True, tuple(nodeimage.NODE_BINARIES.items()),
                                tuple(nodeimage.component_refs()))
     return out
 
@@ -83,83 +83,83 @@ def _repo_tag(ref: str) -> tuple[str, str]:
 class Generator:
     """Reads each binary and image once per run, however many documents hold it."""
     runner: Runner
-    lay: L.Layout
+    lay: layout.Layout
     sources: dict[str, Path]
-    go: dict[Path, C.GoBinary | None] = field(default_factory=dict)
-    debian: dict[str, C.DebianImage] = field(default_factory=dict)
+    go: dict[Path, contents.GoBinary | None] = field(default_factory=dict)
+    debian: dict[str, contents.DebianImage] = field(default_factory=dict)
 
-    def go_binary(self, path: Path) -> C.GoBinary | None:
+    def go_binary(self, path: Path) -> contents.GoBinary | None:
         if path not in self.go:
-            self.go[path] = C.go_binary(self.runner, path)
+            self.go[path] = contents.go_binary(self.runner, path)
         return self.go[path]
 
-    def debian_image(self, ref: str) -> C.DebianImage:
+    def debian_image(self, ref: str) -> contents.DebianImage:
         if ref not in self.debian:
-            self.debian[ref] = C.read_debian_image(self.runner, ref)
+            self.debian[ref] = contents.read_debian_image(self.runner, ref)
         return self.debian[ref]
 
     # -- pieces --------------------------------------------------------------
-    def add_go_modules(self, bom: X.Bom, info: C.GoBinary, holder: str) -> None:
+    def add_go_modules(self, bom: cyclonedx.Bom, info: contents.GoBinary, holder: str) -> None:
         for mod in (info.main, *info.deps):
             props = {"go-sum": mod.sum or "", "go-replaces": mod.replaces or ""}
             # a directory on the build machine (no version, no sum): named as required
             path = mod.replaces.split()[0] if mod.replaces and mod.path.startswith((".", "/")) \
                 else mod.path
             version = None if mod.version == "(devel)" else mod.version
-            ref = X.purl("golang", path, version)
-            bom.add(X.Component(ref, "library", path, mod.version, ref, X.go_sum_sha256(mod.sum),
+            ref = cyclonedx.purl("golang", path, version)
+            bom.add(cyclonedx.Component(ref, "library", path, mod.version, ref, cyclonedx.go_sum_sha256(mod.sum),
                                 properties={k: v for k, v in props.items() if v}), holder)
         std = info.go.removeprefix("go")
-        bom.add(X.Component(X.purl("golang", "stdlib", std), "library", "stdlib", info.go,
-                            X.purl("golang", "stdlib", std),
+        bom.add(cyclonedx.Component(cyclonedx.purl("golang", "stdlib", std), "library", "stdlib", info.go,
+                            cyclonedx.purl("golang", "stdlib", std),
                             description="Go standard library of the toolchain"), holder)
 
     def file_component(self, ref: str, name: str, path: Path | None,
-                       props: dict[str, str]) -> tuple[X.Component, C.GoBinary | None]:
+                       props: dict[str, str]) -> tuple[cyclonedx.Component, contents.GoBinary | None]:
         """A file the artifact holds; a Go binary is an application with its build info."""
         if path is None or not path.is_file():
             where = f"{path} is missing" if path else "its source is unknown here"
-            return X.Component(ref, "file", name, description=where, properties=props), None
+            return cyclonedx.Component(ref, "file", name, description=where, properties=props), None
         with open(path, "rb") as fh:
             elf = fh.read(4) == b"\x7fELF"
         info = self.go_binary(path) if elf else None
         sha = integrity.sha256(path)
         if info is None:
-            return X.Component(ref, "application" if elf else "file", name, sha256=sha,
+            return cyclonedx.Component(ref, "application" if elf else "file", name, sha256=sha,
                                properties=props), None
         props = {**props, "go-toolchain": info.go, "go-package": info.package}
-        return X.Component(ref, "application", name, info.main.version, sha256=sha,
+        return cyclonedx.Component(ref, "application", name, info.main.version, sha256=sha,
                            properties=props), info
 
-    def add_file(self, bom: X.Bom, ref: str, name: str, path: Path | None, props: dict,
+    def add_file(self, bom: cyclonedx.Bom, ref: str, name: str, path: Path | None, props: dict,
                  holder: str) -> None:
         comp, info = self.file_component(ref, name, path, props)
         bom.add(comp, holder)
         if info:
             self.add_go_modules(bom, info, comp.ref)
 
-    def add_debian(self, bom: X.Bom, image: C.DebianImage, holder: str) -> None:
+    def add_debian(self, bom: cyclonedx.Bom, image: contents.DebianImage, holder: str) -> None:
         major = image.release.split(".")[0]
-        bom.add(X.Component(f"os:debian@{image.release}", "operating-system", "debian",
+        bom.add(cyclonedx.Component(f"os:debian@{image.release}", "operating-system", "debian",
                             image.release, description=f"Debian {pins.DEBIAN_SUITE}"), holder)
         for p in image.packages:
             upstream = p.source if p.source_version == p.version else \
                 f"{p.source}@{p.source_version}"
             quals = {"arch": p.arch, "distro": f"debian-{major}",
                      "upstream": upstream if upstream != p.name else ""}
-            ref = X.purl("deb", f"debian/{p.name}", p.version, quals)
-            bom.add(X.Component(ref, "library", p.name, p.version, ref), holder)
+            ref = cyclonedx.purl("deb", f"debian/{p.name}", p.version, quals)
+            bom.add(cyclonedx.Component(ref, "library", p.name, p.version, ref), holder)
 
-    def image_component(self, ref: str, state: imagegraph.ImageState | None) -> X.Component:
+    def image_component(self, ref: str, state: imagegraph.ImageState | None) -> cyclonedx.Component:
         repo, tag = _repo_tag(ref)
         props = {"image": ref}
         if state and state.image:
             props["image-id"] = state.image.id
         if state and state.state != "present":
             props["bundle-state"] = state.state + (f": {state.detail}" if state.detail else "")
-        return X.Component(f"image:{ref}", "container", repo, tag, properties=props)
+        return cyclonedx.Component(f"image:{ref}", "container", repo, tag, properties=props)
 
-    def add_image_contents(self, bom: X.Bom, ref: str, recipe: Recipe, holder: str,
+    def add_image_contents(self, bom: cyclonedx.Bom, ref: str, recipe: Recipe, holder: str,
                            states: dict[str, imagegraph.ImageState]) -> None:
         if recipe.debian:
             self.add_debian(bom, self.debian_image(ref), holder)
@@ -173,49 +173,49 @@ class Generator:
                 self.add_image_contents(bom, inner, every[inner], comp, states)
 
     # -- documents ------------------------------------------------------------
-    def tool_bom(self, name: str) -> X.Bom:
+    def tool_bom(self, name: str) -> cyclonedx.Bom:
         path = self.lay.tool(name)
         subject, info = self.file_component(f"bin:{name}", name, path, {"path": f"bin/{name}"})
-        bom = X.Bom(subject)
+        bom = cyclonedx.Bom(subject)
         if info:
             self.add_go_modules(bom, info, subject.ref)
         return bom
 
     def image_bom(self, state: imagegraph.ImageState,
-                  states: dict[str, imagegraph.ImageState]) -> X.Bom:
-        bom = X.Bom(self.image_component(state.step.ref, state))
+                  states: dict[str, imagegraph.ImageState]) -> cyclonedx.Bom:
+        bom = cyclonedx.Bom(self.image_component(state.step.ref, state))
         self.add_image_contents(bom, state.step.ref, recipes()[state.step.ref],
                                 bom.subject.ref, states)
         return bom
 
     def backend_bom(self, ref: str, base_ref: str, lock: Path,
-                    states: dict[str, imagegraph.ImageState]) -> X.Bom:
+                    states: dict[str, imagegraph.ImageState]) -> cyclonedx.Bom:
         """The backend image: ``FROM`` the Python base (Debian packages), plus the
         packages uv installs from the lock. Not built yet: its sources still say what it
         will hold, and the packages are read from its base image."""
-        have = I.inspect_image(self.runner, ref)
+        have = images.inspect_image(self.runner, ref)
         subject = self.image_component(ref, None)
         if have:
             subject.properties["image-id"] = have.id
         else:
             subject.description = f"not built yet (ducklake-infra up builds it): Debian " \
                                   f"packages of its base {base_ref}, Python packages of {lock.name}"
-        bom = X.Bom(subject)
+        bom = cyclonedx.Bom(subject)
         debian_ref = ref if have else base_ref
         if have or (states.get(base_ref) and states[base_ref].image):
             image = self.debian_image(debian_ref)
             self.add_debian(bom, image, subject.ref)
-            target = C.PyTarget.of_debian(image, pins.PYTHON_VERSION)
+            target = contents.PyTarget.of_debian(image, pins.PYTHON_VERSION)
         else:
-            target = C.PyTarget(pins.PYTHON_VERSION + ".0")
-        project, *packages = C.lock_packages(lock, "ducklake-backend", target)
-        root = bom.add(X.Component(f"python:{project.name}@{project.version}", "application",
+            target = contents.PyTarget(pins.PYTHON_VERSION + ".0")
+        project, *packages = contents.lock_packages(lock, "ducklake-backend", target)
+        root = bom.add(cyclonedx.Component(f"python:{project.name}@{project.version}", "application",
                                    project.name, project.version,
                                    properties={"source": "backend/ of this repository"}))
         for p in packages:
-            ref_ = X.purl("pypi", p.name.lower().replace("_", "-"), p.version)
+            ref_ = cyclonedx.purl("pypi", p.name.lower().replace("_", "-"), p.version)
             props = {"dist": p.dist} if p.dist else {}
-            bom.add(X.Component(ref_, "library", p.name, p.version, ref_, p.sha256,
+            bom.add(cyclonedx.Component(ref_, "library", p.name, p.version, ref_, p.sha256,
                                 properties=props), root)
         return bom
 
@@ -239,22 +239,22 @@ def backend_image(spec) -> tuple[str, str, Path]:
     return refs[stack.BACKEND_IMAGE_KEY], refs["python-base"], lock
 
 
-def generate(runner: Runner, lay: L.Layout, out: Path, spec=None) -> list[Written]:
+def generate(runner: Runner, lay: layout.Layout, out: Path, spec=None) -> list[Written]:
     """Write one SBOM per artifact into ``out``; an artifact that is missing gets none.
     ``spec``: the stack spec whose backend image to describe (None: no backend)."""
     integrity.use_hash_store(lay.hash_store)     # read only: nothing in the cache is written
-    ctx = B.status_context(runner, lay)
+    ctx = build.status_context(runner, lay)
     gen = Generator(runner, lay, ctx.sources if ctx else imagegraph.sources(lay, None))
     states = {s.step.ref: s for s in imagegraph.states(ctx, runner)}
     written: list[Written] = []
     missing = "missing: run ducklake-infra bundle build"
 
-    def write(artifact: str, bom: X.Bom, note: str = "") -> None:
+    def write(artifact: str, bom: cyclonedx.Bom, note: str = "") -> None:
         path = out / file_name(artifact)
-        integrity.atomic_write(path, X.dumps(bom.document()))
+        integrity.atomic_write(path, cyclonedx.dumps(bom.document()))
         written.append(Written(artifact, path, len(bom), note))
 
-    for name in B.HOST_TOOLS:
+    for name in build.HOST_TOOLS:
         if lay.tool(name).is_file():
             write(f"bin/{name}", gen.tool_bom(name))
         else:
@@ -274,21 +274,21 @@ def generate(runner: Runner, lay: L.Layout, out: Path, spec=None) -> list[Writte
     return written
 
 
-def ensure_backend(runner: Runner, lay: L.Layout, spec) -> str:
+def ensure_backend(runner: Runner, lay: layout.Layout, spec) -> str:
     """``up``: the SBOM of the backend image it runs, in ``<cache>/sbom``, written when
     missing or of another build (``bundle sbom`` may have run before the image existed)."""
     ref, base, lock = backend_image(spec)
-    have = I.inspect_image(runner, ref)
+    have = images.inspect_image(runner, ref)
     if have is None:
         return f"no SBOM: {ref} is not built on this machine"
     path = lay.sbom / file_name(f"image/{ref}")
     try:
-        if X.subject_id(json.loads(path.read_text())) == have.id:
+        if cyclonedx.subject_id(json.loads(path.read_text())) == have.id:
             return "backend SBOM current"
     except (OSError, ValueError):
         pass
     bom = Generator(runner, lay, {}).backend_bom(ref, base, lock, {})
-    integrity.atomic_write(path, X.dumps(bom.document()))
+    integrity.atomic_write(path, cyclonedx.dumps(bom.document()))
     return f"backend SBOM written ({len(bom)} components)"
 
 
@@ -300,7 +300,7 @@ def _sweep(out: Path, keep: set[Path]) -> None:
             old.unlink()
 
 
-def mark_states(arts: list[B.Artifact], lay: L.Layout) -> None:
+def mark_states(arts: list[build.Artifact], lay: layout.Layout) -> None:
     """Each artifact's SBOM in ``<cache>/sbom``: present (of this very artifact), stale (of
     another build of it), missing, or ``-`` (none is made for this kind of artifact, or
     the artifact is missing)."""
@@ -317,7 +317,7 @@ def mark_states(arts: list[B.Artifact], lay: L.Layout) -> None:
         except (OSError, ValueError):
             a.sbom = "stale"
             continue
-        a.sbom = "present" if X.subject_id(doc) == a.id else "stale"
+        a.sbom = "present" if cyclonedx.subject_id(doc) == a.id else "stale"
 
 
 def summary_json(out: Path, written: list[Written], seconds: float) -> dict:
