@@ -23,7 +23,8 @@ from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.runner import Runner
 
 import ducklake_infra
-from ducklake_infra.provision import spec
+from ducklake_infra.provision import spec_file
+from ducklake_infra.provision.spec import SpecError
 
 # The conformance suites' plugin: controls, the stack fixture, reports.
 pytest_plugins = ["ducklake_infra.suites.plugin"]
@@ -42,7 +43,7 @@ def pytest_addoption(parser):
                 help="keep the kind cluster after the run (a later run reuses it)")
     g.addoption("--kubeconfig", default=None, help="kubeconfig file for --cluster CONTEXT")
     g.addoption("--stack", default=None,
-                help=f"stack spec file (default: ${spec.SPEC_ENV}, else ./stack.yaml, else the "
+                help=f"stack spec file (default: ${spec_file.SPEC_ENV}, else ./stack.yaml, else the "
                      "packaged default)")
     g.addoption("--report-dir", default="reports", help="where reports are written (./reports)")
     g.addoption("--cache-dir", default=None, help="bundle cache directory")
@@ -55,7 +56,7 @@ def pytest_addoption(parser):
 def pytest_cmdline_main(config):
     """Defaults that depend on what was asked: an explicit ``--cluster`` with no test
     paths (an installed auditor in an empty directory) runs the packaged suites; the
-    stack spec is located once (see :func:`ducklake_infra.provision.spec.locate`)."""
+    stack spec is located once (see :func:`ducklake_infra.provision.spec_file.locate`)."""
     explicit = config.option.cluster is not None
     config.stash[CLUSTER_GIVEN] = explicit
     if config.option.cluster is None:
@@ -63,7 +64,7 @@ def pytest_cmdline_main(config):
     if explicit and config.args_source == pytest.Config.ArgsSource.INVOCATION_DIR:
         config.args[:] = [str(SUITES)]
         config.args_source = pytest.Config.ArgsSource.ARGS
-    path, how = spec.locate(config.option.stack, Path(config.invocation_params.dir))
+    path, how = spec_file.locate(config.option.stack, Path(config.invocation_params.dir))
     config.option.stack = str(path)
     config.stash[SPEC_SOURCE] = how
     config.stash[RUN_STARTED] = time.time()
@@ -173,8 +174,8 @@ def cluster(pytestconfig, runner, bundle_layout):
             pytest.fail(f"kind is not built: run `ducklake-infra bundle build` "
                         f"(looked in {bundle_layout.bin})")
         try:
-            kind_name = spec.load(pytestconfig.getoption("--stack")).kind_cluster
-        except spec.SpecError as exc:
+            kind_name = spec_file.load(pytestconfig.getoption("--stack")).kind_cluster
+        except SpecError as exc:
             pytest.fail(str(exc), pytrace=False)
     else:
         kind_name = ""

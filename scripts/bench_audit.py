@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ducklake_infra.provision.spec import load  # noqa: E402
+from ducklake_infra.provision import spec_file  # noqa: E402
 from ducklake_infra.provision.bundle import layout  # noqa: E402
 from ducklake_infra.suites.live import GATHER_KINDS, stack_namespaces  # noqa: E402
 
@@ -43,7 +43,7 @@ def timed(argv: list[str], cwd: Path | None = None, env: dict | None = None) -> 
 
 
 def main() -> int:
-    spec = load()
+    spec = spec_file.load()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--context", default=f"kind-{spec.kind_cluster}")
     p.add_argument("--kubeconfig", default=str(layout.layout().root / "kubeconfig" /

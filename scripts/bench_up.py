@@ -35,7 +35,7 @@ from ducklake_infra.provision.bundle import layout  # noqa: E402
 from ducklake_infra.provision.cluster import KindCluster  # noqa: E402
 from ducklake_infra.provision.progress import Progress  # noqa: E402
 from ducklake_infra.provision.runner import Runner  # noqa: E402
-from ducklake_infra.provision.spec import load  # noqa: E402
+from ducklake_infra.provision import spec_file  # noqa: E402
 from ducklake_infra.provision import stack  # noqa: E402
 
 
@@ -112,7 +112,7 @@ def main() -> int:
         tmp = Path(t)
         spec_path = bench_spec(tmp)
         try:
-            spec = load(spec_path)
+            spec = spec_file.load(spec_path)
             delete(lay, spec)
             print("A: ducklake-infra up (fresh cluster) ...", flush=True)
             a = timed_up(lay, spec)

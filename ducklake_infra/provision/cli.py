@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import ducklake_infra
-from ducklake_infra.provision import spec as stack_spec
+from ducklake_infra.provision import spec_file
 from ducklake_infra.provision import stack_cli
 from ducklake_infra.provision.cli_common import (SubcommandParser, global_options, layout_of,
                                                  make_runner, output_option, print_json)
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory for the .cdx.json files (default: <cache>/sbom)")
     m.add_argument("--spec", default=None, metavar="FILE",
                    help="stack spec whose backend image to describe (default: "
-                        f"${stack_spec.SPEC_ENV}, else ./stack.yaml, else the packaged default)")
+                        f"${spec_file.SPEC_ENV}, else ./stack.yaml, else the packaged default)")
     m.set_defaults(func=cmd_bundle_sbom)
 
     stack_cli.register(sub)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ducklake_infra.provision import oci, stack, status
+from ducklake_infra.provision import oci, spec_file, stack, status
 from ducklake_infra.provision import render
 from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.cluster import select_cluster
@@ -17,7 +17,7 @@ from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
 from ducklake_infra.provision.cli_common import layout_of, make_runner, output_option, print_json
 from ducklake_infra.provision.runner import Runner, require_tools
-from ducklake_infra.provision.spec import SPEC_ENV, StackSpec, load, locate
+from ducklake_infra.provision.spec import StackSpec
 
 
 def _common(p: argparse.ArgumentParser, real_needs_yes: bool = False) -> None:
@@ -27,7 +27,7 @@ def _common(p: argparse.ArgumentParser, real_needs_yes: bool = False) -> None:
     p.add_argument("--kubeconfig", default=None,
                    help="kubeconfig file for --cluster CONTEXT (default: kubectl's)")
     p.add_argument("--spec", default=None, metavar="FILE",
-                   help=f"stack spec (default: ${SPEC_ENV}, else ./stack.yaml, else the "
+                   help=f"stack spec (default: ${spec_file.SPEC_ENV}, else ./stack.yaml, else the "
                         "packaged default)")
 
 
@@ -81,7 +81,7 @@ def register(sub) -> None:
     p = isub.add_parser("push", help="build the backend if needed, push every stack image "
                         "the registry lacks (by digest), print the digest references")
     p.add_argument("--spec", default=None, metavar="FILE",
-                   help=f"stack spec (default: ${SPEC_ENV}, else ./stack.yaml, else the "
+                   help=f"stack spec (default: ${spec_file.SPEC_ENV}, else ./stack.yaml, else the "
                         "packaged default)")
     p.add_argument("--image", action="append", default=[], metavar="KEY=REF",
                    help="override an image of the spec; repeatable")
@@ -98,9 +98,9 @@ def register(sub) -> None:
 def load_spec(args) -> StackSpec:
     """The stack spec the command uses; which file and why go to stderr (stdout stays
     the command's own output)."""
-    path, how = locate(args.spec)
+    path, how = spec_file.locate(args.spec)
     print(f"stack spec: {path} ({how})", file=sys.stderr)
-    return load(path)
+    return spec_file.load(path)
 
 
 def make_cluster(args, spec: StackSpec, runner: Runner):

@@ -1,10 +1,8 @@
 """Drift: the live stack compared with what the provisioner would install now.
 
 Pure functions ``check_x(objects, spec, component, ...) -> Result``; the
-expected side is never written here, it comes from the same code the
-provisioner installs with (``ducklake_infra.provision.stack``: ``image_refs``,
-``backend_image_tag``, ``backend_objects``, ``helm_upgrade_argv``) and from the
-values files of ``stack.yaml`` (chart defaults of a local chart underneath).
+expected side is never written here: :mod:`ducklake_infra.suites.drift_expected`
+computes it from the same code the provisioner installs with.
 Every difference is one evidence line ``drift: <what>: live X, expected Y``
 with how to reconcile it. Read-only: objects in, a Result out.
 
@@ -13,19 +11,18 @@ Components: ``minio``, ``postgresql`` (Helm releases) and ``backend``.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import yaml
-
-from ducklake_infra import yamlio
 from ducklake_infra.provision.oci import ImageRef, familiar
-from ducklake_infra.provision.spec import ReleaseSpec, ServiceSpec, StackSpec
+from ducklake_infra.provision.spec import ServiceSpec, StackSpec
 
 from ducklake_infra.suites.checks.core import CheckInputMissing, as_control, check
 from ducklake_infra.suites.objects import Objects, containers, pod_spec, quantity, same_quantity
 from ducklake_infra.suites.catalog import ERROR, Result, result
+from ducklake_infra.suites.drift_expected import (
+    component_images, expected_backend, expected_images, expected_replicas, expected_resources,
+    release_of)
 
 COMPONENTS = ("minio", "postgresql", "backend")
 UP = "`ducklake-infra up --cluster <ctx>`"
@@ -58,11 +55,6 @@ def _guard(topic: str, component: str, fn, *args, **kw) -> Result:
     except CheckInputMissing as exc:
         res = Result(ERROR, [f"could not evaluate: {exc}"])
     return as_control(res, CONTROL_IDS[(topic, component)])
-
-
-def _release(spec: StackSpec, component: str) -> ReleaseSpec:
-    name = {"minio": spec.minio.release, "postgresql": spec.postgresql.release}[component]
-    return spec.releases[name]
 
 
 def _fullname(spec: StackSpec, component: str) -> str:
@@ -104,44 +96,6 @@ def _release_workloads(objs: Objects, ns: str, release: str) -> list[dict]:
     return out
 
 
-def deep_merge(base: Any, over: Any) -> Any:
-    """Helm's values merge: maps merge key by key, anything else is replaced."""
-    if isinstance(base, dict) and isinstance(over, dict):
-        out = dict(base)
-        for k, v in over.items():
-            out[k] = deep_merge(base.get(k), v) if k in base else copy.deepcopy(v)
-        return out
-    return copy.deepcopy(over)
-
-
-def chart_defaults(spec: StackSpec, rel: ReleaseSpec) -> dict:
-    """The chart's own values.yaml when the chart is on disk (repo or bundle), else {}."""
-    local = rel.chart.local
-    path: Path | None = None
-    if local and local.startswith("bundle:"):
-        try:
-            from ducklake_infra.provision.bundle import layout
-            path = layout.layout().chart(local[len("bundle:"):]) / "values.yaml"
-        except Exception:  # no bundle here: the values files alone
-            path = None
-    elif local:
-        path = spec.root / local / "values.yaml"
-    if path is None or not path.is_file():
-        return {}
-    try:
-        return yamlio.load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
-
-
-def release_values(spec: StackSpec, rel: ReleaseSpec) -> dict:
-    """Chart defaults overlaid with the release's values files from stack.yaml."""
-    vals = chart_defaults(spec, rel)
-    for f in rel.values:
-        vals = deep_merge(vals, yamlio.load(Path(f).read_text(encoding="utf-8")) or {})
-    return vals
-
-
 def _norm_resources(r: Mapping | None) -> dict[str, dict[str, Any]]:
     """requests/limits with the API server's defaulting: a limit without a request
     makes the request equal to the limit."""
@@ -166,36 +120,13 @@ def resource_diff(live: Mapping | None, want: Mapping | None) -> list[str]:
     return out
 
 
-# ---- what the provisioner would install now ------------------------------------------------
-def expected_images(spec: StackSpec, images: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Image key -> reference, exactly as ``ducklake-infra up`` resolves them."""
-    from ducklake_infra.provision.render import Options, image_refs
-    return image_refs(spec, Options(images=dict(images or {})))
-
-
-def component_images(spec: StackSpec, component: str,
-                     refs: Mapping[str, str]) -> dict[str, str]:
-    """Chart value prefix (or ``container <name>``) -> expected reference."""
-    if component == "backend":
-        from ducklake_infra.provision.render import BACKEND_IMAGE_KEY
-        return {f"container {spec.backend.container}": refs[BACKEND_IMAGE_KEY]}
-    rel = _release(spec, component)
-    return {prefix: refs[key] for prefix, key in rel.images.items()}
-
-
-def expected_backend(spec: StackSpec, image: str) -> dict[str, dict]:
-    """The backend objects ``up`` applies (kind -> object)."""
-    from ducklake_infra.provision.render import backend_objects
-    return {o["kind"]: o for o in backend_objects(spec, image)}
-
-
 # ---- the checks ----------------------------------------------------------------------------------
 def check_chart_drift(objs: Objects, spec: StackSpec, component: str, *,
                       spec_hash: str | None = None) -> Result:
     """Helm release chart name/version (helm list) vs stack.yaml; with ``spec_hash``
     (what ``up`` would store now) also the values/overrides fingerprint."""
     def run() -> Result:
-        rel = _release(spec, component)
+        rel = release_of(spec, component)
         if objs.helm_releases is None:
             raise CheckInputMissing(objs.helm_error
                                     or "no Helm release metadata (helm list) was collected")
@@ -245,88 +176,102 @@ def check_image_drift(objs: Objects, spec: StackSpec, component: str, *,
     def run() -> Result:
         want = dict(refs) if refs is not None else expected_images(spec)
         exp = component_images(spec, component, want)
-        allowed = {familiar(r) for r in exp.values()}
-        problems, good, warnings = [], [], []
-
-        def diff(where: str, live: str, expected: str | None) -> None:
-            lv = familiar(live)
-            if expected is not None and lv == familiar(expected):
-                good.append(f"{where}: {live}")
-                return
-            if expected is None and lv in allowed:
-                good.append(f"{where}: {live}")
-                return
-            shown = expected if expected is not None else " or ".join(sorted(allowed))
-            lref = ImageRef.parse(lv)
-            what = f"drift: {where}: live {live}, expected {shown}"
-            if component == "backend":
-                eref = ImageRef.parse(familiar(expected or next(iter(allowed))))
-                tag = backend_tag or eref.version
-                if lref.repo == eref.repo:
-                    problems.append(f"{what} ({'digest' if lref.digest else 'tag'} {lref.version} is "
-                                    f"not the content hash {tag} of "
-                                    f"{', '.join(p.name for p in spec.backend.image.hash_paths)}:"
-                                    f" the backend source changed since it was deployed); "
-                                    f"reconcile: {UP} (rebuilds and rolls out the backend)")
-                    return
-            if overridable:
-                warnings.append(f"{what} (an --image override on this context?); reconcile: "
-                                f"{UP} --image ... with the intended reference, or record it")
-            else:
-                problems.append(f"{what}; reconcile: {UP}")
-
+        d = _ImageDiff(spec, component, exp, overridable, backend_tag)
         if component == "backend":
-            w = _workload(objs, spec, component)
-            if w is None:
-                return result([f"drift: Deployment {spec.backend.namespace}/"
-                               f"{spec.backend.deployment}: live (missing); reconcile: {UP}"])
-            expected = next(iter(exp.values()))
-            for c in containers(pod_spec(w)):
-                if c.get("name") == spec.backend.container:
-                    diff(f"{_wname(w)} container {c['name']} image", c.get("image", ""), expected)
-                    break
-            else:
-                problems.append(f"drift: {_wname(w)}: no container {spec.backend.container!r}; "
-                                f"reconcile: {UP}")
-            return result(problems, good, warnings)
-
-        rel = _release(spec, component)
-        # what Helm was told (covers hook Jobs that are gone, e.g. MinIO's mc jobs)
-        vals = objs.helm_values.get(rel.name)
-        if vals is None:
-            warnings.append(f"Helm values of release {rel.name} not collected: only running "
-                            "workloads compared")
+            _backend_images(objs, spec, d, next(iter(exp.values())))
         else:
-            for prefix, ref in exp.items():
-                v = vals
-                for part in prefix.split("."):
-                    v = (v or {}).get(part) if isinstance(v, dict) else None
-                if not isinstance(v, dict) or not v.get("repository"):
-                    problems.append(f"drift: Helm release {rel.name} value {prefix}: live (unset: "
-                                    f"chart default image), expected {ref}; reconcile: {UP}")
-                    continue
-                live = f"{v['repository']}:{v.get('tag') or 'latest'}"
-                diff(f"Helm release {rel.name} value {prefix}", live, ref)
-        workloads = _release_workloads(objs, rel.namespace, rel.name)
-        if _workload(objs, spec, component) is None:
-            problems.append(f"drift: {component} workload {rel.namespace}/"
-                            f"{_fullname(spec, component)}: live (missing); reconcile: {UP}")
-        for w in workloads:
-            for c in containers(pod_spec(w), init=True):
-                diff(f"{_wname(w)} container {c.get('name')} image", c.get("image", ""), None)
-        return result(problems, good, warnings)
+            _release_images(objs, spec, component, d, exp)
+        return d.result()
     return _guard("image", component, run)
 
 
-def expected_replicas(spec: StackSpec, component: str) -> int:
-    if component == "backend":
-        return spec.backend.replicas
-    vals = release_values(spec, _release(spec, component))
-    r = vals.get("replicas", 1)
-    # standalone MinIO and the single-node PostgreSQL chart run exactly one pod
-    if component == "minio" and vals.get("mode", "standalone") == "standalone":
-        return 1
-    return r if isinstance(r, int) and not isinstance(r, bool) else 1
+class _ImageDiff:
+    """The evidence of one image check: each live image compared with what is expected."""
+
+    def __init__(self, spec: StackSpec, component: str, exp: Mapping[str, str],
+                 overridable: bool, backend_tag: str | None):
+        self.spec, self.component = spec, component
+        self.overridable, self.backend_tag = overridable, backend_tag
+        self.allowed = {familiar(r) for r in exp.values()}
+        self.problems: list[str] = []
+        self.good: list[str] = []
+        self.warnings: list[str] = []
+
+    def result(self) -> Result:
+        return result(self.problems, self.good, self.warnings)
+
+    def __call__(self, where: str, live: str, expected: str | None) -> None:
+        """``live`` against ``expected`` (None: any of the component's images)."""
+        lv = familiar(live)
+        if expected is not None and lv == familiar(expected):
+            self.good.append(f"{where}: {live}")
+            return
+        if expected is None and lv in self.allowed:
+            self.good.append(f"{where}: {live}")
+            return
+        shown = expected if expected is not None else " or ".join(sorted(self.allowed))
+        lref = ImageRef.parse(lv)
+        what = f"drift: {where}: live {live}, expected {shown}"
+        if self.component == "backend":
+            eref = ImageRef.parse(familiar(expected or next(iter(self.allowed))))
+            tag = self.backend_tag or eref.version
+            if lref.repo == eref.repo:
+                paths = ", ".join(p.name for p in self.spec.backend.image.hash_paths)
+                self.problems.append(
+                    f"{what} ({'digest' if lref.digest else 'tag'} {lref.version} is "
+                    f"not the content hash {tag} of {paths}:"
+                    f" the backend source changed since it was deployed); "
+                    f"reconcile: {UP} (rebuilds and rolls out the backend)")
+                return
+        if self.overridable:
+            self.warnings.append(f"{what} (an --image override on this context?); reconcile: "
+                                 f"{UP} --image ... with the intended reference, or record it")
+        else:
+            self.problems.append(f"{what}; reconcile: {UP}")
+
+
+def _backend_images(objs: Objects, spec: StackSpec, diff: _ImageDiff, expected: str) -> None:
+    w = _workload(objs, spec, "backend")
+    if w is None:
+        diff.problems.append(f"drift: Deployment {spec.backend.namespace}/"
+                             f"{spec.backend.deployment}: live (missing); reconcile: {UP}")
+        return
+    for c in containers(pod_spec(w)):
+        if c.get("name") == spec.backend.container:
+            diff(f"{_wname(w)} container {c['name']} image", c.get("image", ""), expected)
+            break
+    else:
+        diff.problems.append(f"drift: {_wname(w)}: no container {spec.backend.container!r}; "
+                             f"reconcile: {UP}")
+
+
+def _release_images(objs: Objects, spec: StackSpec, component: str, diff: _ImageDiff,
+                    exp: Mapping[str, str]) -> None:
+    rel = release_of(spec, component)
+    # what Helm was told (covers hook Jobs that are gone, e.g. MinIO's mc jobs)
+    vals = objs.helm_values.get(rel.name)
+    if vals is None:
+        diff.warnings.append(f"Helm values of release {rel.name} not collected: only running "
+                             "workloads compared")
+    else:
+        for prefix, ref in exp.items():
+            v = vals
+            for part in prefix.split("."):
+                v = (v or {}).get(part) if isinstance(v, dict) else None
+            if not isinstance(v, dict) or not v.get("repository"):
+                diff.problems.append(f"drift: Helm release {rel.name} value {prefix}: live "
+                                     f"(unset: chart default image), expected {ref}; "
+                                     f"reconcile: {UP}")
+                continue
+            live = f"{v['repository']}:{v.get('tag') or 'latest'}"
+            diff(f"Helm release {rel.name} value {prefix}", live, ref)
+    workloads = _release_workloads(objs, rel.namespace, rel.name)
+    if _workload(objs, spec, component) is None:
+        diff.problems.append(f"drift: {component} workload {rel.namespace}/"
+                             f"{_fullname(spec, component)}: live (missing); reconcile: {UP}")
+    for w in workloads:
+        for c in containers(pod_spec(w), init=True):
+            diff(f"{_wname(w)} container {c.get('name')} image", c.get("image", ""), None)
 
 
 def check_replicas_drift(objs: Objects, spec: StackSpec, component: str) -> Result:
@@ -339,7 +284,7 @@ def check_replicas_drift(objs: Objects, spec: StackSpec, component: str) -> Resu
         want = expected_replicas(spec, component)
         live = (w.get("spec") or {}).get("replicas", 1)
         src = "stack.yaml backend.replicas" if component == "backend" else \
-            ", ".join(Path(f).name for f in _release(spec, component).values)
+            ", ".join(Path(f).name for f in release_of(spec, component).values)
         if live != want:
             ready = (w.get("status") or {}).get("readyReplicas", 0)
             return result([f"drift: {_wname(w)} replicas: live {live} ({ready} ready), expected "
@@ -403,16 +348,6 @@ def check_service_drift(objs: Objects, spec: StackSpec, component: str) -> Resul
     return _guard("service", component, run)
 
 
-def expected_resources(spec: StackSpec, component: str) -> dict[str, dict]:
-    """Container name (or ``*main*`` for the chart's main container) -> resources."""
-    if component == "backend":
-        dep = expected_backend(spec, "x")["Deployment"]
-        ps = pod_spec(dep)
-        return {c["name"]: c.get("resources") or {} for c in containers(ps, init=True)}
-    vals = release_values(spec, _release(spec, component))
-    return {"*main*": vals.get("resources") or {}}
-
-
 def check_resources_drift(objs: Objects, spec: StackSpec, component: str) -> Result:
     """Container requests/limits vs values/*.yaml (charts) or k8s/deployment.yaml."""
     def run() -> Result:
@@ -423,7 +358,7 @@ def check_resources_drift(objs: Objects, spec: StackSpec, component: str) -> Res
         want = expected_resources(spec, component)
         live_cs = {c.get("name"): c for c in containers(pod_spec(w), init=True)}
         src = "k8s/deployment.yaml" if component == "backend" else \
-            ", ".join(Path(f).name for f in _release(spec, component).values)
+            ", ".join(Path(f).name for f in release_of(spec, component).values)
         problems, good = [], []
         for cname, res in want.items():
             if cname == "*main*":
@@ -495,16 +430,6 @@ def _register() -> None:
 
 
 _register()
-
-
-def release_spec_hash(spec: StackSpec, component: str, refs: Mapping[str, str]) -> str | None:
-    """The ducklakeInfra.specHash ``up`` would store now (None: chart not on disk)."""
-    from ducklake_infra.provision.render import Options, helm_upgrade_argv
-    rel = _release(spec, component)
-    try:
-        return helm_upgrade_argv(["helm"], spec, rel, refs, Options())[1]
-    except Exception:  # local chart missing etc.: no fingerprint comparison
-        return None
 
 
 def all_results(objs: Objects, spec: StackSpec, *, overridable: bool = False,

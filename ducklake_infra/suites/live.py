@@ -76,8 +76,18 @@ def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool
             else:
                 _refused(res, runner, forbidden, resource, kind, ns)
     objs = Objects(items, forbidden=forbidden)
+    _read_helm(objs, runner, cluster, spec, release_namespaces, reads[len(namespaces):])
+    if with_logs:
+        objs.logs = pod_logs(kubectl, objs, log_lines)
+    return objs
+
+
+def _read_helm(objs: Objects, runner: Runner, cluster, spec: StackSpec,
+               release_namespaces: list[str], lists: list) -> None:
+    """The Helm side of :func:`gather`: ``lists`` (the ``helm list`` of each release
+    namespace) into ``objs.helm_releases``, then each installed release's values."""
     releases: list[dict] | None = []
-    for ns, res in zip(release_namespaces, reads[len(namespaces):]):
+    for ns, res in zip(release_namespaces, lists):
         if res.returncode != 0:  # e.g. forbidden: helm keeps releases in Secrets
             releases = None
             objs.helm_error = (f"forbidden (helm list needs list on secrets in namespace {ns})"
@@ -104,9 +114,6 @@ def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool
                     user.setdefault("mode", computed["mode"])
                 user.setdefault("existingSecret", computed.get("existingSecret"))
             objs.helm_values[rel.name] = user
-    if with_logs:
-        objs.logs = pod_logs(kubectl, objs, log_lines)
-    return objs
 
 
 def _refused(res, runner: Runner, forbidden: dict, resource: str, kind: str, ns: str) -> None:

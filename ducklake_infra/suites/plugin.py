@@ -231,6 +231,13 @@ def pytest_runtest_makereport(item, call):
         report.sections = [(title, redact(content)) for title, content in report.sections]
     if rec is None:
         return
+    _record_status(report, call, rec, config, redact)
+    _attach_diagnostics(report, rec, st, redact)
+    _mark_report(item, report, rec, st, config)
+
+
+def _record_status(report, call, rec, config, redact) -> None:
+    """The control's status and reason from one phase's report."""
     c = rec.control
     if report.when == "setup":
         if report.skipped:
@@ -258,6 +265,11 @@ def pytest_runtest_makereport(item, call):
     elif report.when == "teardown" and report.failed and rec.status in (catalog.PASS, catalog.WARN):
         rec.status = catalog.ERROR
         rec.reason = redact("teardown failed: " + _short(call.excinfo))
+
+
+def _attach_diagnostics(report, rec, st: State, redact) -> None:
+    """A control that failed or errored gets the stack's diagnostics, once."""
+    c = rec.control
     if report.when in ("setup", "call") and rec.status in (catalog.FAIL, catalog.ERROR) and not rec.diagnostics:
         rec.diagnostics = redact(_collect_diagnostics(st, c))
         if rec.diagnostics:
@@ -268,6 +280,12 @@ def pytest_runtest_makereport(item, call):
                     extras.text(rec.diagnostics, name=f"{c.id} diagnostics")]
             except ImportError:
                 pass
+
+
+def _mark_report(item, report, rec, st: State, config) -> None:
+    """Status, remediation, reason and exemption as report properties; an exempted
+    failure passes the run."""
+    c = rec.control
     if report.when == "call" or (report.when == "setup" and not report.passed):
         props = [("status", rec.status)]
         if rec.status != catalog.PASS:

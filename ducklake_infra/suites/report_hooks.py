@@ -168,8 +168,8 @@ def _spec_or_none(config):
     st = _state(config)
     if st.spec is None:
         try:
-            from ducklake_infra.provision.spec import load
-            st.spec = load(config.getoption("--stack", default=None))
+            from ducklake_infra.provision import spec_file
+            st.spec = spec_file.load(config.getoption("--stack", default=None))
         except Exception:
             return None
     return st.spec

@@ -17,9 +17,10 @@ from ducklake_infra.suites.plugin import State, _state
 @pytest.fixture(scope="session")
 def spec(pytestconfig):
     """The stack spec from --stack (every name of the stack comes from here)."""
-    from ducklake_infra.provision.spec import SpecError, load
+    from ducklake_infra.provision import spec_file
+    from ducklake_infra.provision.spec import SpecError
     try:
-        s = load(pytestconfig.getoption("--stack"))
+        s = spec_file.load(pytestconfig.getoption("--stack"))
     except SpecError as exc:
         pytest.fail(str(exc), pytrace=False)
     _state(pytestconfig).spec = s

@@ -78,6 +78,7 @@ def _ns(x, y, w, h, name) -> str:
 
 
 def render(spec: StackSpec, statuses: Mapping[str, str], title: str = "") -> str:
+    # long: one picture laid out by hand, its coordinates read best side by side
     m, pg, b = spec.minio, spec.postgresql, spec.backend
     mrel, prel = spec.releases[m.release], spec.releases[pg.release]
     parts = []

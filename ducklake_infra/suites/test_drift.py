@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from ducklake_infra.suites import drift
+from ducklake_infra.suites import drift, drift_expected
 from ducklake_infra.suites.live import images_loaded
 from ducklake_infra.suites.catalog import verdict
 
@@ -18,11 +18,11 @@ pytestmark = [pytest.mark.cluster]
 
 @pytest.fixture(scope="module")
 def refs(spec):
-    return drift.expected_images(spec)
+    return drift_expected.expected_images(spec)
 
 
 def _chart(objs, spec, cluster, refs, component):
-    h = drift.release_spec_hash(spec, component, refs) if images_loaded(cluster, spec) else None
+    h = drift_expected.release_spec_hash(spec, component, refs) if images_loaded(cluster, spec) else None
     return drift.check_chart_drift(objs, spec, component, spec_hash=h)
 
 

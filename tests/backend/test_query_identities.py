@@ -20,7 +20,7 @@ from minio.error import S3Error
 
 from ducklake_backend.app import create_app
 from ducklake_backend.config import Settings
-from ducklake_infra.provision import spec as specmod
+from ducklake_infra.provision import spec_file
 from ducklake_infra.provision import render
 from ducklake_infra.provision.bundle import layout
 
@@ -38,7 +38,7 @@ def _chart_sql(tmp_path) -> str:
     helm = layout.layout().tool("helm")
     if not helm.is_file():
         pytest.fail(f"helm not found at {helm}: run `ducklake-infra bundle build`", pytrace=False)
-    root = specmod.load().path.parent
+    root = spec_file.load().path.parent
     out = subprocess.run([str(helm), "template", "pg", str(root / "charts/postgresql"),
                           "--set-string", f"catalog.reader.role={READER}",
                           "--set-string", "catalog.reader.existingSecret=x"],
@@ -70,7 +70,7 @@ def identities(pg_server, minio_server, tmp_path_factory):
                        env=env, timeout=60)
     admin = MinioAdmin(endpoint=minio_server.endpoint, credentials=StaticProvider(
         minio_server.access_key, minio_server.secret_key), secure=False)
-    policy = render.minio_query_policy(specmod.load())
+    policy = render.minio_query_policy(spec_file.load())
     doc = {"Version": "2012-10-17", "Statement": [
         {"Effect": st["effect"], "Action": st["actions"],
          "Resource": [r.replace(":::lake", f":::{LAKE_BUCKET}") for r in st["resources"]]}

@@ -9,7 +9,7 @@ import tomllib
 
 import pytest
 
-from ducklake_infra.provision.spec import load
+from ducklake_infra.provision import spec_file
 from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.bundle import nodeimage, pins, sbom
 from unit.sbomcheck import holders, load_valid, named
@@ -21,7 +21,7 @@ def test_every_artifact_of_the_real_bundle_has_a_valid_sbom(tmp_path):
     lay = layout.layout()
     if not lay.manifest.is_file():
         pytest.fail(f"no bundle at {lay.root}: run `ducklake-infra bundle build`", pytrace=False)
-    spec = load()
+    spec = spec_file.load()
     runner = layout.bundle_runner(lay)              # no log: nothing is written in the cache
     written = sbom.generate(runner, lay, tmp_path, spec)
     assert [w.artifact for w in written if w.path is None] == []

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ducklake_infra.provision.spec import StackSpec, load
+from ducklake_infra.provision import spec_file
+from ducklake_infra.provision.spec import StackSpec
 from ducklake_infra.provision import render
 from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.bundle import pins
@@ -41,7 +42,7 @@ def helm() -> Path:
 
 @pytest.fixture(scope="session")
 def spec() -> StackSpec:
-    return load()
+    return spec_file.load()
 
 
 @pytest.fixture(scope="session")

@@ -115,11 +115,11 @@ def test_the_installed_cli_plans_from_an_empty_directory(installed, tmp_path):
 def test_the_packaged_backend_builds_the_same_image_as_the_repository(installed):
     """The backend image tag is a content hash of its sources: the packaged copy must
     hash the same, or `up` from the wheel would deploy a different image."""
-    code = ("from ducklake_infra.provision import render, spec; "
-            "print(render.backend_image_tag(spec.load(spec.DEFAULT_SPEC)))")
+    code = ("from ducklake_infra.provision import render, spec_file; "
+            "print(render.backend_image_tag(spec_file.load(spec_file.DEFAULT_SPEC)))")
     res = _run([str(installed / "bin" / "python"), "-c", code], cwd="/", env=_env(installed),
                timeout=60)
     assert res.returncode == 0, res.stderr[-2000:]
-    from ducklake_infra.provision import render, spec
-    assert res.stdout.strip() == render.backend_image_tag(spec.load(ROOT / "stack.yaml"))
-    assert os.sep + "site-packages" + os.sep not in str(spec.DEFAULT_SPEC)  # repo copy here
+    from ducklake_infra.provision import render, spec_file
+    assert res.stdout.strip() == render.backend_image_tag(spec_file.load(ROOT / "stack.yaml"))
+    assert os.sep + "site-packages" + os.sep not in str(spec_file.DEFAULT_SPEC)  # repo copy here

@@ -140,7 +140,7 @@ def test_cli_and_plugin_use_the_same_kind_kubeconfig(pytester, tmp_path, monkeyp
     import argparse
     from pathlib import Path
 
-    from ducklake_infra.provision import spec
+    from ducklake_infra.provision import spec_file
     from ducklake_infra.provision import stack_cli
     from ducklake_infra.provision.bundle import layout
     from ducklake_infra.provision.cluster import KindCluster
@@ -159,6 +159,6 @@ def test_cli_and_plugin_use_the_same_kind_kubeconfig(pytester, tmp_path, monkeyp
                                        "-p", "no:cacheprovider", "-p", "no:html")
     res.assert_outcomes(passed=1)
     args = argparse.Namespace(cluster="kind", cache_dir=cache_dir, kubeconfig=None)
-    cli_cluster = stack_cli.make_cluster(args, spec.load(root / "stack.yaml"), Runner())
+    cli_cluster = stack_cli.make_cluster(args, spec_file.load(root / "stack.yaml"), Runner())
     assert seen["plugin"] == cli_cluster.kubeconfig == \
         layout.layout(cache_dir).root / "kubeconfig" / "kind-ducklake.yaml"

@@ -326,9 +326,9 @@ def test_public_names_are_never_redacted():
 def test_the_projects_own_helm_template_commands_are_allowed():
     """The negative suite renders the charts with the same overrides `up` installs
     (--set-json among them) under --readonly: every such argv must pass."""
-    from ducklake_infra.provision import spec as specmod
+    from ducklake_infra.provision import spec_file
     from ducklake_infra.provision import render
-    spec = specmod.load()
+    spec = spec_file.load()
     opts = render.Options()
     refs = render.image_refs(spec, opts)
     for rel in spec.releases.values():

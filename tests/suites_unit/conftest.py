@@ -13,7 +13,8 @@ import json
 import pytest
 import yaml
 
-from ducklake_infra.provision import spec as specmod
+from ducklake_infra.provision import spec_file
+from ducklake_infra.provision.spec import StackSpec
 from ducklake_infra.suites.objects import Objects
 from report_schemas import check_written_reports
 
@@ -66,7 +67,7 @@ def ready_pod(name, ns, labels, uid=1000, *, owner=("ReplicaSet", "rs"), contain
 RES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 
 
-def build(spec: specmod.StackSpec) -> Objects:
+def build(spec: StackSpec) -> Objects:
     m, pg, b = spec.minio, spec.postgresql, spec.backend
     sns, bns = m.namespace, b.namespace
     items = []
@@ -189,7 +190,7 @@ def build(spec: specmod.StackSpec) -> Objects:
 
 @pytest.fixture(scope="session")
 def spec():
-    return specmod.load()
+    return spec_file.load()
 
 
 @pytest.fixture

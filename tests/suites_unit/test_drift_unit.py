@@ -10,7 +10,7 @@ import pytest
 
 from ducklake_infra.provision.oci import ImageRef, helm_image_parts
 from ducklake_infra.provision.render import BACKEND_IMAGE_KEY
-from ducklake_infra.suites import drift, objects
+from ducklake_infra.suites import drift, drift_expected, objects
 from ducklake_infra.suites.objects import Objects
 from ducklake_infra.suites.catalog import ERROR, FAIL, PASS, WARN, catalog
 
@@ -19,14 +19,14 @@ IDS = sorted(drift.CONTROL_IDS.items(), key=lambda kv: kv[1])
 
 @pytest.fixture(scope="module")
 def refs(spec):
-    return drift.expected_images(spec)
+    return drift_expected.expected_images(spec)
 
 
 def aligned(objs: Objects, spec, refs) -> Objects:
     """The conftest's conforming stack, with what the provisioner sets exactly."""
     m, pg, b = spec.minio, spec.postgresql, spec.backend
     # backend: the provisioner's own rendering replaces k8s/*.yaml as written
-    rendered = drift.expected_backend(spec, refs[BACKEND_IMAGE_KEY])
+    rendered = drift_expected.expected_backend(spec, refs[BACKEND_IMAGE_KEY])
     items = [o for o in objs.items if not (o["metadata"].get("namespace") == b.namespace
                                            and o["kind"] in rendered)]
     for o in rendered.values():
@@ -41,7 +41,7 @@ def aligned(objs: Objects, spec, refs) -> Objects:
         w = objs.get(kind, getattr(spec, comp).fullname, rel.namespace)
         c = w["spec"]["template"]["spec"]["containers"][0]
         c["image"] = refs[rel.images["image"]]
-        c["resources"] = copy.deepcopy(drift.release_values(spec, rel)["resources"])
+        c["resources"] = copy.deepcopy(drift_expected.release_values(spec, rel)["resources"])
         vals = objs.helm_values.setdefault(rel.name, {})
         for prefix, key in rel.images.items():
             repo, tag = helm_image_parts(refs[key])
@@ -200,7 +200,7 @@ def test_backend_pushed_elsewhere_warns_on_other_contexts(ok, spec, refs):
 
 def test_expected_images_are_the_provisioners(spec):
     from ducklake_infra.provision.render import Options, backend_image_tag, image_refs
-    refs = drift.expected_images(spec)
+    refs = drift_expected.expected_images(spec)
     assert refs == image_refs(spec, Options())
     assert refs[BACKEND_IMAGE_KEY].endswith(":" + backend_image_tag(spec))
 
@@ -236,7 +236,7 @@ def test_missing_service_fails(ok, spec):
 
 def test_resources_drift_and_equal_quantities(ok, spec):
     c = get(ok, "StatefulSet", spec.postgresql.fullname)["spec"]["template"]["spec"]["containers"][0]
-    want = drift.release_values(spec, spec.releases[spec.postgresql.release])["resources"]
+    want = drift_expected.release_values(spec, spec.releases[spec.postgresql.release])["resources"]
     # same quantities, other spellings: no drift
     c["resources"] = {"requests": {"cpu": "0.1", "memory": str(256 * 2 ** 20)},
                       "limits": {"memory": "524288Ki"}}
@@ -286,7 +286,7 @@ def test_quantities(a, b, same):
 def test_deep_merge_is_helms():
     base = {"resources": {"requests": {"memory": "16Gi"}}, "replicas": 16, "x": [1, 2]}
     over = {"resources": {"requests": {"cpu": "100m"}}, "replicas": 1, "x": [3]}
-    assert drift.deep_merge(base, over) == {"resources": {"requests": {"memory": "16Gi",
+    assert drift_expected.deep_merge(base, over) == {"resources": {"requests": {"memory": "16Gi",
                                                                        "cpu": "100m"}},
                                             "replicas": 1, "x": [3]}
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import ducklake_infra
-from ducklake_infra.provision import spec as specmod
+from ducklake_infra.provision import spec_file
 from ducklake_infra.provision.guard import find_leaks
 from ducklake_infra.suites import formats
 from ducklake_infra.suites import catalog
@@ -169,7 +169,7 @@ def test_every_pytester_run_has_its_reports_checked(run, pytester):
 def test_policy_report_one_result_per_control_in_the_components_namespace(run, pytester):
     run()
     docs = policy_docs(pytester)
-    spec = specmod.load(STACK)
+    spec = spec_file.load(STACK)
     by_kind = [(d["kind"], d["metadata"].get("namespace")) for d in docs]
     assert by_kind == sorted({("PolicyReport", spec.minio.namespace),
                               ("PolicyReport", spec.backend.namespace)}) + \
@@ -244,7 +244,7 @@ def test_policy_report_matches_the_crd(run, pytester):
 
 
 def _one_report():
-    spec = specmod.load(STACK)
+    spec = spec_file.load(STACK)
     results = rep.aggregate(catalog.catalog(), [])
     return next(d for d in formats.policy_reports(results, spec, now=0)
                 if d["kind"] == "PolicyReport")
@@ -314,7 +314,7 @@ def test_sarif_results_point_at_the_line_the_remediation_changes(run, pytester):
 
 
 def test_every_control_has_a_location_in_the_packaged_stack():
-    spec = specmod.load()
+    spec = spec_file.load()
     locate = formats.Locator(spec)
     assert set(formats.TARGETS) <= set(catalog.catalog().controls)
     for c in catalog.catalog():
@@ -328,7 +328,7 @@ def test_every_control_has_a_location_in_the_packaged_stack():
 
 
 def test_a_target_the_values_lack_falls_back_to_the_spec_line_naming_them(monkeypatch):
-    spec = specmod.load()
+    spec = spec_file.load()
     monkeypatch.setitem(formats.TARGETS, "MINIO-MODE-001", ("values:minio", "no.such.key"))
     path, line = formats.Locator(spec)(catalog.catalog()["MINIO-MODE-001"])
     assert path == spec.path and _line(path, line).strip().startswith("values:")
@@ -378,7 +378,7 @@ def test_sarif_matches_the_oasis_schema(run, pytester):
 
 
 def _a_sarif_doc() -> dict:
-    spec = specmod.load(STACK)
+    spec = spec_file.load(STACK)
     c = catalog.catalog()["MINIO-SVC-001"]
     results = [rep.ControlResult(c, catalog.FAIL, [catalog.TestRecord("t", c, catalog.FAIL, ["seen"])])]
     return formats.sarif(results, spec, version="1.0", facts={"context": "kind"})

@@ -12,7 +12,7 @@ import pytest
 from ducklake_infra.suites import catalog
 from ducklake_infra.suites import report as rep
 from ducklake_infra.suites import svg
-from ducklake_infra.provision import spec as specmod
+from ducklake_infra.provision import spec_file
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,7 +183,7 @@ def test_every_control_has_a_suite_test():
 
 
 def test_svg_colours_by_worst_status():
-    spec = specmod.load()
+    spec = spec_file.load()
     out = svg.render(spec, {"MINIO-SVC-001": "FAIL", "MINIO-REL-001": "PASS", "PG-SVC-001": "PASS"})
     assert 'data-key="minio-svc" data-status="FAIL"' in out
     assert 'data-key="pg-svc" data-status="PASS"' in out

@@ -2,14 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from ducklake_infra.provision.spec import load
+from ducklake_infra.provision import spec_file
 from ducklake_infra.provision.bundle.layout import Layout
 from ducklake_infra.provision.progress import Progress
 
 
 @pytest.fixture
 def spec():
-    return load()
+    return spec_file.load()
 
 
 @pytest.fixture

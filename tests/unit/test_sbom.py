@@ -18,7 +18,7 @@ import pytest
 from packageurl import PackageURL
 
 from ducklake_infra.provision import cli
-from ducklake_infra.provision.spec import load
+from ducklake_infra.provision import spec_file
 from ducklake_infra.provision.bundle import contents
 from ducklake_infra.provision.bundle import cyclonedx
 from ducklake_infra.provision.bundle import layout
@@ -271,7 +271,7 @@ def _doc(lay: layout.Layout, artifact: str) -> dict:
 
 
 def test_every_artifact_gets_a_valid_sbom_with_what_it_holds(world):
-    spec = load()
+    spec = spec_file.load()
     written = sbom.generate(world.runner, world.lay, world.lay.sbom, spec)
     backend_ref = sbom.backend_image(spec)[0]
     assert {w.artifact for w in written} == \

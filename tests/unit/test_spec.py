@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from ducklake_infra.provision import spec
+from ducklake_infra.provision import spec, spec_file, spec_parse
 from ducklake_infra.provision.bundle import layout
 
 
@@ -32,11 +32,11 @@ def test_bundle_images_resolve_through_layout(spec):
 
 
 def _raw():
-    return yaml.safe_load(spec.DEFAULT_SPEC.read_text())
+    return yaml.safe_load(spec_file.DEFAULT_SPEC.read_text())
 
 
 def _parse(raw):
-    return spec.parse(raw, spec.DEFAULT_SPEC)
+    return spec_parse.parse(raw, spec_file.DEFAULT_SPEC)
 
 
 @pytest.mark.parametrize("mutate,message", [
@@ -75,9 +75,9 @@ def test_invalid_yaml_and_missing_file(tmp_path):
     bad = tmp_path / "stack.yaml"
     bad.write_text("releases: [\n")
     with pytest.raises(spec.SpecError, match=r"^stack.yaml: not valid YAML"):
-        spec.load(bad)
+        spec_file.load(bad)
     with pytest.raises(spec.SpecError, match="cannot read the stack spec"):
-        spec.load(tmp_path / "missing.yaml")
+        spec_file.load(tmp_path / "missing.yaml")
 
 
 def test_spec_error_is_an_expected_error():
@@ -123,21 +123,21 @@ def test_every_mapping_of_the_spec_is_read_by_the_parser():
     and a mapping the parser never looks into is itself refused."""
     _parse(_raw())
     root = {"a": {"b": 1}}
-    v = spec._V("f.yaml", root)
+    v = spec_parse._V("f.yaml", root)
     v.get(root, "", "a")         # read "a" but never look inside it
     with pytest.raises(spec.SpecError, match=r"^f.yaml: a: unexpected mapping$"):
         v.refuse_unknown()
 
 
 def test_unknown_key_in_a_file_is_reported_with_the_file_name(tmp_path):
-    text = spec.DEFAULT_SPEC.read_text().replace("  replicas: 1", "  replicas: 1\n  replica: 2")
-    assert text != spec.DEFAULT_SPEC.read_text()
+    text = spec_file.DEFAULT_SPEC.read_text().replace("  replicas: 1", "  replicas: 1\n  replica: 2")
+    assert text != spec_file.DEFAULT_SPEC.read_text()
     f = tmp_path / "prod-stack.yaml"
     f.write_text(text)
     for d in ("values", "charts", "k8s", "backend"):
-        (tmp_path / d).symlink_to(spec.DEFAULT_SPEC.parent / d)
-    (tmp_path / "Dockerfile").symlink_to(spec.DEFAULT_SPEC.parent / "Dockerfile")
+        (tmp_path / d).symlink_to(spec_file.DEFAULT_SPEC.parent / d)
+    (tmp_path / "Dockerfile").symlink_to(spec_file.DEFAULT_SPEC.parent / "Dockerfile")
     with pytest.raises(spec.SpecError) as exc:
-        spec.load(f)
+        spec_file.load(f)
     assert str(exc.value) == ("prod-stack.yaml: backend.replica: unknown key "
                               "(did you mean 'replicas'?)")

@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from ducklake_infra.provision import stack, status
+from ducklake_infra.provision import stack, stack_steps, status
 
 from ducklake_infra.provision import render
 from ducklake_infra.provision.bundle import layout
@@ -419,8 +419,9 @@ def test_up_builds_the_backend_image_while_the_kind_cluster_starts(spec, progres
             spans[name] = (start, time.monotonic(), threading.current_thread().name)
             return out
         return run
-    monkeypatch.setattr(stack, "_ensure_cluster", slow("cluster", stack._ensure_cluster))
-    monkeypatch.setattr(stack, "build_backend_image", slow("image", stack.build_backend_image))
+    monkeypatch.setattr(stack_steps, "ensure_cluster", slow("cluster", stack_steps.ensure_cluster))
+    monkeypatch.setattr(stack_steps, "build_backend_image",
+                        slow("image", stack_steps.build_backend_image))
     r = fresh_runner()
     stack.up(_kind(r, spec), spec, r, progress, _opts(fake_layout))
     (c0, c1, ct), (i0, i1, it) = spans["cluster"], spans["image"]

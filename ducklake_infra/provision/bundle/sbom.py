@@ -233,10 +233,10 @@ class Written:
 
 def backend_image(spec) -> tuple[str, str, Path]:
     """The backend image's reference, its Python base and the lock it installs."""
-    from ducklake_infra.provision import stack
-    refs = stack.image_refs(spec, stack.Options())
+    from ducklake_infra.provision import render
+    refs = render.image_refs(spec, render.Options())
     lock = spec.backend.image.context / "backend" / "uv.lock"
-    return refs[stack.BACKEND_IMAGE_KEY], refs["python-base"], lock
+    return refs[render.BACKEND_IMAGE_KEY], refs["python-base"], lock
 
 
 def generate(runner: Runner, lay: layout.Layout, out: Path, spec=None) -> list[Written]:
