@@ -16,6 +16,7 @@ them on live objects and hand the result to :func:`verdict`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import re
 from dataclasses import dataclass, field
@@ -35,6 +36,10 @@ STATUSES = (PASS, FAIL, WARN, ERROR, NOT_EVALUATED, NOT_RUN)
 _RANK = {ERROR: 0, FAIL: 1, WARN: 2, NOT_EVALUATED: 3, PASS: 4, NOT_RUN: 5}
 SEVERITIES = ("critical", "high", "medium", "low")
 COMPONENTS = ("minio", "postgresql", "backend", "dataplane", "secrets")
+# the boxes of the stack picture (svg.py draws them): a control colours those it names
+BOXES = ("minio-release", "minio-deploy", "minio-svc", "minio-pvc", "minio-secret",
+         "pg-release", "pg-sts", "pg-svc", "pg-pvc", "pg-secret",
+         "be-deploy", "be-svc", "be-cm", "be-secret", "dataplane", "hygiene")
 _ID = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*-[0-9]{3}$")
 
 
@@ -55,6 +60,7 @@ class Control:
     component: str
     remediation: str
     mutating: bool = False
+    boxes: tuple[str, ...] = ()     # the picture's boxes it colours (svg.py)
 
 
 @dataclass(frozen=True)
@@ -153,7 +159,7 @@ def parse_controls(raw: Any, fname: str = "controls.yaml") -> dict[str, Control]
         if not isinstance(c, dict):
             raise _fail(fname, where, "expected a mapping")
         unknown = set(c) - {"id", "title", "section", "severity", "component", "remediation",
-                            "mutating", "retired"}
+                            "mutating", "retired", "boxes"}
         if unknown:
             raise _fail(fname, where, f"unknown field(s) {', '.join(sorted(unknown))}")
         for key in ("id", "title", "section", "severity", "component", "remediation"):
@@ -172,13 +178,25 @@ def parse_controls(raw: Any, fname: str = "controls.yaml") -> dict[str, Control]
             raise _fail(fname, f"{where}.section", "expected a seed plan section 2.1, 2.2 or 2.3")
         if not isinstance(c.get("mutating", False), bool):
             raise _fail(fname, f"{where}.mutating", "expected true or false")
+        boxes = _boxes(c.get("boxes", []), fname, f"{where}.boxes")
         if c.get("retired"):
             continue
         out[cid] = Control(id=cid, title=c["title"].strip(), section=c["section"],
                            severity=c["severity"], component=c["component"],
                            remediation=" ".join(c["remediation"].split()),
-                           mutating=bool(c.get("mutating", False)))
+                           mutating=bool(c.get("mutating", False)), boxes=boxes)
     return out
+
+
+def _boxes(raw: Any, fname: str, where: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(b, str) for b in raw):
+        raise _fail(fname, where, "expected a list of picture box names")
+    for b in raw:
+        if b not in BOXES:
+            raise _fail(fname, where, f"unknown box {b!r} (known: {', '.join(BOXES)})")
+    if len(set(raw)) != len(raw):
+        raise _fail(fname, where, "a box is named twice")
+    return tuple(raw)
 
 
 def parse_exemptions(raw: Any, controls: dict[str, Control],
@@ -238,8 +256,7 @@ def load(controls_file: Path | None = None, exemptions_file: Path | None = None)
         exemptions, sev = parse_exemptions(_read_yaml(efile), controls, efile.name)
         for cid, s in sev.items():
             c = controls[cid]
-            controls[cid] = Control(c.id, c.title, c.section, s, c.component, c.remediation,
-                                    c.mutating)
+            controls[cid] = dataclasses.replace(c, severity=s)
     return Catalog(controls, exemptions)
 
 

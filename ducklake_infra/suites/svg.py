@@ -8,57 +8,35 @@ cover it and takes the colour of the worst of their statuses.
 from __future__ import annotations
 
 from html import escape
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from ducklake_infra.provision.spec import StackSpec
 
-from ducklake_infra.suites.catalog import ERROR, FAIL, NOT_EVALUATED, NOT_RUN, PASS, WARN, worst
+from ducklake_infra.suites.catalog import (BOXES, ERROR, FAIL, NOT_EVALUATED, NOT_RUN, PASS, WARN,
+                                          Control, catalog, worst)
 
 COLOURS = {PASS: "#2e7d32", WARN: "#f9a825", FAIL: "#c62828", ERROR: "#6a1b9a",
            NOT_EVALUATED: "#78909c", NOT_RUN: "#b0bec5"}
 FILL = {PASS: "#e8f5e9", WARN: "#fff8e1", FAIL: "#ffebee", ERROR: "#f3e5f5",
         NOT_EVALUATED: "#eceff1", NOT_RUN: "#fafafa"}
 
-# which controls colour which box (by box key)
-BOX_CONTROLS = {
-    "minio-release": ["MINIO-REL-001", "MINIO-MODE-001", "DRIFT-CHART-001"],
-    "minio-deploy": ["MINIO-MODE-001", "STORE-RWO-001", "RES-MINIO-001", "MINIO-POD-001", "MINIO-POD-002", "MINIO-BKT-001",
-                     "MINIO-IAM-002", "DRIFT-IMG-001", "DRIFT-REPL-001", "DRIFT-RES-001"],
-    "minio-svc": ["MINIO-SVC-001", "DRIFT-SVC-001"],
-    "minio-pvc": ["MINIO-PVC-001", "DRIFT-PVC-001"],
-    "minio-secret": ["MINIO-SEC-001", "MINIO-SEC-002"],
-    "pg-release": ["PG-REL-001", "DRIFT-CHART-002"],
-    "pg-sts": ["PG-REP-001", "RES-PG-001", "PG-POD-001", "PG-DB-001", "PG-CFG-001", "PG-PERSIST-001",
-               "DRIFT-IMG-002", "DRIFT-REPL-002", "DRIFT-RES-002"],
-    "pg-svc": ["PG-SVC-001", "DRIFT-SVC-002"],
-    "pg-pvc": ["PG-PVC-001", "PG-PERSIST-001", "DRIFT-PVC-002"],
-    "pg-secret": ["PG-SEC-001"],
-    "be-deploy": ["BE-DEP-001", "BE-RES-001", "BE-PRB-001", "BE-SEC-001", "BE-RDY-001",
-                  "BE-MEM-001", "BE-CRED-001", "BE-MAINT-001",
-                  "DRIFT-IMG-003", "DRIFT-REPL-003", "DRIFT-RES-003"],
-    "be-svc": ["BE-SVC-001", "BE-AUTH-001", "DRIFT-SVC-003"],
-    "be-cm": ["BE-CFG-001", "SEC-CM-001"],
-    "be-secret": ["BE-CFG-001", "MINIO-IAM-001", "BE-QRY-001", "BE-QRY-002"],
-    "dataplane": ["DP-ING-001", "DP-S3-001", "DP-CAT-001", "DP-TT-001", "DP-DUCK-001",
-                  "DP-READ-001"],
-    # AUDIT-PRIV-001 (audit credentials) only applies under --readonly: not drawn here,
-    # so a provisioning run's hygiene box is not greyed by a control that cannot apply.
-    # Controls of every workload (SEC-PSS-001, SUPPLY-*) colour this box only: one
-    # workload's failure would otherwise colour the other workloads' boxes too.
-    "hygiene": ["SEC-CM-001", "SEC-ENV-001", "SEC-ANN-001", "SEC-LOG-001", "SEC-RPT-001",
-                "NET-POL-001", "NET-CNI-001", "NET-ENF-001", "SEC-PSS-001",
-                "SEC-ACC-001", "SUPPLY-PIN-001", "SUPPLY-SRC-001"],
-}
+def box_controls(controls: Iterable[Control] | None = None) -> dict[str, list[str]]:
+    """Box key -> the IDs of the controls that colour it (``boxes`` in controls.yaml)."""
+    out: dict[str, list[str]] = {box: [] for box in BOXES}
+    for c in (catalog() if controls is None else controls):
+        for box in c.boxes:
+            out[box].append(c.id)
+    return out
 
 
 def box_status(key: str, statuses: Mapping[str, str]) -> str:
-    got = [statuses[c] for c in BOX_CONTROLS.get(key, []) if c in statuses]
+    got = [statuses[c] for c in box_controls().get(key, []) if c in statuses]
     return worst(got) if got else NOT_RUN
 
 
 def _box(x, y, w, h, title, lines, key, statuses, rx=6) -> str:
     st = box_status(key, statuses)
-    ids = [c for c in BOX_CONTROLS.get(key, []) if c in statuses]
+    ids = [c for c in box_controls().get(key, []) if c in statuses]
     tip = escape(f"{title}: {st}\n" + "\n".join(f"{c}: {statuses[c]}" for c in ids))
     out = [f'<g class="node" data-key="{key}" data-status="{st}"><title>{tip}</title>',
            f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="{rx}" fill="{FILL[st]}" '
