@@ -10,6 +10,7 @@ Names come from the spec only; every command goes through the one Runner.
 
 from __future__ import annotations
 
+import copy
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -165,7 +166,10 @@ def plan_commands(cluster, spec: StackSpec, runner: Runner, progress: Progress,
               "not run", file=progress.stream)
         offline = True
     if offline:
+        # the cluster's own commands (kind create, load) are recorded too: by a copy of it
+        # bound to the recorder, so the caller's cluster keeps its runner
         rec = _RecordingRunner(runner)
+        cluster = copy.copy(cluster)
         cluster.runner = rec
         ctx = stack_steps.Context(cluster, spec, rec, progress, opts, offline=True)
     else:

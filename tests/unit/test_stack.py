@@ -242,7 +242,9 @@ def test_real_context_needs_backend_image_and_never_touches_kind(spec, progress,
 
 def test_plan_without_cluster_lists_everything_and_changes_nothing(spec, progress, fake_layout):
     r = fresh_runner(dry_run=True)
-    lines = stack.plan(_kind(r, spec), spec, r, progress, _opts(fake_layout))
+    cluster = _kind(r, spec)
+    lines = stack.plan(cluster, spec, r, progress, _opts(fake_layout))
+    assert cluster.runner is r              # the plan records with a copy of the cluster
     text = "\n".join(lines)
     assert "kind create cluster --name ducklake" in text
     assert "docker build" in text and "kind load docker-image" in text
