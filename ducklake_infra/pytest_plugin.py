@@ -152,6 +152,9 @@ def pytest_collection_modifyitems(config, items):
         if readonly and item.get_closest_marker("mutating"):
             item.add_marker(pytest.mark.skip(reason="not evaluated (read-only): this check "
                                              "changes the cluster"))
+    # tests that restart the cluster or reinstall the stack go after the others (in their
+    # own order): the snapshot the others judge is the stack that was installed
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
 
 
 @pytest.fixture(scope="session")

@@ -133,6 +133,11 @@ class KindCluster:
     def node_container(self) -> str:
         return f"{self.name}-control-plane"
 
+    def restart_node(self) -> None:
+        """Restart the node's container (a whole-cluster restart: what a host reboot or
+        a Docker engine update does to a kind cluster), and wait for its API server."""
+        self.runner.run(["docker", "restart", self.node_container()], timeout=180, mutating=True)
+
     def node_running(self) -> bool:
         res = self.runner.run(["docker", "inspect", "--format", "{{.State.Running}}",
                                self.node_container()], timeout=60, check=False, mutating=False)

@@ -128,7 +128,9 @@ def pytest_configure(config):
     for line in ("control(id): the conformance control (ducklake_infra/suites/controls.yaml) "
                  "this test evaluates",
                  "cluster: needs a real kind cluster built from the bundle (CI runs these)",
-                 "mutating: changes the cluster; refused under --readonly"):
+                 "mutating: changes the cluster; refused under --readonly",
+                 "disruptive: restarts the cluster or reinstalls the stack; runs after every "
+                 "other test of the session"):
         config.addinivalue_line("markers", line)
     try:
         reg = catalog.load()

@@ -13,8 +13,8 @@ import uuid
 import pytest
 
 from ducklake_infra.suites import loadgen
-from ducklake_infra.suites.catalog import CheckError, verdict
-from ducklake_infra.suites.live import PortForward, backend_token
+from ducklake_infra.suites.catalog import FAIL, PASS, WARN, CheckError, Result, evidence, verdict
+from ducklake_infra.suites.live import PortForward, backend_token, gather
 from ducklake_infra.suites.loadgen import Load
 from ducklake_infra.suites.resilience import judge_ledger
 
@@ -124,3 +124,112 @@ def judge(objs, spec, runner, cluster, kubectl, load: Load, ledger: loadgen.Ledg
     found, dups = read_back(objs, spec, runner, cluster, load.table, load.batch_rows)
     verdict(judge_ledger(load.batch_rows, set(ledger.acked), ledger.sent, found, dups,
                          ledger.recovery_s(fault), ledger.errors, load.max_recovery_s))
+
+
+# ---- the whole cluster, and the stack's lifecycle ----------------------------------------------
+RESTART_LIMIT_S = 300
+
+
+def _check_statuses(objs, spec, sbom_index) -> dict[str, str]:
+    """The status of every registered check but drift's (which compare with what `up`
+    renders, not with the cluster's health) on ``objs``."""
+    from ducklake_infra.suites import checks, drift
+    facts = {"SUPPLY-SBOM-001": {"index": sbom_index}, "SUPPLY-PIN-001": {"loaded": True}}
+    skip = set(drift.CONTROL_IDS.values())
+    return {cid: checks.run(cid, objs, spec, **facts.get(cid, {})).status
+            for cid in sorted(checks.CHECKS) if cid not in skip}
+
+
+def _wait_stack_ready(spec, kubectl, deadline: float) -> dict[str, float]:
+    """Seconds (from now) until the API server answers and each workload of the stack
+    has rolled out again; raises CheckError past ``deadline``."""
+    start, out = time.monotonic(), {}
+    while kubectl("get", "--raw", "/readyz", check=False, timeout=10).returncode != 0:
+        if time.time() > deadline:
+            raise CheckError("the API server did not answer again")
+        time.sleep(1)
+    out["API server"] = time.monotonic() - start
+    m, p, b = spec.minio, spec.postgresql, spec.backend
+    for what, ns, ref in (("CoreDNS", "kube-system", "deployment/coredns"),
+                          ("MinIO", m.namespace, f"deployment/{m.fullname}"),
+                          ("PostgreSQL", p.namespace, f"statefulset/{p.fullname}"),
+                          ("backend", b.namespace, f"deployment/{b.deployment}")):
+        left = max(5, int(deadline - time.time()))
+        res = kubectl("-n", ns, "rollout", "status", ref, f"--timeout={left}s", check=False,
+                      timeout=left + 30)
+        if res.returncode != 0:
+            raise CheckError(f"{what} ({ns}/{ref}) was not ready again within "
+                             f"{RESTART_LIMIT_S}s of the restart")
+        out[what] = time.monotonic() - start
+    return out
+
+
+@pytest.mark.disruptive
+@pytest.mark.control("RES-NODE-001")
+def test_the_whole_cluster_restarted(objs, spec, runner, cluster, kubectl, sbom_index):
+    if not hasattr(cluster, "restart_node"):
+        raise CheckError("needs the spec's kind cluster: its node's container is restarted")
+    before = _check_statuses(objs, spec, sbom_index)
+    load = Load(_table(), write_s=8, fault_at_s=0.5, steady_s=1, min_watch_s=1)
+    ledger, _ = run_load(objs, spec, kubectl, load, lambda: None)
+    start = time.time()
+    cluster.restart_node()
+    phases = _wait_stack_ready(spec, kubectl, start + RESTART_LIMIT_S)
+    found, dups = read_back(objs, spec, runner, cluster, load.table, load.batch_rows)
+    recovery = time.time() - start         # the backend answered a query again
+    after = _check_statuses(gather(kubectl, runner, cluster, spec), spec, sbom_index)
+    evidence("ready again after the restart: " + ", ".join(
+        f"{k} {v:.1f}s" for k, v in phases.items()) + f", backend answering {recovery:.1f}s")
+    worse = [f"{cid}: {before[cid]} before the restart, {after.get(cid)} after"
+             for cid in before if before[cid] in (PASS, WARN) and after.get(cid) not in (PASS, WARN)]
+    res = judge_ledger(load.batch_rows, set(ledger.acked), ledger.sent, found, dups, recovery,
+                       ledger.errors, RESTART_LIMIT_S)
+    if worse:
+        res = Result(FAIL, ["checks that passed before the restart and not after: "
+                            + "; ".join(worse), *res.evidence])
+    else:
+        res.evidence.append(f"{len(before)} checks evaluated again after the restart: none "
+                            "worse than before")
+    verdict(res)
+
+
+def _upgrade_with_changed_values(spec, cluster, runner) -> list[str]:
+    """`helm upgrade` each release with a value changed that rolls its pods: a pod
+    annotation on MinIO, a postgresql.conf setting (the config checksum) on PostgreSQL."""
+    from ducklake_infra.provision.render import Options, helm_upgrade_argv, image_refs
+    stamp = str(int(time.time()))
+    changed = {"minio": ["--set-string", f"podAnnotations.resilienceUpgrade={stamp}"],
+               "postgresql": ["--set-string", f"config.extra.application_name='upgrade-{stamp}'"]}
+    refs, opts, done = image_refs(spec, Options()), Options(), []
+    for key, rel in spec.releases.items():
+        argv, _ = helm_upgrade_argv(cluster.helm(), spec, rel, refs, opts)
+        runner.run([*argv, *changed.get(key, [])], timeout=rel.timeout + 60, mutating=True)
+        done.append(f"{rel.name} ({' '.join(changed.get(key, [])[1:]) or 'same values'})")
+    return done
+
+
+@pytest.mark.disruptive
+@pytest.mark.control("RES-LIFE-001")
+def test_data_survives_an_upgrade_and_down_then_up(objs, spec, runner, cluster, kubectl):
+    from ducklake_infra.provision.progress import Progress
+    from ducklake_infra.provision.stack import down, up
+    load = Load(_table(), writers=2, write_s=4, fault_at_s=0.5, steady_s=1, min_watch_s=1)
+    ledger, _ = run_load(objs, spec, kubectl, load, lambda: None)
+    steps = []
+    for what, act in (
+            ("helm upgrade with changed values", lambda: _upgrade_with_changed_values(
+                spec, cluster, runner)),
+            ("down (cluster kept) then up", lambda: [
+                down(cluster, spec, runner, Progress(quiet=True), keep_cluster=True),
+                up(cluster, spec, runner, Progress(quiet=True)) and "up"])):
+        t0 = time.monotonic()
+        act()
+        _wait_stack_ready(spec, kubectl, time.time() + RESTART_LIMIT_S)
+        found, dups = read_back(objs, spec, runner, cluster, load.table, load.batch_rows)
+        res = judge_ledger(load.batch_rows, set(ledger.acked), ledger.sent, found, dups, 0.0,
+                           ledger.errors, RESTART_LIMIT_S)
+        steps.append(f"after {what} ({time.monotonic() - t0:.1f}s): {res.status}: "
+                     + "; ".join(res.evidence[:2]))
+        if res.status != PASS:
+            verdict(Result(FAIL, steps + res.evidence))
+    verdict(Result(PASS, steps))

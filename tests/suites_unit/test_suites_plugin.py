@@ -201,23 +201,25 @@ def test_svg_boxes_come_from_the_controls_and_are_the_same_as_before():
     assert {box for box in catalog.BOXES if f'data-key="{box}"' in out} == set(catalog.BOXES)
 
 
-# the picture's boxes as they were drawn when svg.py still listed them itself
+# the picture's boxes as they were drawn when svg.py still listed them itself, plus the
+# controls added since (SUPPLY-SBOM-001, RES-BE-001, RES-NODE-001, RES-LIFE-001)
 PICTURE_BOXES = {
     "minio-release": {"MINIO-REL-001", "MINIO-MODE-001", "DRIFT-CHART-001"},
-    "minio-deploy": {"MINIO-MODE-001", "STORE-RWO-001", "RES-MINIO-001", "MINIO-POD-001",
+    "minio-deploy": {"MINIO-MODE-001", "STORE-RWO-001", "RES-MINIO-001", "RES-NODE-001", "MINIO-POD-001",
                      "MINIO-POD-002", "MINIO-BKT-001", "MINIO-IAM-002", "DRIFT-IMG-001",
                      "DRIFT-REPL-001", "DRIFT-RES-001"},
     "minio-svc": {"MINIO-SVC-001", "DRIFT-SVC-001"},
-    "minio-pvc": {"MINIO-PVC-001", "DRIFT-PVC-001"},
+    "minio-pvc": {"MINIO-PVC-001", "DRIFT-PVC-001", "RES-LIFE-001"},
     "minio-secret": {"MINIO-SEC-001", "MINIO-SEC-002"},
     "pg-release": {"PG-REL-001", "DRIFT-CHART-002"},
-    "pg-sts": {"PG-REP-001", "RES-PG-001", "PG-POD-001", "PG-DB-001", "PG-CFG-001",
+    "pg-sts": {"PG-REP-001", "RES-PG-001", "RES-NODE-001", "PG-POD-001", "PG-DB-001", "PG-CFG-001",
                "PG-PERSIST-001", "DRIFT-IMG-002", "DRIFT-REPL-002", "DRIFT-RES-002"},
     "pg-svc": {"PG-SVC-001", "DRIFT-SVC-002"},
-    "pg-pvc": {"PG-PVC-001", "PG-PERSIST-001", "DRIFT-PVC-002"},
+    "pg-pvc": {"PG-PVC-001", "PG-PERSIST-001", "DRIFT-PVC-002", "RES-LIFE-001"},
     "pg-secret": {"PG-SEC-001"},
     "be-deploy": {"BE-DEP-001", "BE-RES-001", "BE-PRB-001", "BE-SEC-001", "BE-RDY-001",
-                  "BE-MEM-001", "BE-CRED-001", "BE-MAINT-001", "DRIFT-IMG-003",
+                  "BE-MEM-001", "BE-CRED-001", "BE-MAINT-001", "RES-BE-001", "RES-NODE-001",
+                  "DRIFT-IMG-003",
                   "DRIFT-REPL-003", "DRIFT-RES-003"},
     "be-svc": {"BE-SVC-001", "BE-AUTH-001", "DRIFT-SVC-003"},
     "be-cm": {"BE-CFG-001", "SEC-CM-001"},
@@ -226,7 +228,7 @@ PICTURE_BOXES = {
                   "DP-READ-001"},
     "hygiene": {"SEC-CM-001", "SEC-ENV-001", "SEC-ANN-001", "SEC-LOG-001", "SEC-RPT-001",
                 "NET-POL-001", "NET-CNI-001", "NET-ENF-001", "SEC-PSS-001", "SEC-ACC-001",
-                "SUPPLY-PIN-001", "SUPPLY-SRC-001"},
+                "SUPPLY-PIN-001", "SUPPLY-SRC-001", "SUPPLY-SBOM-001"},
 }
 
 
