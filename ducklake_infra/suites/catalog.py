@@ -282,6 +282,7 @@ class TestRecord:
     warnings: list[str] = field(default_factory=list)
     reason: str = ""          # FAIL/ERROR/NOT_EVALUATED: why
     diagnostics: str = ""     # events, pod statuses, log tails (failures only)
+    figures: dict = field(default_factory=dict)   # measured numbers (a fault's accounting)
 
 
 _current: TestRecord | None = None
@@ -300,6 +301,13 @@ def evidence(*lines: str) -> None:
     """Add evidence lines to the running control test (shown in every report)."""
     if _current is not None:
         _current.evidence.extend(str(x) for x in lines)
+
+
+def figures(**numbers) -> None:
+    """Record measured numbers for the running control test (results.json ``figures``,
+    the HTML report's fault table): numbers, strings, or a mapping of them."""
+    if _current is not None:
+        _current.figures.update(numbers)
 
 
 def warn(message: str) -> None:

@@ -39,6 +39,11 @@ class ControlResult:
     def counts_as_failure(self) -> bool:
         return self.status in (FAIL, ERROR) and not self.exempt_reason
 
+    def figures(self) -> dict:
+        """The tests' measured numbers (one test: its own; several: by test name)."""
+        got = [(t.nodeid.split("::")[-1], t.figures) for t in self.tests if t.figures]
+        return got[0][1] if len(got) == 1 else {name: f for name, f in got}
+
     def evidence(self) -> list[str]:
         out = []
         for t in self.tests:
@@ -107,6 +112,7 @@ def to_json(results: list[ControlResult], meta: dict, redact: Callable[[str], st
             "exempt": bool(r.exempt_reason),
             "exempt_reason": r.exempt_reason or None,
             "evidence": r.evidence(),
+            **({"figures": r.figures()} if r.figures() else {}),
             "remediation": r.control.remediation,
             "tests": [{"nodeid": t.nodeid, "status": t.status, "reason": t.reason or None,
                        "diagnostics": t.diagnostics or None} for t in r.tests],
@@ -168,6 +174,36 @@ def summary_html(results: list[ControlResult], redact: Callable[[str], str]) -> 
         '<h4>By severity</h4><table class="ctl-severity" style="border-collapse:collapse" '
         'border="1" cellpadding="4"><tr><th>severity</th>'
         + "".join(f"<th>{escape(STATUS_LABEL[s])}</th>" for s in STATUS_LABEL) + f"</tr>{sev_rows}</table>")
+
+
+FAULT_COLUMNS = (("sent", "batches sent"), ("acknowledged", "acknowledged"),
+                 ("found_whole", "found whole"), ("lost", "lost"), ("duplicates", "duplicates"),
+                 ("partial", "in part"), ("client_errors", "errors clients saw"),
+                 ("ready_again_s", "Ready again (s)"))
+
+
+def faults_html(results: list[ControlResult], redact: Callable[[str], str]) -> str:
+    """One row per fault the run injected (controls whose tests recorded a ledger)."""
+    rows = []
+    for r in results:
+        f = r.figures()
+        if "acknowledged" not in f:
+            continue
+        cells = []
+        for key, _ in FAULT_COLUMNS:
+            v = f.get(key)
+            if isinstance(v, dict):
+                v = ", ".join(f"{k} x{n}" for k, n in sorted(v.items())) or "none"
+            cells.append(f"<td>{escape(str('-' if v is None else v))}</td>")
+        rows.append(f'<tr><td><a href="#control-{r.control.id}"><code>{r.control.id}</code></a>'
+                    f"</td><td>{escape(str(f.get('fault', '')))}</td><td>{badge(r.status)}</td>"
+                    + "".join(cells) + "</tr>")
+    if not rows:
+        return ""
+    head = "".join(f"<th>{escape(h)}</th>" for _, h in FAULT_COLUMNS)
+    return redact('<h3>Faults injected</h3><table class="ctl-faults" style="border-collapse:'
+                  'collapse" border="1" cellpadding="4"><tr><th>control</th><th>fault</th>'
+                  f'<th>status</th>{head}</tr>' + "".join(rows) + "</table>")
 
 
 def controls_html(results: list[ControlResult], redact: Callable[[str], str]) -> str:

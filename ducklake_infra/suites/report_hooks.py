@@ -201,6 +201,7 @@ def pytest_html_results_summary(prefix, summary, postfix, session):
     if _spec_or_none(config) is not None:
         prefix.append(f'<div class="stack-picture">{_svg(config)}</div>')
     prefix.append(rep.summary_html(results, st.redactor))
+    prefix.append(rep.faults_html(results, st.redactor))
     prefix.append(rep.controls_html(results, st.redactor))
 
 

@@ -3,6 +3,8 @@ on objects, registered like ducklake_infra/suites/checks.py's."""
 
 from __future__ import annotations
 
+import datetime as _dt
+
 from ducklake_infra.provision.spec import StackSpec
 from ducklake_infra.suites.checks.core import CheckInputMissing, _stack_namespaces, check
 from ducklake_infra.suites.objects import Objects, name_of, pod_spec
@@ -88,6 +90,25 @@ def check_lake_maintenance(objs: Objects, spec: StackSpec,
 RETRYABLE = {"503", "429", "409"}
 
 
+def lost_and_partial(batch_rows: int, acked: set[int], found: dict[int, int]
+                     ) -> tuple[list[int], list[int]]:
+    """Acknowledged batches not found whole; batches found in part."""
+    return (sorted(b for b in acked if found.get(b, 0) != batch_rows),
+            sorted(b for b, n in found.items() if n not in (0, batch_rows)))
+
+
+def ledger_figures(batch_rows: int, acked: set[int], sent: int, found: dict[int, int],
+                   duplicates: int, recovery_s: float | None, errors: dict[str, int]) -> dict:
+    """The accounting of one fault as numbers (results.json ``figures``, the HTML report's
+    fault table)."""
+    lost, partial = lost_and_partial(batch_rows, acked, found)
+    return {"batch_rows": batch_rows, "sent": sent, "acknowledged": len(acked),
+            "found_whole": len(acked) - len(lost), "lost": len(lost), "duplicates": duplicates,
+            "partial": len(partial),
+            "client_errors": dict(sorted(errors.items())),
+            "ready_again_s": None if recovery_s is None else round(recovery_s, 1)}
+
+
 def judge_ledger(batch_rows: int, acked: set[int], sent: int, found: dict[int, int],
                  duplicates: int, recovery_s: float | None, errors: dict[str, int],
                  max_recovery_s: float) -> Result:
@@ -95,8 +116,7 @@ def judge_ledger(batch_rows: int, acked: set[int], sent: int, found: dict[int, i
     batch present in part (a commit is all or nothing), no row twice, and the backend
     Ready again in time. ``found``: batch number -> rows of it in the table."""
     problems = []
-    lost = sorted(b for b in acked if found.get(b, 0) != batch_rows)
-    partial = sorted(b for b, n in found.items() if n not in (0, batch_rows))
+    lost, partial = lost_and_partial(batch_rows, acked, found)
     if lost:
         problems.append(f"{len(lost)} acknowledged batch(es) not found whole: {lost[:10]}")
     if partial:
@@ -127,3 +147,21 @@ def judge_ledger(batch_rows: int, acked: set[int], sent: int, found: dict[int, i
              else f"Ready again {recovery_s:.1f}s after the fault")
             if recovery_s is not None else ""]
     return result(problems, [g for g in good if g])
+
+
+def pods_ready_since(pods: list[dict], since: float | None) -> bool:
+    """Every pod Ready and (``since``: an epoch) every container started after it: right
+    after a restart the API still shows the old pods' statuses as they were."""
+    if not pods:
+        return False
+    for p in pods:
+        st = p.get("status") or {}
+        if not any(c.get("type") == "Ready" and c.get("status") == "True"
+                   for c in st.get("conditions") or []):
+            return False
+        for cs in st.get("containerStatuses") or []:
+            at = ((cs.get("state") or {}).get("running") or {}).get("startedAt")
+            if not at or (since is not None and _dt.datetime.fromisoformat(
+                    at.replace("Z", "+00:00")).timestamp() < since - 1):
+                return False
+    return True

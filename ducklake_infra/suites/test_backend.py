@@ -28,6 +28,11 @@ def test_backend_probes(objs, spec):
     verdict(checks.check_backend_probes(objs, spec))
 
 
+@pytest.mark.control("BE-STOP-001")
+def test_backend_drains_before_stopping(objs, spec):
+    verdict(checks.check_backend_drains_before_stopping(objs, spec))
+
+
 @pytest.mark.control("BE-SVC-001")
 def test_backend_service(objs, spec):
     verdict(checks.check_backend_service(objs, spec))

@@ -13,10 +13,11 @@ import uuid
 import pytest
 
 from ducklake_infra.suites import loadgen
-from ducklake_infra.suites.catalog import FAIL, PASS, WARN, CheckError, Result, evidence, verdict
+from ducklake_infra.suites.catalog import (FAIL, PASS, WARN, CheckError, Result, evidence, figures,
+                                           verdict)
 from ducklake_infra.suites.live import PortForward, backend_token, gather
 from ducklake_infra.suites.loadgen import Load
-from ducklake_infra.suites.resilience import judge_ledger
+from ducklake_infra.suites.resilience import judge_ledger, ledger_figures, pods_ready_since
 
 pytestmark = [pytest.mark.cluster, pytest.mark.mutating]
 
@@ -61,7 +62,8 @@ def _fault_mid_stream(objs, spec, runner, cluster, kubectl, kind: str, name: str
 
     ledger, fault = run_load(objs, spec, kubectl, load, delete_pods)
     kubectl("-n", ns, "rollout", "status", f"{kind.lower()}/{name}", "--timeout=180s", timeout=200)
-    judge(objs, spec, runner, cluster, kubectl, load, ledger, fault)
+    judge(objs, spec, runner, cluster, kubectl, load, ledger, fault,
+          f"{kind} {ns}/{name}: pod deleted {load.fault_at_s:.0f}s into the writes")
 
 
 def run_load(objs, spec, kubectl, load: Load, fault_fn) -> tuple[loadgen.Ledger, float]:
@@ -120,10 +122,12 @@ def read_back(objs, spec, runner, cluster, table: str, batch_rows: int) -> tuple
 
 
 def judge(objs, spec, runner, cluster, kubectl, load: Load, ledger: loadgen.Ledger,
-          fault: float) -> None:
+          fault: float, what: str) -> None:
     found, dups = read_back(objs, spec, runner, cluster, load.table, load.batch_rows)
-    verdict(judge_ledger(load.batch_rows, set(ledger.acked), ledger.sent, found, dups,
-                         ledger.recovery_s(fault), ledger.errors, load.max_recovery_s))
+    args = (load.batch_rows, set(ledger.acked), ledger.sent, found, dups,
+            ledger.recovery_s(fault), ledger.errors)
+    figures(fault=what, writers=load.writers, **ledger_figures(*args))
+    verdict(judge_ledger(*args, load.max_recovery_s))
 
 
 # ---- the whole cluster, and the stack's lifecycle ----------------------------------------------
@@ -140,9 +144,11 @@ def _check_statuses(objs, spec, sbom_index) -> dict[str, str]:
             for cid in sorted(checks.CHECKS) if cid not in skip}
 
 
-def _wait_stack_ready(spec, kubectl, deadline: float) -> dict[str, float]:
+def _wait_stack_ready(spec, kubectl, deadline: float, since: float | None = None
+                      ) -> dict[str, float]:
     """Seconds (from now) until the API server answers and each workload of the stack
-    has rolled out again; raises CheckError past ``deadline``."""
+    is Ready again (with ``since``: in containers started after it); CheckError past
+    ``deadline``."""
     start, out = time.monotonic(), {}
     while kubectl("get", "--raw", "/readyz", check=False, timeout=10).returncode != 0:
         if time.time() > deadline:
@@ -150,16 +156,25 @@ def _wait_stack_ready(spec, kubectl, deadline: float) -> dict[str, float]:
         time.sleep(1)
     out["API server"] = time.monotonic() - start
     m, p, b = spec.minio, spec.postgresql, spec.backend
-    for what, ns, ref in (("CoreDNS", "kube-system", "deployment/coredns"),
-                          ("MinIO", m.namespace, f"deployment/{m.fullname}"),
-                          ("PostgreSQL", p.namespace, f"statefulset/{p.fullname}"),
-                          ("backend", b.namespace, f"deployment/{b.deployment}")):
-        left = max(5, int(deadline - time.time()))
-        res = kubectl("-n", ns, "rollout", "status", ref, f"--timeout={left}s", check=False,
-                      timeout=left + 30)
-        if res.returncode != 0:
-            raise CheckError(f"{what} ({ns}/{ref}) was not ready again within "
-                             f"{RESTART_LIMIT_S}s of the restart")
+    for what, ns, kind, name in (("CoreDNS", "kube-system", "Deployment", "coredns"),
+                                 ("MinIO", m.namespace, "Deployment", m.fullname),
+                                 ("PostgreSQL", p.namespace, "StatefulSet", p.fullname),
+                                 ("backend", b.namespace, "Deployment", b.deployment)):
+        while True:
+            res = kubectl("-n", ns, "get", kind.lower(), name, "-o",
+                          "jsonpath={.spec.selector.matchLabels}", check=False, timeout=20)
+            pods = []
+            if res.returncode == 0 and res.stdout.strip():
+                sel = ",".join(f"{k}={v}" for k, v in json.loads(res.stdout).items())
+                got = kubectl("-n", ns, "get", "pods", "-l", sel, "-o", "json", check=False,
+                              timeout=20)
+                pods = json.loads(got.stdout or "{}").get("items", []) if got.returncode == 0 else []
+            if pods_ready_since(pods, since):
+                break
+            if time.time() > deadline:
+                raise CheckError(f"{what} ({ns}/{name}) was not Ready again within "
+                                 f"{RESTART_LIMIT_S}s")
+            time.sleep(1)
         out[what] = time.monotonic() - start
     return out
 
@@ -174,7 +189,7 @@ def test_the_whole_cluster_restarted(objs, spec, runner, cluster, kubectl, sbom_
     ledger, _ = run_load(objs, spec, kubectl, load, lambda: None)
     start = time.time()
     cluster.restart_node()
-    phases = _wait_stack_ready(spec, kubectl, start + RESTART_LIMIT_S)
+    phases = _wait_stack_ready(spec, kubectl, start + RESTART_LIMIT_S, since=start)
     found, dups = read_back(objs, spec, runner, cluster, load.table, load.batch_rows)
     recovery = time.time() - start         # the backend answered a query again
     after = _check_statuses(gather(kubectl, runner, cluster, spec), spec, sbom_index)
@@ -182,8 +197,11 @@ def test_the_whole_cluster_restarted(objs, spec, runner, cluster, kubectl, sbom_
         f"{k} {v:.1f}s" for k, v in phases.items()) + f", backend answering {recovery:.1f}s")
     worse = [f"{cid}: {before[cid]} before the restart, {after.get(cid)} after"
              for cid in before if before[cid] in (PASS, WARN) and after.get(cid) not in (PASS, WARN)]
-    res = judge_ledger(load.batch_rows, set(ledger.acked), ledger.sent, found, dups, recovery,
-                       ledger.errors, RESTART_LIMIT_S)
+    args = (load.batch_rows, set(ledger.acked), ledger.sent, found, dups, recovery, ledger.errors)
+    figures(fault="the kind node's container restarted (whole cluster)", writers=load.writers,
+            **ledger_figures(*args), phases_s={k: round(v, 1) for k, v in phases.items()},
+            checks_worse=len(worse))
+    res = judge_ledger(*args, RESTART_LIMIT_S)
     if worse:
         res = Result(FAIL, ["checks that passed before the restart and not after: "
                             + "; ".join(worse), *res.evidence])
@@ -226,8 +244,10 @@ def test_data_survives_an_upgrade_and_down_then_up(objs, spec, runner, cluster, 
         act()
         _wait_stack_ready(spec, kubectl, time.time() + RESTART_LIMIT_S)
         found, dups = read_back(objs, spec, runner, cluster, load.table, load.batch_rows)
-        res = judge_ledger(load.batch_rows, set(ledger.acked), ledger.sent, found, dups, 0.0,
-                           ledger.errors, RESTART_LIMIT_S)
+        args = (load.batch_rows, set(ledger.acked), ledger.sent, found, dups, None, ledger.errors)
+        figures(fault="helm upgrade (changed values), then down and up", writers=load.writers,
+                **{**ledger_figures(*args), "ready_again_s": None})
+        res = judge_ledger(*args[:5], 0.0, ledger.errors, RESTART_LIMIT_S)
         steps.append(f"after {what} ({time.monotonic() - t0:.1f}s): {res.status}: "
                      + "; ".join(res.evidence[:2]))
         if res.status != PASS:

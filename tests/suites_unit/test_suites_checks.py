@@ -485,3 +485,49 @@ def test_the_ledger_judges_every_way_a_write_can_go_wrong(found, dups, recovery,
         errors["ReadTimeout"] = 2
     res = judge_ledger(20, {0, 1, 2}, 4, found, dups, recovery, errors, max_recovery_s=180)
     assert (res.status == PASS) is ok and any(needle in e for e in res.evidence), res
+
+
+@pytest.mark.parametrize("lifecycle,grace,status,needle", [
+    (None, None, FAIL, "has no preStop pause"),
+    ({"preStop": {"sleep": {"seconds": 1}}}, None, FAIL, "less than the 3s"),
+    ({"preStop": {"sleep": {"seconds": 30}}}, None, FAIL, "not less than the 30s grace"),
+    ({"preStop": {"sleep": {"seconds": 5}}}, 5, FAIL, "not less than the 5s grace"),
+    ({"preStop": {"exec": {"command": ["/bin/sh", "-c", "sleep 5"]}}}, None, PASS, "pauses 5s"),
+    ({"preStop": {"exec": {"command": ["/bin/true"]}}}, None, FAIL, "has no preStop pause"),
+])
+def test_a_backend_that_stops_serving_before_its_endpoint_is_gone_fails(
+        good, spec, lifecycle, grace, status, needle):
+    """BE-STOP-001 (found by RES-BE-001): without a preStop pause, uploads sent to a deleted
+    pod in the moment before its endpoint was removed hung to the client's timeout."""
+    b = spec.backend
+    dep = good.get("Deployment", b.deployment, b.namespace)
+    pod = dep["spec"]["template"]["spec"]
+    c = next(c for c in pod["containers"] if c["name"] == b.container)
+    assert c["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}   # the repository's
+    c.pop("lifecycle")
+    if lifecycle:
+        c["lifecycle"] = lifecycle
+    if grace is not None:
+        pod["terminationGracePeriodSeconds"] = grace
+    res = checks.run("BE-STOP-001", good, spec)
+    assert res.status == status and any(needle in e for e in res.evidence), res.evidence
+
+
+def _pod(ready: bool, started: str | None) -> dict:
+    state = {"running": {"startedAt": started}} if started else {"waiting": {}}
+    return {"status": {"conditions": [{"type": "Ready", "status": str(ready)}],
+                       "containerStatuses": [{"name": "c", "state": state}]}}
+
+
+@pytest.mark.parametrize("pods,since,ok", [
+    ([_pod(True, "2026-11-29T15:00:10Z")], None, True),
+    ([_pod(True, "2026-11-29T15:00:10Z")], 1795964400.0, True),       # 15:00:00 UTC
+    ([_pod(True, "2026-11-29T14:59:00Z")], 1795964400.0, False),      # a status from before
+    ([_pod(False, "2026-11-29T15:00:10Z")], None, False),
+    ([_pod(True, None)], None, False),
+    ([], None, False),
+])
+def test_a_workload_is_ready_again_only_in_containers_started_after_the_restart(pods, since, ok):
+    """RES-NODE-001: right after a node restart the API still shows the old Ready pods."""
+    from ducklake_infra.suites.resilience import pods_ready_since
+    assert pods_ready_since(pods, since) is ok

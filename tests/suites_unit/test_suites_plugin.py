@@ -202,7 +202,8 @@ def test_svg_boxes_come_from_the_controls_and_are_the_same_as_before():
 
 
 # the picture's boxes as they were drawn when svg.py still listed them itself, plus the
-# controls added since (SUPPLY-SBOM-001, RES-BE-001, RES-NODE-001, RES-LIFE-001)
+# controls added since (SUPPLY-SBOM-001, RES-BE-001, RES-NODE-001, RES-LIFE-001,
+# BE-STOP-001)
 PICTURE_BOXES = {
     "minio-release": {"MINIO-REL-001", "MINIO-MODE-001", "DRIFT-CHART-001"},
     "minio-deploy": {"MINIO-MODE-001", "STORE-RWO-001", "RES-MINIO-001", "RES-NODE-001", "MINIO-POD-001",
@@ -218,7 +219,7 @@ PICTURE_BOXES = {
     "pg-pvc": {"PG-PVC-001", "PG-PERSIST-001", "DRIFT-PVC-002", "RES-LIFE-001"},
     "pg-secret": {"PG-SEC-001"},
     "be-deploy": {"BE-DEP-001", "BE-RES-001", "BE-PRB-001", "BE-SEC-001", "BE-RDY-001",
-                  "BE-MEM-001", "BE-CRED-001", "BE-MAINT-001", "RES-BE-001", "RES-NODE-001",
+                  "BE-MEM-001", "BE-CRED-001", "BE-MAINT-001", "RES-BE-001", "RES-NODE-001", "BE-STOP-001",
                   "DRIFT-IMG-003",
                   "DRIFT-REPL-003", "DRIFT-RES-003"},
     "be-svc": {"BE-SVC-001", "BE-AUTH-001", "DRIFT-SVC-003"},
@@ -457,3 +458,41 @@ def test_calls_its_own_check():
         " ".join(c["MINIO-SVC-001"]["evidence"])
     assert c["MINIO-PVC-001"]["status"] == "PASS"
     assert res.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_a_faults_figures_reach_results_json_and_the_html_fault_table(pytester):
+    """Issue 13, item 4: per fault, the numbers (sent, acknowledged, lost, duplicates,
+    errors the clients saw, seconds to Ready again) are data in results.json and a row of
+    the HTML report's fault table; a secret among them is redacted there too."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_ctl='''
+import pytest
+from ducklake_infra.suites.catalog import Result, figures, verdict
+from ducklake_infra.suites.resilience import ledger_figures
+
+@pytest.mark.mutating
+@pytest.mark.control("RES-MINIO-001")
+def test_fault():
+    figures(fault="MinIO pod deleted hunter2-secret-value",
+            **ledger_figures(20, {0, 1, 2}, 4, {0: 20, 1: 20, 2: 20}, 0, 7.25, {"503": 2}))
+    verdict(Result("PASS", ["ok"]))
+
+@pytest.mark.control("MINIO-SVC-001")
+def test_plain():
+    verdict(Result("PASS", ["ok"]))
+''')
+    res = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--report-dir", "out", "--html",
+                                       "out/report.html", "--self-contained-html")
+    assert res.ret == 0, res.stdout.str()[-2000:]
+    doc = json.loads((pytester.path / "out" / "results.json").read_text())
+    ctl = {c["id"]: c for c in doc["controls"]}
+    f = ctl["RES-MINIO-001"]["figures"]
+    assert (f["sent"], f["acknowledged"], f["found_whole"], f["lost"], f["duplicates"]) == \
+        (4, 3, 3, 0, 0)
+    assert f["client_errors"] == {"503": 2} and f["ready_again_s"] == 7.2
+    assert "***" in f["fault"] and "figures" not in ctl["MINIO-SVC-001"]
+    html = (pytester.path / "out" / "report.html").read_text()
+    table = html[html.index("Faults injected"):]
+    table = table[:table.index("</table>")]
+    assert "RES-MINIO-001" in table and "503 x2" in table and "MINIO-SVC-001" not in table
+    assert "hunter2-secret-value" not in html

@@ -36,6 +36,7 @@ from ducklake_infra.suites.checks.backend import (  # noqa: F401
     EXPECTED_CONFIG,
     check_backend_available,
     check_backend_config,
+    check_backend_drains_before_stopping,
     check_backend_non_root,
     check_backend_probes,
     check_backend_resources,

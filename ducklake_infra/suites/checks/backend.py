@@ -7,7 +7,7 @@ from typing import Mapping
 from ducklake_infra.provision.render import backend_config
 from ducklake_infra.provision.spec import StackSpec
 from ducklake_infra.suites.objects import Objects, name_of, pod_spec
-from ducklake_infra.suites.catalog import FAIL, Result, result
+from ducklake_infra.suites.catalog import FAIL, PASS, Result, result
 from ducklake_infra.suites.checks.core import (_literal_credential_env, _backend_container, _backend_deployment, _env_value, _security_and_resources, _services_check, check)
 
 
@@ -88,6 +88,46 @@ def check_backend_probes(objs: Objects, spec: StackSpec) -> Result:
         else:
             good.append(f"{kind}: httpGet {path}")
     return result(problems, good)
+
+
+DRAIN_MIN_S = 3      # time for the endpoint removal to reach every node's forwarding rules
+
+
+def _pre_stop_pause(c: dict) -> int | None:
+    """Seconds the container's preStop hook pauses: a ``sleep`` action, or an exec of
+    ``sleep N``; None when it has none."""
+    pre = (c.get("lifecycle") or {}).get("preStop") or {}
+    if "sleep" in pre:
+        return int((pre["sleep"] or {}).get("seconds", 0))
+    cmd = (pre.get("exec") or {}).get("command") or []
+    words = " ".join(map(str, cmd)).replace(";", " ").split()
+    nums = [int(w) for i, w in enumerate(words) if w.isdigit() and i and words[i - 1].endswith("sleep")]
+    return nums[0] if nums else None
+
+
+@check("BE-STOP-001")
+def check_backend_drains_before_stopping(objs: Objects, spec: StackSpec) -> Result:
+    """A deleted backend pod keeps serving while its endpoint is removed everywhere: a
+    preStop pause of at least DRAIN_MIN_S, inside the termination grace period."""
+    b = spec.backend
+    dep = objs.get("Deployment", b.deployment, b.namespace)
+    c = _backend_container(objs, spec)
+    if dep is None or c is None:
+        return Result(FAIL, [f"no container {b.container} in {b.namespace}/{b.deployment}"])
+    pause = _pre_stop_pause(c)
+    grace = int(dep["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30))
+    if pause is None:
+        return Result(FAIL, [f"container {b.container} has no preStop pause: a deleted pod "
+                             "stops serving while the Service still sends it requests (they "
+                             "are refused, or hang when its address is already gone)"])
+    if pause < DRAIN_MIN_S:
+        return Result(FAIL, [f"preStop pauses {pause}s, less than the {DRAIN_MIN_S}s an "
+                             "endpoint removal takes to reach every node"])
+    if pause >= grace:
+        return Result(FAIL, [f"preStop pauses {pause}s, not less than the "
+                             f"{grace}s grace period: requests in flight are killed"])
+    return Result(PASS, [f"preStop pauses {pause}s, then {grace - pause}s of the {grace}s grace "
+                         "period for requests in flight"])
 
 
 @check("BE-SVC-001")
