@@ -100,7 +100,7 @@ def read_back(objs, spec, runner, cluster, table: str, batch_rows: int) -> tuple
     import httpx
     b = spec.backend
     deadline = time.monotonic() + 120
-    last = ""
+    last, answered = "", False
     while time.monotonic() < deadline:
         try:
             with PortForward(runner, cluster, b.namespace, f"svc/{b.service.name}",
@@ -114,10 +114,13 @@ def read_back(objs, spec, runner, cluster, table: str, batch_rows: int) -> tuple
                 if counts.status_code == 200 and dups.status_code == 200:
                     return ({int(r[0]): int(r[1]) for r in counts.json()["rows"]},
                             int(dups.json()["rows"][0][0]))
-                last = f"{counts.status_code} {counts.text[:200]}"
+                last, answered = f"{counts.status_code} {counts.text[:300]}", True
         except Exception as exc:           # the port-forward or the backend not back yet
-            last = f"{type(exc).__name__}: {exc}"
+            last, answered = f"{type(exc).__name__}: {exc}", False
         time.sleep(3)
+    if answered:    # the backend is up and says the data cannot be read: that is the finding
+        raise AssertionError(f"the backend answers, but table {table} cannot be read back "
+                             f"(its acknowledged rows are lost to readers): {last}")
     raise CheckError(f"could not read table {table} back: {last}")
 
 
