@@ -12,7 +12,7 @@ import pytest
 from ducklake_infra.provision import spec_file
 from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.bundle import nodeimage, pins, sbom
-from unit.sbomcheck import holders, load_valid, named
+from provision.bundle.sbomcheck import holders, load_valid, named
 
 pytestmark = pytest.mark.bundle
 

@@ -16,7 +16,7 @@ import yaml
 from ducklake_infra.provision import spec_file
 from ducklake_infra.provision.spec import StackSpec
 from ducklake_infra.suites.objects import Objects
-from report_schemas import check_written_reports
+from .report_schemas import check_written_reports
 
 ROOT_PW = "r00t-Pa55word-very-long-xyz"
 CATALOG_PW = "catalog-pw-0123456789"
@@ -225,9 +225,9 @@ def pytester(pytester):
 def pytest_collection_modifyitems(config, items):
     """The upstream PolicyReport CRD and SARIF schema may not be committed here (they are
     fetched data): tests that need them run when $DUCKLAKE_INFRA_UPSTREAM_SCHEMAS names a
-    folder holding them (tests/suites_unit/data/README.md), and are deselected, visibly,
+    folder holding them (tests/suites/data/README.md), and are deselected, visibly,
     otherwise."""
-    from report_schemas import upstream_available
+    from .report_schemas import upstream_available
     if upstream_available():
         return
     out = [i for i in items if i.get_closest_marker("upstream_schemas")]
@@ -244,7 +244,7 @@ def pytest_terminal_summary(terminalreporter):
     if _DESELECTED:
         terminalreporter.write_line(
             f"{_DESELECTED[0]} upstream-schema tests not run: set DUCKLAKE_INFRA_UPSTREAM_SCHEMAS "
-            "to a folder with the pinned files (tests/suites_unit/data/README.md)", yellow=True)
+            "to a folder with the pinned files (tests/suites/data/README.md)", yellow=True)
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,9 @@
 """Schema checks of the written report formats (results.json, policyreport.yaml,
-results.sarif), for the conftest's pytester fixture and tests/suites_unit/test_formats.py.
+results.sarif), for the conftest's pytester fixture and tests/suites/test_formats.py.
 
 results.json: the package's own JSON Schema. PolicyReport and SARIF: their upstream
-schemas, found by file name in $DUCKLAKE_INFRA_UPSTREAM_SCHEMAS or tests/suites_unit/data/
-and pinned by sha256 (tests/suites_unit/data/README.md says where each comes from).
+schemas, found by file name in $DUCKLAKE_INFRA_UPSTREAM_SCHEMAS or tests/suites/data/
+and pinned by sha256 (tests/suites/data/README.md says where each comes from).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def require_upstream(name: str) -> Path:
     path = upstream_file(name)
     if path is None:
         pytest.fail(f"upstream schema {name} not found in ${UPSTREAM_ENV} or {DATA} "
-                    "(see tests/suites_unit/data/README.md)")
+                    "(see tests/suites/data/README.md)")
     return path
 
 

@@ -29,7 +29,7 @@ from ducklake_infra.provision.errors import DucklakeInfraError
 from .bundleworld import FakeDocker, World, fake_host
 from .sbomcheck import held_by, holders, load_valid, named, schema_errors
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 BACKEND_LOCK = REPO / "backend" / "uv.lock"
 GO = "go1.26.8"
 

@@ -11,7 +11,7 @@ from ducklake_infra.suites import checks, drift, security
 from ducklake_infra.suites.objects import Objects
 from ducklake_infra.suites.catalog import ERROR, FAIL, PASS, WARN, catalog
 
-# the drift controls have their own conforming stack (test_drift_unit.py: `ok`, with the
+# the drift controls have their own conforming stack (tests/suites/test_drift.py: `ok`, with the
 # values up renders); every other registered check runs on `good` here
 PURE = sorted(c for c in checks.CHECKS if c not in set(drift.CONTROL_IDS.values()))
 

@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator
 from ducklake_infra.provision.bundle import layout
 from ducklake_infra.suites.report import SCHEMA_FILE
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_pytest(*args):

@@ -23,9 +23,9 @@ from ducklake_infra.provision.guard import find_leaks
 from ducklake_infra.suites import formats
 from ducklake_infra.suites import catalog
 from ducklake_infra.suites import report as rep
-from report_schemas import (check_written_reports, policy_report_errors, report_crd,
+from .report_schemas import (check_written_reports, policy_report_errors, report_crd,
                             results_errors, sarif_errors)
-from test_suites_plugin import CONFTEST, ROOT, TESTS
+from .test_plugin import CONFTEST, ROOT, TESTS
 
 pytest_plugins = ["pytester"]
 SECRET = "hunter2-secret-value"        # what CONFTEST registers with the Redactor

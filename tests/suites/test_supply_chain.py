@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import IMAGES, digest
+from .conftest import IMAGES, digest
 from ducklake_infra.provision.bundle import image_digests
 from ducklake_infra.suites import evidence
 from ducklake_infra.suites import supply_chain as sc

@@ -18,7 +18,7 @@ from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.progress import Progress
 from ducklake_infra.provision.runner import Result
 
-from .fakes import Call, FakeRunner
+from ..fakes import Call, FakeRunner
 
 GO_VERSION = "go1.26.8"
 STORAGE_GO = ("package nodeimage\n\nconst defaultStorageManifest = `kind: Deployment\n"
