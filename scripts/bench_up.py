@@ -76,16 +76,16 @@ def timed_up(lay: layout.Layout, spec) -> float:
 def shell_baseline(lay: layout.Layout, spec, tmp: Path) -> tuple[float, int]:
     r = runner_for(lay, dry_run=True)
     c = kind_cluster(lay, spec, r)
-    lines = stack.plan(c, spec, r, Progress(quiet=True))
+    stack.plan(c, spec, r, Progress(quiet=True))
     script = ["set -euo pipefail", "export DOCKER_BUILDKIT=1  # as our runner sets for docker build"]
     steps = 0
-    for i, (argv, line) in enumerate(zip(r.planned, lines)):
-        if line.endswith("# read"):
+    for i, planned in enumerate(r.planned_commands):
+        if planned.read:
             continue  # a plain script does not look before it leaps
-        cmd = " ".join(shlex.quote(a) for a in argv)
-        if i in r.planned_inputs:
+        cmd = planned.shell
+        if planned.input is not None:
             f = tmp / f"stdin-{i}"
-            data = r.planned_inputs[i]
+            data = planned.input
             f.write_bytes(data if isinstance(data, bytes) else data.encode())
             f.chmod(0o600)
             cmd += f" < {shlex.quote(str(f))}"

@@ -18,13 +18,14 @@ Unit tests inject a fake (``FakeRunner`` in ``tests/``) to check command lines.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from ducklake_infra.provision.errors import DucklakeInfraError
 # the guarantees live in provision.guard; re-exported for the runner's callers
@@ -67,6 +68,33 @@ def tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+@dataclass(frozen=True)
+class PlannedCommand:
+    """One command a dry run recorded instead of running (``plan``): its argv, what it
+    would get on stdin (``input``: in memory only, it may hold Secret values), whether it
+    only reads (listed because the cluster is absent), and the names of the objects on
+    its stdin (what a plan may show of them)."""
+    argv: list[str]
+    input: str | bytes | None = None
+    read: bool = False
+    stdin: tuple[str, ...] = ()
+
+    @property
+    def shell(self) -> str:
+        """The command as one shell-quoted line."""
+        return " ".join(shlex.quote(a) for a in self.argv)
+
+    @property
+    def line(self) -> str:
+        if self.read:
+            return f"{self.shell}   # read"
+        return f"{self.shell}   # stdin: {', '.join(self.stdin)}" if self.stdin else self.shell
+
+    def redacted(self, redact: Callable[[str], str]) -> "PlannedCommand":
+        """The same command as a plan shows it: values redacted, no stdin bytes."""
+        return PlannedCommand([redact(a) for a in self.argv], None, self.read, self.stdin)
+
+
 class Runner:
     def __init__(self, *, log_path: Path | None = None, readonly: bool = False,
                  redactor: Redactor | None = None, env: Mapping[str, str] | None = None,
@@ -76,10 +104,21 @@ class Runner:
         self.redactor = redactor or Redactor()
         self.base_env = dict(os.environ if env is None else env)
         self.dry_run = dry_run
-        self.planned: list[list[str]] = []
-        # stdin each planned command would get (kept in memory only: may hold secrets)
-        self.planned_inputs: dict[int, str | bytes] = {}  # index in planned -> stdin
+        self.planned_commands: list[PlannedCommand] = []   # dry run: what would run
         self._log_lock = threading.Lock()
+
+    # -- a dry run's record ------------------------------------------------------
+    def record(self, argv: Sequence[str], *, input: str | bytes | None = None,
+               read: bool = False, stdin: Sequence[str] = ()) -> Result:
+        """Record ``argv`` as planned, not run (an empty success)."""
+        argv = [str(a) for a in argv]
+        self.planned_commands.append(PlannedCommand(argv, input, read, tuple(stdin)))
+        return Result(argv, 0, "", "", 0.0)
+
+    @property
+    def planned(self) -> list[list[str]]:
+        """The argv of each planned command, in order (a view: append with record)."""
+        return [c.argv for c in self.planned_commands]
 
     # -- helpers -----------------------------------------------------------
     def which(self, tool: str) -> str | None:
@@ -126,10 +165,7 @@ class Runner:
         self.check_allowed(argv)
         shown = self.redactor(" ".join(argv))
         if self.dry_run and mutating is not False:
-            if input is not None:
-                self.planned_inputs[len(self.planned)] = input
-            self.planned.append(argv)
-            return Result(argv, 0, "", "", 0.0)
+            return self.record(argv, input=input)
         full_env = self._env(env)
         self._log(f"$ {shown}" + (f"   (cwd={cwd})" if cwd else ""))
         start = time.monotonic()
@@ -170,8 +206,7 @@ class Runner:
         argv = [str(a) for a in argv]
         self.check_allowed(argv)
         if self.dry_run:
-            self.planned.append(argv)
-            return Result(argv, 0, "", "", 0.0)
+            return self.record(argv)
         full_env = self._env(env)
         self._log(f"$ {self.redactor(' '.join(argv))}" + (f"   (cwd={cwd})" if cwd else ""))
         start = time.monotonic()

@@ -13,14 +13,13 @@ from __future__ import annotations
 import copy
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from ducklake_infra.provision import kube, netpol, oci, stack_steps
 from ducklake_infra.provision.cluster import KindCluster, Unreachable
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
 from ducklake_infra.provision.render import BACKEND_IMAGE_KEY, Options, check_charts, image_refs
-from ducklake_infra.provision.runner import CommandError, Result, Runner
+from ducklake_infra.provision.runner import CommandError, PlannedCommand, Runner
 from ducklake_infra.provision.spec import StackSpec
 
 
@@ -121,22 +120,6 @@ def up_summary(spec: StackSpec, cluster, progress: Progress, total: float) -> st
     return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class PlannedCommand:
-    """One command of a plan, redacted: a read listed because the cluster is absent,
-    or what goes on its stdin (names of objects, never their values)."""
-    argv: list[str]
-    shell: str                     # the command as one shell-quoted line
-    read: bool = False
-    stdin: tuple[str, ...] = ()
-
-    @property
-    def line(self) -> str:
-        if self.read:
-            return f"{self.shell}   # read"
-        return f"{self.shell}   # stdin: {', '.join(self.stdin)}" if self.stdin else self.shell
-
-
 def plan(cluster, spec: StackSpec, runner: Runner, progress: Progress,
          opts: Options | None = None) -> list[str]:
     """Every command ``up`` would run, changing nothing, one line each (see
@@ -175,21 +158,9 @@ def plan_commands(cluster, spec: StackSpec, runner: Runner, progress: Progress,
     else:
         ctx = stack_steps.Context(cluster, spec, runner, progress, opts)
     up(cluster, spec, ctx.runner, progress, opts, _ctx=ctx)
-    marks = ctx.read_marks | getattr(ctx.runner, "read_marks", set())
-    out = [PlannedCommand([runner.redactor(a) for a in argv],
-                          runner.redactor(" ".join(_quote(a) for a in argv)),
-                          read=i in marks, stdin=tuple(ctx.stdin.get(i, ())))
-           for i, argv in enumerate(ctx.runner.planned)]
     if ctx.runner is not runner:
-        runner.planned[:] = ctx.runner.planned
-        runner.planned_inputs.clear()
-        runner.planned_inputs.update(ctx.runner.planned_inputs)
-    return out
-
-
-def _quote(arg: str) -> str:
-    import shlex
-    return shlex.quote(arg)
+        runner.planned_commands[:] = ctx.runner.planned_commands
+    return [c.redacted(runner.redactor) for c in runner.planned_commands]
 
 
 class _RecordingRunner(Runner):
@@ -199,17 +170,11 @@ class _RecordingRunner(Runner):
         super().__init__(readonly=base.readonly, redactor=base.redactor, env=base.base_env,
                          dry_run=True)
         self.base = base  # local reads (docker image inspect) still run through it
-        self.read_marks: set[int] = set()
 
     def run(self, argv, *, mutating=None, **kw):  # type: ignore[override]
         argv = [str(a) for a in argv]
         self.check_allowed(argv)
-        if mutating is False:
-            self.read_marks.add(len(self.planned))
-        if kw.get("input") is not None:
-            self.planned_inputs[len(self.planned)] = kw["input"]
-        self.planned.append(argv)
-        return Result(argv, 0, "", "", 0.0)
+        return self.record(argv, input=kw.get("input"), read=mutating is False)
 
 
 def down(cluster, spec: StackSpec, runner: Runner, progress: Progress, *,

@@ -16,7 +16,7 @@ from ducklake_infra.provision.cluster import select_cluster
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
 from ducklake_infra.provision.cli_common import layout_of, make_runner, output_option, print_json
-from ducklake_infra.provision.runner import Runner, require_tools
+from ducklake_infra.provision.runner import PlannedCommand, Runner, require_tools
 from ducklake_infra.provision.spec import StackSpec
 
 
@@ -168,7 +168,7 @@ def check_real_context(args, opts: render.Options, verb: str = "up") -> None:
             "then add --yes")
 
 
-def plan_document(up_cmd: str, cmds: list[stack.PlannedCommand]) -> dict:
+def plan_document(up_cmd: str, cmds: list[PlannedCommand]) -> dict:
     """``plan -o json``: every command (argv, shell line, read or not, the objects on its
     stdin) and the counts."""
     return {"command": up_cmd,

@@ -31,8 +31,6 @@ class Context:
         self.cluster, self.spec, self.runner, self.progress, self.opts = \
             cluster, spec, runner, progress, opts
         self.offline = offline          # plan without a reachable cluster: reads are listed
-        self.read_marks: set[int] = set()
-        self.stdin: dict[int, list[str]] = {}   # plan: index -> objects on its stdin
         self.pushed: list[oci.Pushed] = []
 
     def kubectl(self, *args: str) -> list[str]:
@@ -50,21 +48,22 @@ class Context:
     def read(self, argv: Sequence[str], timeout: float = 60) -> Result | None:
         """A read: runs (even in dry-run), or is only listed when the cluster is absent."""
         if self.offline:
-            self.read_marks.add(len(self.runner.planned))
-            self.runner.planned.append([str(a) for a in argv])
+            self.runner.record(argv, read=True)
             return None
         return self.runner.run(argv, timeout=timeout, check=False, mutating=False)
 
     def apply(self, objects: Sequence[dict], timeout: float = 120) -> None:
-        if self.runner.dry_run:
-            self.stdin[len(self.runner.planned)] = [
-                f"{o['kind']} {o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
-                .replace(" /", " ") for o in objects]
         # Server-side apply: client-side apply would copy every object, Secrets
         # included, into a last-applied-configuration annotation (SEC-ANN-001).
-        self.runner.run(self.kubectl("apply", "--server-side", "--field-manager",
-                                     "ducklake-infra", "--force-conflicts", "-f", "-"),
-                        input=kube.as_list(objects), timeout=timeout, mutating=True)
+        argv = self.kubectl("apply", "--server-side", "--field-manager", "ducklake-infra",
+                            "--force-conflicts", "-f", "-")
+        if self.runner.dry_run:     # a plan names the objects on stdin, never their values
+            self.runner.check_allowed(argv)
+            self.runner.record(argv, input=kube.as_list(objects), stdin=[
+                f"{o['kind']} {o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
+                .replace(" /", " ") for o in objects])
+            return
+        self.runner.run(argv, input=kube.as_list(objects), timeout=timeout, mutating=True)
 
 
 def _get_secret(ctx: Context, name: str, namespace: str) -> dict[str, str] | None:
@@ -241,8 +240,7 @@ def load_images(ctx: Context, refs: Mapping[str, str]) -> str:
         if not ctx.runner.dry_run:
             raise
         # plan: an image that `up` would build first is not there yet
-        ctx.runner.planned.append(["kind", "load", "docker-image", "--name",
-                                   ctx.cluster.name, *images])
+        ctx.runner.record(["kind", "load", "docker-image", "--name", ctx.cluster.name, *images])
         return f"{len(images)} images"
     held = len(images) - len(loaded)
     return (f"loaded {', '.join(loaded)}" if loaded else "none loaded") + \
@@ -280,7 +278,7 @@ def deploy_backend(ctx: Context, image: str) -> str:
         ctx.read(argv)
         return image
     if ctx.runner.dry_run:
-        ctx.runner.planned.append(argv)
+        ctx.runner.record(argv)
         return image
     res = ctx.runner.run(argv, timeout=b.rollout_timeout + 30, check=False, mutating=False)
     if res.returncode != 0:

@@ -64,9 +64,8 @@ class FakeRunner(Runner):
         argv = [str(a) for a in argv]
         self.check_allowed(argv)
         if self.dry_run and mutating is not False:
-            self.planned.append(argv)
             self.calls.append(Call(argv, input, mutating, env, executed=False))
-            return Result(argv, 0, "", "", 0.0)
+            return self.record(argv, input=input)
         self.calls.append(Call(argv, input, mutating, env))
         rule = self._answer(argv)
         rc, out, err = (rule.returncode, rule.stdout, rule.stderr) if rule else (0, "", "")
@@ -77,9 +76,8 @@ class FakeRunner(Runner):
     def run_logged(self, argv, *, timeout=300, env=None, cwd=None) -> Result:
         argv = [str(a) for a in argv]
         if self.dry_run:
-            self.planned.append(argv)
             self.calls.append(Call(argv, None, True, env, executed=False))
-            return Result(argv, 0, "", "", 0.0)
+            return self.record(argv)
         self.calls.append(Call(argv, None, True, env))
         return Result(argv, 0, "", "", 0.0)
 

@@ -121,3 +121,25 @@ def test_failed_reads_are_logged_redacted_once_values_are_known(tmp_path):
         r.run(["sh", "-c", f"cat {tmp_path / 'out.json'}; exit 1"])
     assert find_leaks((tmp_path / "log").read_text(), [value]) == []
     assert find_leaks(str(ei.value), [value]) == []
+
+
+def test_a_planned_command_is_one_record():
+    """Issue 12, item 4: argv, stdin, read or write, and the names on stdin travel
+    together (no lists keyed by position that can drift apart)."""
+    from ducklake_infra.provision.runner import PlannedCommand, Redactor
+    red = Redactor()
+    red.add("s3cr3t-value")
+    r = Runner(dry_run=True, redactor=red)
+    r.run(["kubectl", "apply", "-f", "-"], input="password: s3cr3t-value")
+    r.run_logged(["docker", "build", "."])
+    r.record(["kubectl", "get", "ns"], read=True)
+    r.record(["kubectl", "apply", "--token=s3cr3t-value", "-f", "-"], stdin=["Secret a/b"])
+    first, build, read, named = r.planned_commands
+    assert first == PlannedCommand(["kubectl", "apply", "-f", "-"], "password: s3cr3t-value")
+    assert build.input is None and not build.read
+    assert read.line == "kubectl get ns   # read"
+    shown = named.redacted(red)
+    assert shown.input is None and "s3cr3t-value" not in shown.line
+    assert shown.line.endswith("# stdin: Secret a/b")
+    assert r.planned == [c.argv for c in r.planned_commands]
+    assert not hasattr(r, "planned_inputs")
