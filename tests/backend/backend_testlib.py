@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
 
 PG_USER = "ducklake"
 PG_PASSWORD = "pg-Test-Pw-7f3a9c"  # unique strings: the tests grep logs for them
@@ -47,3 +49,39 @@ def backend_env(pg, s3, **overrides: str) -> dict[str, str]:
     }
     env.update(overrides)
     return env
+
+
+class ServedBackend:
+    """The backend app served by uvicorn on 127.0.0.1:port in a thread (real HTTP);
+    start() returns once /readyz answers 200; stop(), and start() again."""
+
+    def __init__(self, env: dict, port: int):
+        self.env, self.port, self.server, self.thread = env, port, None, None
+
+    def start(self) -> None:
+        import httpx
+        import uvicorn
+        from ducklake_backend.app import create_app
+        from ducklake_backend.config import Settings
+        app = create_app(Settings.from_env(self.env), configure_logs=False)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
+                                                    log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("the backend did not become ready")
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)

@@ -4,45 +4,28 @@ auth, ...), over real HTTP to a real uvicorn serving against PostgreSQL and MinI
 
 from __future__ import annotations
 
-import threading
-import time
 
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, settings
 
-from ducklake_backend.app import create_app
-from ducklake_backend.config import Settings
 
-from backend_testlib import AUTH, backend_env, free_port
+from backend_testlib import AUTH, ServedBackend, backend_env, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.bundle]
 
 @pytest.fixture(scope="module")
 def live_backend(pg_server, minio_server):
-    env = backend_env(pg_server, minio_server, DUCKLAKE_QUERY_TIMEOUT_S="5")
-    app = create_app(Settings.from_env(env), configure_logs=False)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
+    served = ServedBackend(backend_env(pg_server, minio_server, DUCKLAKE_QUERY_TIMEOUT_S="5"),
+                           free_port())
+    served.start()
+    base = served.base
     csv = b"id,name\n" + b"".join(f"{i},n{i}\n".encode() for i in range(10))
     httpx.post(f"{base}/datasets/st.csv", content=csv, headers={"content-type": "text/csv", **AUTH})
     httpx.post(f"{base}/tables/st/ingest", json={"dataset": "st.csv"}, headers=AUTH, timeout=60)
     yield base
-    server.should_exit = True
-    t.join(10)
+    served.stop()
 
 
 def test_backend_conforms_to_its_openapi(live_backend):

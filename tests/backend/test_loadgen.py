@@ -16,45 +16,15 @@ import time
 import httpx
 import psycopg
 import pytest
-import uvicorn
 
-from ducklake_backend.app import create_app
-from ducklake_backend.config import Settings
 from ducklake_infra.suites import loadgen
 from ducklake_infra.suites.resilience import judge_ledger
 
-from backend_testlib import API_TOKEN, AUTH, backend_env, free_port
+from backend_testlib import API_TOKEN, AUTH, ServedBackend, backend_env, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.bundle]
 
 DB = "ducklake_loadgen"
-
-
-class Served:
-    """The backend app on 127.0.0.1:port in a thread; stop() and start() again."""
-
-    def __init__(self, env: dict, port: int):
-        self.env, self.port, self.server, self.thread = env, port, None, None
-
-    def start(self) -> None:
-        app = create_app(Settings.from_env(self.env), configure_logs=False)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("the backend did not become ready")
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +32,7 @@ def served(pg_server, minio_server):
     with psycopg.connect(pg_server.conninfo(), autocommit=True) as con:
         con.execute(f"DROP DATABASE IF EXISTS {DB}")
         con.execute(f"CREATE DATABASE {DB}")
-    s = Served(backend_env(pg_server, minio_server, DUCKLAKE_PG_DB=DB), free_port())
+    s = ServedBackend(backend_env(pg_server, minio_server, DUCKLAKE_PG_DB=DB), free_port())
     s.start()
     yield s
     s.stop()
