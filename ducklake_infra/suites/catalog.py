@@ -16,6 +16,8 @@ them on live objects and hand the result to :func:`verdict`.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 import dataclasses
 import datetime as _dt
 import re
@@ -285,36 +287,40 @@ class TestRecord:
     figures: dict = field(default_factory=dict)   # measured numbers (a fault's accounting)
 
 
-_current: TestRecord | None = None
+# the control test running now (set by the plugin around each test): what evidence(),
+# figures(), warn() and verdict() write to
+_running: ContextVar[TestRecord | None] = ContextVar("ducklake_infra_running_test", default=None)
 
 
 def set_current(rec: TestRecord | None) -> None:
-    global _current
-    _current = rec
+    _running.set(rec)
 
 
 def current() -> TestRecord | None:
-    return _current
+    return _running.get()
 
 
 def evidence(*lines: str) -> None:
     """Add evidence lines to the running control test (shown in every report)."""
-    if _current is not None:
-        _current.evidence.extend(str(x) for x in lines)
+    rec = current()
+    if rec is not None:
+        rec.evidence.extend(str(x) for x in lines)
 
 
 def figures(**numbers) -> None:
     """Record measured numbers for the running control test (results.json ``figures``,
     the HTML report's fault table): numbers, strings, or a mapping of them."""
-    if _current is not None:
-        _current.figures.update(numbers)
+    rec = current()
+    if rec is not None:
+        rec.figures.update(numbers)
 
 
 def warn(message: str) -> None:
     """Record a WARN for the running control test without failing it."""
-    if _current is None:
+    rec = current()
+    if rec is None:
         raise RuntimeError("warn() called outside a control test")
-    _current.warnings.append(str(message))
+    rec.warnings.append(str(message))
 
 
 def verdict(res: Result) -> Result:
@@ -322,8 +328,9 @@ def verdict(res: Result) -> Result:
     warning and returns, FAIL raises AssertionError, ERROR raises CheckError.
     A result of another control than the test's marker is an ERROR: reported under the
     marker's id, it would certify a control nobody checked."""
-    if _current is not None and res.control and res.control != _current.control.id:
-        raise CheckError(f"this test is marked {_current.control.id} but evaluated check "
+    rec = current()
+    if rec is not None and res.control and res.control != rec.control.id:
+        raise CheckError(f"this test is marked {rec.control.id} but evaluated check "
                          f"{res.control}: fix the test's marker or the check it calls")
     evidence(*res.evidence)
     if res.status == FAIL:

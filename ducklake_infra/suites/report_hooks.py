@@ -215,31 +215,25 @@ def pytest_html_results_table_header(cells):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_html_results_table_row(report, cells):
-    config = _CONFIG[0]
-    rec = _state(config).records.get(report.nodeid) if config else None
-    if rec is None:
+    # the control, its severity and status travel on the report (user properties the
+    # plugin sets at collection and in makereport; the last "status" wins)
+    props = dict(report.user_properties)
+    cid, severity = props.get("control_id"), props.get("severity")
+    if cid is None or severity not in rep.SEVERITY_ORDER:
         cells[1:1] = ['<td class="col-control"></td>', '<td class="col-severity"></td>',
                       '<td class="col-status"></td>']
         return
-    exempt = any(k == "exempt" for k, _ in report.user_properties)
+    status = props.get("status", catalog.NOT_RUN)
     # a hidden rank first: severity sorts critical..low, status worst first
-    cells[1:1] = [f'<td class="col-control">{rec.control.id}</td>',
-                  f'<td class="col-severity">{_rank(rep.SEVERITY_ORDER[rec.control.severity])}'
-                  f"{rec.control.severity}</td>",
-                  f'<td class="col-status">{_rank(catalog.rank(rec.status))}'
-                  f"{rep.badge(rec.status, exempt)}</td>"]
+    cells[1:1] = [f'<td class="col-control">{escape(cid)}</td>',
+                  f'<td class="col-severity">{_rank(rep.SEVERITY_ORDER[severity])}'
+                  f"{escape(severity)}</td>",
+                  f'<td class="col-status">{_rank(catalog.rank(status))}'
+                  f"{rep.badge(status, 'exempt' in props)}</td>"]
 
 
 def _rank(n: int) -> str:
     return f'<span hidden class="sort-rank">{n}</span>'
-
-
-_CONFIG: list = [None]
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionstart(session):
-    _CONFIG[0] = session.config
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -106,6 +106,26 @@ def test_statuses_are_distinct_and_reported(run, pytester):
         assert k in c["MINIO-SVC-001"]
 
 
+def test_the_html_rows_carry_control_severity_and_status(run, pytester):
+    """pytest-html's result rows get the control, its severity and its status from the
+    report itself (no module state): each row of a control test names them."""
+    import html as _html
+    run()
+    page = (pytester.path / "out" / "report.html").read_text()
+    blob = re.search(r'data-jsonblob="([^"]*)"', page).group(1)
+    tests = json.loads(_html.unescape(blob))["tests"]
+    rows = {nodeid.split("[")[-1].rstrip("]"): "".join(runs[-1]["resultsTableRow"])
+            for nodeid, runs in tests.items()}
+    for cid, severity, status in (("MINIO-SVC-001", "high", "PASS"),
+                                  ("MINIO-SEC-002", "critical", "FAIL"),
+                                  ("PG-CFG-001", "medium", "WARN"),
+                                  ("BE-RDY-001", "critical", "ERROR")):
+        row = rows[cid]
+        assert f'<td class="col-control">{cid}</td>' in row, row
+        assert f"</span>{severity}</td>" in row and f'data-status="{status}"' in row, row
+    assert '<td class="col-control"></td>' in rows["test_ctl.py::test_not_a_control"]
+
+
 def test_secret_values_are_redacted_everywhere(run, pytester):
     res = run()
     assert "hunter2-secret-value" not in res.stdout.str()
