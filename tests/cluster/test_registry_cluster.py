@@ -244,9 +244,11 @@ def test_every_pod_runs_a_digest_reference_pulled_from_the_registry(first_up, re
 def test_conformance_suites_pass_against_the_registry_cluster(first_up, reg_cluster,
                                                               pytestconfig, tmp_path):
     assert first_up["res"].returncode == 0
+    # the fault suite is judged on the main kind cluster (about 2.5 min); here the point is
+    # what pulling from a registry changes
     argv = [sys.executable, "-m", "pytest", "ducklake_infra/suites", f"--cluster={reg_cluster['context']}",
             f"--kubeconfig={reg_cluster['kubeconfig']}", "--report-dir", str(tmp_path / "reports"),
-            "-q", "-p", "no:cacheprovider"]
+            "--ignore=ducklake_infra/suites/test_resilience.py", "-q", "-p", "no:cacheprovider"]
     start = time.monotonic()
     res = subprocess.run(argv, capture_output=True, text=True, timeout=3600, cwd=ROOT,
                          env=_env(pytestconfig))
