@@ -3,7 +3,10 @@
 
 On a running stack (default: the kind cluster of the spec, context kind-<name>):
 
-  A. ``pytest --cluster=CONTEXT --readonly`` from an empty directory (the audit, whole)
+  A. ``pytest --cluster=CONTEXT --readonly`` from an empty directory (the audit, whole),
+     run by the installed auditor (``scripts/auditor_venv.py``: the wheel in a venv of its
+     own, as users get it) and, for comparison, by the development venv (whose dev
+     plugins -- schemathesis, hypothesis, testinfra -- load at every pytest start)
   B. the read floor: one ``kubectl get <every kind the audit reads> -o json`` per stack
      namespace plus ``helm list``, sequentially (what any audit of these objects must read)
   C. the process floor: ``python -c "import pytest, ducklake_infra.pytest_plugin"``
@@ -31,6 +34,9 @@ from ducklake_infra.provision import spec_file  # noqa: E402
 from ducklake_infra.provision.bundle import layout  # noqa: E402
 from ducklake_infra.suites.live import GATHER_KINDS, stack_namespaces  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "scripts"))
+import auditor_venv  # noqa: E402
+
 
 def timed(argv: list[str], cwd: Path | None = None, env: dict | None = None) -> float:
     start = time.monotonic()
@@ -57,20 +63,26 @@ def main() -> int:
                    for ns in stack_namespaces(spec)]
     floor_reads.append(["helm", "--kubeconfig", args.kubeconfig, "--kube-context", args.context,
                         "list", "-A", "-o", "json"])
-    py = str(ROOT / ".venv" / "bin" / "python")
-    audit, reads, proc = [], [], []
+    audit, dev, reads, proc = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
+        venv = auditor_venv.build(Path(tmp) / "auditor")
+        py = str(venv / "bin" / "python")
+        empty = Path(tmp) / "empty"
+        empty.mkdir()
         for _ in range(args.runs):
-            audit.append(timed([str(ROOT / ".venv" / "bin" / "pytest"), f"--cluster={args.context}",
-                                f"--kubeconfig={args.kubeconfig}", "--readonly", "-q",
-                                "-p", "no:cacheprovider"], cwd=Path(tmp), env=env))
+            for bin_dir, out in ((venv / "bin", audit), (ROOT / ".venv" / "bin", dev)):
+                out.append(timed([str(bin_dir / "pytest"), f"--cluster={args.context}",
+                                  f"--kubeconfig={args.kubeconfig}", "--readonly", "-q",
+                                  "-p", "no:cacheprovider", f"--report-dir={tmp}/reports"],
+                                 cwd=empty, env=env))
             reads.append(sum(timed(a, env=env) for a in floor_reads))
             proc.append(timed([py, "-c", "import pytest, ducklake_infra.pytest_plugin"], env=env))
-    a, b, c = (statistics.median(x) for x in (audit, reads, proc))
-    print(f"A audit (pytest --readonly, whole)   {a:6.2f} s   runs: {', '.join(f'{x:.2f}' for x in audit)}")
-    print(f"B read floor (kubectl + helm)        {b:6.2f} s")
-    print(f"C process floor (python + imports)   {c:6.2f} s")
-    print(f"A/B = {a / b:.2f}   A/(B+C) = {a / (b + c):.2f}")
+    a, d, b, c = (statistics.median(x) for x in (audit, dev, reads, proc))
+    print(f"A audit, installed (pytest --readonly) {a:6.2f} s   runs: {', '.join(f'{x:.2f}' for x in audit)}")
+    print(f"  the same from the dev venv           {d:6.2f} s   runs: {', '.join(f'{x:.2f}' for x in dev)}")
+    print(f"B read floor (kubectl + helm)          {b:6.2f} s")
+    print(f"C process floor (python + imports)     {c:6.2f} s")
+    print(f"A/B = {a / b:.2f}   A/(B+C) = {a / (b + c):.2f}   dev/A = {d / a:.2f}")
     return 0
 
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import re
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -35,23 +33,14 @@ def _run(argv, **kw) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """A venv holding only the built wheel and its runtime dependencies."""
-    uv = shutil.which("uv")
-    assert uv, "uv is not on PATH (scripts/bootstrap.sh installs it)"
-    work = tmp_path_factory.mktemp("wheel")
-    res = _run([uv, "build", "--wheel", "--out-dir", str(work / "dist"), str(ROOT)], timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    wheels = list((work / "dist").glob("ducklake_infra-*.whl"))
-    assert len(wheels) == 1, wheels
-    res = _run([uv, "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project",
-                "--no-emit-workspace", "-o", str(work / "constraints.txt")], cwd=ROOT, timeout=120)
-    assert res.returncode == 0, res.stderr[-2000:]
-    venv = work / "venv"
-    res = _run([uv, "venv", "-q", str(venv), "--python", sys.executable], timeout=120)
-    assert res.returncode == 0, res.stderr[-2000:]
-    res = _run([uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
-                "-c", str(work / "constraints.txt"), str(wheels[0])], timeout=900)
-    assert res.returncode == 0, res.stderr[-2000:]
-    return venv
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("auditor_venv", ROOT / "scripts" / "auditor_venv.py")
+    auditor_venv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(auditor_venv)
+    try:
+        return auditor_venv.build(tmp_path_factory.mktemp("wheel"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 def _env(venv: Path) -> dict:
