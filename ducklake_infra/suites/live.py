@@ -37,6 +37,17 @@ def images_loaded(cluster, spec: StackSpec) -> bool:
     return bool(cluster.is_kind or getattr(cluster, "context", "") == f"kind-{spec.kind_cluster}")
 
 
+def _import_api_client_meanwhile() -> None:
+    """The Kubernetes API client (the data-plane reads and AUDIT-PRIV-001 use it) takes
+    about half a second to import; import it while the reads below wait on kubectl. A
+    later ``import kubernetes.client`` waits for this one (the import lock) or finds it
+    done."""
+    import importlib
+    import threading
+    threading.Thread(target=importlib.import_module, args=("kubernetes.client",),
+                     name="import-kubernetes-client", daemon=True).start()
+
+
 def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool = False,
            log_lines: int = 2000) -> Objects:
     """Everything the pure checks read, from the live cluster."""
@@ -47,6 +58,7 @@ def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool
     # (runner: sensitive), and their values registered with the Redactor before any
     # other output can reach a log, an error or a report.
     runner.redactor.allow(*spec.public_names())
+    _import_api_client_meanwhile()
     secret_reads = _parallel([
         lambda ns=ns: kubectl("-n", ns, "get", "secrets", "-o", "json", timeout=120,
                               check=False, sensitive=True) for ns in namespaces])
