@@ -135,7 +135,7 @@ def judge_ledger(batch_rows: int, acked: set[int], sent: int, found: dict[int, i
         problems.append("clients saw answers that are neither clear nor retryable: " +
                         ", ".join(f"{k} x{v}" for k, v in sorted(unclear.items())) +
                         " (expected 503/429/409, never a 500 or a hang)")
-    unacked_present = sorted(b for b in range(sent) if b not in acked and found.get(b))
+    unacked_present = sorted(b for b, n in found.items() if b not in acked and n)
     good = [f"{sent} batch(es) of {batch_rows} rows sent, {len(acked)} acknowledged, "
             f"{len(acked) - len(lost)} acknowledged found whole, lost 0" if not lost else
             f"{sent} batch(es) sent, {len(acked)} acknowledged",

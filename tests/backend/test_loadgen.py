@@ -72,8 +72,9 @@ def test_the_ledger_is_what_the_lake_holds(served):
     found, dups = rows_per_batch(served.port, load.table, load.batch_rows)
     assert ledger.errors == {} and ledger.ready and ledger.last_not_ready is None
     assert len(ledger.acked) >= 6 and 0 in ledger.acked
-    # three writers, disjoint batches: every number below `sent` was tried once
+    # three writers, disjoint batches; no error: every batch sent was acknowledged and is there
     assert set(found) == set(ledger.acked) and all(n == 10 for n in found.values()), found
+    assert ledger.sent == len(ledger.acked), ledger
     res = judge_ledger(10, set(ledger.acked), ledger.sent, found, dups, 0.0, ledger.errors, 10)
     assert res.status == "PASS", res.evidence
 
