@@ -111,6 +111,9 @@ class KindCluster:
     containerd_patches: tuple[str, ...] = ()
     is_kind: bool = True
     owned: bool = field(default=False, init=False)
+    # what the node's runtime said of each image load_images looked at (crictl status),
+    # so that image_digests does not ask again
+    node_images: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
     def context(self) -> str:
@@ -204,6 +207,8 @@ class KindCluster:
         if missing:
             self.runner.run(["kind", "load", "docker-image", "--name", self.name, *missing],
                             timeout=900)
+            for i in missing:          # loaded now: what the node holds has changed
+                self.node_images.pop(i, None)
         return missing
 
     def image_digests(self, images: list[str]) -> list[tuple[str, str, str]]:
@@ -212,7 +217,8 @@ class KindCluster:
         ``import-<date>@sha256:<manifest>``); images without one report their ID."""
         out = []
         for ref in images:
-            st = self.node_image_status(ref) or {}
+            st = (self.node_images[ref] if ref in self.node_images
+                  else self.node_image_status(ref)) or {}
             for rd in st.get("repoDigests") or []:
                 digest = str(rd).rpartition("@")[2]
                 if st.get("id") and digest.startswith("sha256:"):
@@ -224,7 +230,8 @@ class KindCluster:
         if want is None:
             raise DucklakeInfraError(f"image {image} is not in the local Docker engine; "
                                      "run: ducklake-infra bundle build")
-        return (self.node_image_status(image) or {}).get("id") == want
+        self.node_images[image] = self.node_image_status(image)
+        return (self.node_images[image] or {}).get("id") == want
 
     def node_image_status(self, image: str) -> dict | None:
         """What the node's runtime holds under ``image`` (``crictl inspecti`` status: id,

@@ -468,3 +468,12 @@ def test_plan_records_nothing(spec, progress, fake_layout):
     r.dry_run = True
     stack.plan(_kind(r, spec), spec, r, progress, _opts(fake_layout))
     assert not (fake_layout.sbom / "digests.json").exists()
+
+
+def test_up_asks_the_node_about_each_image_once(spec, progress, fake_layout):
+    """load_images' crictl answers serve the provenance step too (one docker exec per
+    image, not two)."""
+    r = existing_runner(spec, fake_layout)
+    stack.up(_kind(r, spec), spec, r, progress, _opts(fake_layout))
+    asked = [c.argv[-1] for c in r.executed(r"crictl inspecti")]
+    assert asked and len(asked) == len(set(asked)), asked
