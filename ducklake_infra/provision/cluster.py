@@ -168,9 +168,11 @@ class KindCluster:
                              "--kubeconfig", str(self.kubeconfig)], timeout=300)
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         config = self.config_path or self.write_default_config()
+        # No --wait: kind returns once kubeadm's API server answers (kind applies the CNI
+        # and the StorageClass through it); the node turns Ready about 19 s later, and
+        # everything up does next needs only the API server (Helm waits for its pods).
         argv = ["kind", "create", "cluster", "--name", self.name, "--image", self.node_image,
-                "--kubeconfig", str(self.kubeconfig), "--wait", f"{int(self.create_timeout)}s",
-                "--retain", "--config", str(config)]
+                "--kubeconfig", str(self.kubeconfig), "--retain", "--config", str(config)]
         try:
             self.runner.run(argv, timeout=self.create_timeout + 120)
         except CommandError as exc:

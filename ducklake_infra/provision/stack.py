@@ -59,26 +59,50 @@ def up(cluster, spec: StackSpec, runner: Runner, progress: Progress,
     refs = image_refs(spec, opts)
     if not runner.dry_run:
         check_charts(spec, opts)
-    if cluster.is_kind and opts.registry is None and not runner.dry_run:
-        # the backend image builds while the kind cluster starts: neither needs the
-        # other, and both take a while on a cold run (a plan keeps its order instead)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backend-image") as pool:
+    overlap = cluster.is_kind and opts.registry is None and not runner.dry_run
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backend-image") as pool:
+        loading = None
+        if overlap:
+            # the backend image builds while the kind cluster starts, then loads into the
+            # node while the namespaces, Secrets and Helm releases go in: only the backend
+            # Deployment needs it (a plan keeps the sequential order instead)
             built = pool.submit(_step, progress, "backend image",
                                 stack_steps.build_backend_image, ctx, refs)
             _step(progress, "cluster", stack_steps.ensure_cluster, ctx)
             built.result()
-        _step(progress, "load images into kind", stack_steps.load_images, ctx, refs)
-    else:
-        _step(progress, "cluster", stack_steps.ensure_cluster, ctx)
-        if opts.registry is not None:
-            _step(progress, "backend image", stack_steps.build_backend_image, ctx, refs)
-            _step(progress, f"push images to {opts.registry.base}", stack_steps.push_images,
-                  ctx, refs)
-        elif cluster.is_kind:
-            _step(progress, "backend image", stack_steps.build_backend_image, ctx, refs)
-            _step(progress, "load images into kind", stack_steps.load_images, ctx, refs)
-    if not runner.dry_run and (cluster.is_kind or opts.registry is not None):
-        _step(progress, "provenance (SBOM, digests)", stack_steps.record_provenance, ctx, refs)
+            loading = pool.submit(_load_and_record, progress, ctx, refs)
+        else:
+            _step(progress, "cluster", stack_steps.ensure_cluster, ctx)
+            if opts.registry is not None:
+                _step(progress, "backend image", stack_steps.build_backend_image, ctx, refs)
+                _step(progress, f"push images to {opts.registry.base}",
+                      stack_steps.push_images, ctx, refs)
+            elif cluster.is_kind:
+                _step(progress, "backend image", stack_steps.build_backend_image, ctx, refs)
+                _step(progress, "load images into kind", stack_steps.load_images, ctx, refs)
+            if not runner.dry_run and (cluster.is_kind or opts.registry is not None):
+                _step(progress, "provenance (SBOM, digests)", stack_steps.record_provenance,
+                      ctx, refs)
+        _install_cluster_objects(ctx, refs)
+        if loading is not None:
+            loading.result()
+    with progress.step("backend deployment") as info:
+        info["note"] = stack_steps.deploy_backend(ctx, refs[BACKEND_IMAGE_KEY])
+    if not runner.dry_run:
+        progress.say(up_summary(spec, cluster, progress, time.monotonic() - start))
+    return refs
+
+
+def _load_and_record(progress: Progress, ctx: stack_steps.Context, refs) -> None:
+    _step(progress, "load images into kind", stack_steps.load_images, ctx, refs)
+    _step(progress, "provenance (SBOM, digests)", stack_steps.record_provenance, ctx, refs)
+
+
+def _install_cluster_objects(ctx: stack_steps.Context, refs) -> None:
+    """Namespaces, Secrets, NetworkPolicies, the pull secret and the Helm releases: what
+    needs only the API server (not the backend image, not a Ready node: Helm waits for
+    its pods)."""
+    progress, runner, opts, spec = ctx.progress, ctx.runner, ctx.opts, ctx.spec
     with progress.step("namespaces") as info:
         info["note"] = stack_steps.ensure_namespaces(ctx)
     with progress.step("secrets") as info:
@@ -93,15 +117,10 @@ def up(cluster, spec: StackSpec, runner: Runner, progress: Progress,
     if opts.registry is not None and not runner.dry_run:
         with progress.step("images in the registry") as info:
             oci.verify_present(runner, opts.registry,
-                             {k: refs[k] for k in stack_steps.cluster_image_keys(spec)})
+                               {k: refs[k] for k in stack_steps.cluster_image_keys(spec)})
             info["note"] = "all present by digest"
     with progress.step("helm releases (parallel)") as info:
         info["note"] = stack_steps.install_releases(ctx, refs)
-    with progress.step("backend deployment") as info:
-        info["note"] = stack_steps.deploy_backend(ctx, refs[BACKEND_IMAGE_KEY])
-    if not runner.dry_run:
-        progress.say(up_summary(spec, cluster, progress, time.monotonic() - start))
-    return refs
 
 
 def up_summary(spec: StackSpec, cluster, progress: Progress, total: float) -> str:

@@ -97,12 +97,17 @@ def test_up_on_fresh_kind_runs_every_phase(spec, progress, fake_layout):
 
     rollout = r.executed(r"rollout status deployment/ducklake-backend -n ducklake")
     assert len(rollout) == 1
-    # order: cluster and image side by side, then load, namespaces, secrets, helm, backend
+    # order: cluster and image side by side; then the load beside namespaces, secrets and
+    # helm (they need the API server only); the backend last, after both
     first = {k: next(i for i, c in enumerate(r.calls) if k in c.line)
              for k in ("kind create", "docker build", "kind load", "get namespaces",
                        "get secret", "upgrade --install", "rollout status")}
-    order = list(first.values())
-    assert max(order[:2]) < order[2] and order[2:] == sorted(order[2:])
+    assert max(first["kind create"], first["docker build"]) < first["kind load"]
+    api = [first[k] for k in ("get namespaces", "get secret", "upgrade --install")]
+    assert first["kind create"] < api[0] and api == sorted(api)
+    assert max(first["kind load"], *api) < first["rollout status"]
+    # the node turns Ready while those run: kind does not wait for it
+    assert "--wait" not in r.executed(r"^kind create cluster")[0].argv
 
 
 def test_up_generates_secrets_only_on_stdin_and_redacts_them(spec, progress, fake_layout):

@@ -498,10 +498,10 @@ class Lake:
                 # the snapshot this connection committed (another replica may have
                 # committed since: the catalog's current snapshot is not ours)
                 snapshot = int(cur.execute(f"SELECT id FROM {CATALOG}.last_committed_snapshot()").fetchone()[0])
-                if mode == "create" or not inserted:
-                    rows = int(cur.execute(f"SELECT count(*) FROM {target} AT (VERSION => {snapshot})").fetchone()[0])
-                else:
+                if inserted:    # both CREATE TABLE AS and INSERT answer with the row count
                     rows = int(inserted[0])
+                else:
+                    rows = int(cur.execute(f"SELECT count(*) FROM {target} AT (VERSION => {snapshot})").fetchone()[0])
                 return {"table": table, "dataset": dataset, "mode": mode, "rows_ingested": rows, "snapshot_id": snapshot}
             finally:
                 cur.close()
