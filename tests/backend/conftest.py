@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -143,11 +144,10 @@ class MinioServer:
         return Minio(self.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False)
 
 
-@pytest.fixture(scope="session")
-def minio_server(tmp_path_factory) -> Iterator[MinioServer]:
+@contextmanager
+def running_minio(data: Path, log_path: Path) -> Iterator[MinioServer]:
+    """A MinIO server on ``data`` with the raw and lake buckets, stopped on exit."""
     binary = minio_binary()
-    data = tmp_path_factory.mktemp("minio-data")
-    log_path = tmp_path_factory.mktemp("minio-log") / "minio.log"
     port, console = free_port(), free_port()
     env = dict(os.environ, MINIO_ROOT_USER=S3_ACCESS_KEY, MINIO_ROOT_PASSWORD=S3_SECRET_KEY,
                MINIO_BROWSER="off", MINIO_UPDATE="off", CI="true")
@@ -179,6 +179,44 @@ def minio_server(tmp_path_factory) -> Iterator[MinioServer]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def minio_server(tmp_path_factory) -> Iterator[MinioServer]:
+    with running_minio(tmp_path_factory.mktemp("minio-data"),
+                       tmp_path_factory.mktemp("minio-log") / "minio.log") as server:
+        yield server
+
+
+SMALL_VOLUME_MIB = 64
+
+
+@dataclass
+class SmallVolume:
+    path: Path
+    server: MinioServer
+
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.path)
+        return st.f_bavail * st.f_frsize
+
+
+@pytest.fixture(scope="module")
+def small_minio(tmp_path_factory) -> Iterator[SmallVolume]:
+    """MinIO on a size-limited filesystem of its own (a 64 MiB tmpfs, mounted here): a
+    volume that fills up without ever filling the machine's disk. Needs root (CI is);
+    without it the test FAILS, it does not skip."""
+    mnt = tmp_path_factory.mktemp("minio-small")
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SMALL_VOLUME_MIB}m,mode=0700",
+                          "ducklake-test-small", str(mnt)], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise AssertionError(f"cannot mount a {SMALL_VOLUME_MIB} MiB tmpfs for MinIO "
+                             f"(the full-volume test needs root): {res.stderr.strip()}")
+    try:
+        with running_minio(mnt, tmp_path_factory.mktemp("minio-small-log") / "minio.log") as server:
+            yield SmallVolume(mnt, server)
+    finally:
+        subprocess.run(["umount", "--lazy", str(mnt)], capture_output=True)
 
 
 # --------------------------------------------------------------------------- the backend

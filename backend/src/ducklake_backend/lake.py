@@ -218,9 +218,23 @@ CATALOG_GONE = ("server closed the connection unexpectedly", "terminating connec
                 "could not connect to server", "connection refused", "no connection to the server")
 
 
+# what MinIO (and S3) answer when the volume under the bucket is full: HTTP 507
+STORAGE_FULL = ("xminiostoragefull", "insufficient storage", "http code 507")
+
+
+def storage_full(text: str) -> bool:
+    return any(m in text.lower() for m in STORAGE_FULL)
+
+
 def client_error_from_duckdb(exc: duckdb.Error) -> ApiError:
     """Map a DuckDB error raised while running client-supplied input to an HTTP error."""
     message = redact(str(exc))
+    if storage_full(message):
+        # a write refused by a full volume: retryable once space is freed; the
+        # transaction was rolled back, so nothing of it is visible
+        return Unavailable("object storage is full: the data files could not be written and "
+                           "nothing was committed; free space (delete objects, grow the volume) "
+                           f"and retry. {message}")
     if isinstance(exc, duckdb.CatalogException):
         return NotFound(message)
     if isinstance(exc, duckdb.IOException | duckdb.HTTPException):
@@ -421,6 +435,10 @@ class Lake:
         try:
             result = self.s3.put_object(self.settings.raw_bucket, name, data, length, content_type=content_type)
         except S3Error as exc:
+            if storage_full(exc.code or ""):
+                raise Unavailable(f"object storage is full ({exc.code}): upload to s3://"
+                                  f"{self.settings.raw_bucket}/{name} refused; free space (delete "
+                                  "objects, grow the volume) and retry") from None
             raise Unavailable(f"upload to s3://{self.settings.raw_bucket}/{name} failed: {exc.code}") from None
         except Exception as exc:  # noqa: BLE001
             raise Unavailable(f"upload to object storage failed: {redact(str(exc))}") from None
