@@ -149,6 +149,27 @@ def judge_ledger(batch_rows: int, acked: set[int], sent: int, found: dict[int, i
     return result(problems, [g for g in good if g])
 
 
+def judge_full_volume(ledger: Result, errors: dict[str, int], again_s: float,
+                      before_again: dict[str, int], undo_errors: list[str]) -> Result:
+    """RES-DISK-001: the ledger's verdict (:func:`judge_ledger`: nothing lost or in part,
+    every refusal clear and retryable), plus: the full volume refused writes at all (else
+    the fault did not bite), and the stack went back to its own volume and catalog."""
+    problems = list(ledger.evidence) if ledger.status != PASS else []
+    refused = errors.get("503", 0)
+    if not refused:
+        problems.append("no write was refused while the volume was full: the fault did not "
+                        f"bite (errors: {errors or 'none'})")
+    if undo_errors:
+        problems.append("the stack could not be moved back to its own volume and catalog: "
+                        + "; ".join(undo_errors))
+    evidence = [f"{refused} write(s) refused with 503 while the volume was full",
+                f"writes accepted again {again_s:.1f}s after space was freed (answers "
+                f"before: {', '.join(f'{k} x{v}' for k, v in before_again.items()) or 'none'})",
+                *([] if undo_errors else ["the stack moved back to its own volume and catalog"]),
+                *([] if problems else ledger.evidence)]
+    return Result(FAIL, problems + evidence) if problems else Result(PASS, evidence)
+
+
 def pods_ready_since(pods: list[dict], since: float | None) -> bool:
     """Every pod Ready and (``since``: an epoch) every container started after it: right
     after a restart the API still shows the old pods' statuses as they were."""

@@ -12,12 +12,13 @@ import uuid
 
 import pytest
 
-from ducklake_infra.suites import loadgen
+from ducklake_infra.suites import fault_volume, loadgen
 from ducklake_infra.suites.catalog import (FAIL, PASS, WARN, CheckError, Result, evidence, figures,
                                            verdict)
 from ducklake_infra.suites.live import PortForward, backend_token, gather
 from ducklake_infra.suites.loadgen import Load
-from ducklake_infra.suites.resilience import judge_ledger, ledger_figures, pods_ready_since
+from ducklake_infra.suites.resilience import (judge_full_volume, judge_ledger, ledger_figures,
+                                              pods_ready_since)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.mutating]
 
@@ -134,6 +135,63 @@ def judge(objs, spec, runner, cluster, kubectl, load: Load, ledger: loadgen.Ledg
             ledger.recovery_s(fault), ledger.errors)
     figures(fault=what, writers=load.writers, **ledger_figures(*args))
     verdict(judge_ledger(*args, load.max_recovery_s))
+
+
+# ---- a full volume ------------------------------------------------------------------------
+FULL_WRITE_S = 12        # writes against the full volume: every one must be refused clearly
+WRITE_AGAIN_LIMIT_S = 60
+
+
+def write_again_s(objs, spec, runner, cluster, table: str) -> tuple[float, dict[str, int]]:
+    """After space was freed: seconds until an upload and an ingest succeed again (a
+    client retrying its 503s), and the answers before that."""
+    import httpx
+    b = spec.backend
+    start, seen = time.monotonic(), {}
+    body = "id,name\n" + "".join(f"{i},again-{i}\n" for i in range(100))
+    with PortForward(runner, cluster, b.namespace, f"svc/{b.service.name}",
+                     b.service.ports[0]) as pf, \
+            httpx.Client(base_url=f"http://127.0.0.1:{pf.local_port}", timeout=60, headers={
+                "Authorization": f"Bearer {backend_token(objs, spec)}"}) as http:
+        while time.monotonic() - start < WRITE_AGAIN_LIMIT_S:
+            r = http.post(f"/datasets/{table}.csv", content=body.encode(),
+                          headers={"content-type": "text/csv"})
+            if r.status_code == 201:
+                r = http.post(f"/tables/{table}/ingest", json={"dataset": f"{table}.csv",
+                                                                "mode": "create"})
+                if r.status_code == 200:
+                    return time.monotonic() - start, seen
+            seen[str(r.status_code)] = seen.get(str(r.status_code), 0) + 1
+            time.sleep(1)
+    raise AssertionError(f"writes were still refused {WRITE_AGAIN_LIMIT_S}s after space was "
+                         f"freed: {seen}")
+
+
+@pytest.mark.disruptive
+@pytest.mark.control("RES-DISK-001")
+def test_minio_volume_full(objs, spec, runner, cluster, kubectl):
+    _only_on_the_suites_kind_cluster(cluster, "moves MinIO onto a small volume of its own")
+    moved = fault_volume.move(spec, cluster, runner, kubectl)
+    try:
+        load = Load(_table(), writers=2, write_s=4 + FULL_WRITE_S, fault_at_s=4, steady_s=1,
+                    min_watch_s=1)
+        filled = {}
+
+        def fill():
+            filled["mib"] = fault_volume.fill(runner, moved.node, leave_mib=1)
+        ledger, fault_at = run_load(objs, spec, kubectl, load, fill)
+        fault_volume.free(runner, moved.node)
+        again, before_again = write_again_s(objs, spec, runner, cluster, load.table + "_after")
+        found, dups = read_back(objs, spec, runner, cluster, load.table, load.batch_rows)
+    finally:
+        undo_errors = fault_volume.restore(spec, cluster, runner, kubectl, moved)
+    args = (load.batch_rows, set(ledger.acked), ledger.sent, found, dups,
+            ledger.recovery_s(fault_at), ledger.errors)
+    figures(fault=f"MinIO's volume full ({fault_volume.SIZE_MIB} MiB, filled to 1 MiB free "
+                  f"{load.fault_at_s:.0f}s into the writes)", writers=load.writers,
+            **ledger_figures(*args), writes_accepted_again_s=round(again, 1))
+    verdict(judge_full_volume(judge_ledger(*args, load.max_recovery_s), ledger.errors, again,
+                              before_again, undo_errors))
 
 
 # ---- the whole cluster, and the stack's lifecycle ----------------------------------------------

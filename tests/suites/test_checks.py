@@ -487,6 +487,28 @@ def test_the_ledger_judges_every_way_a_write_can_go_wrong(found, dups, recovery,
     assert (res.status == PASS) is ok and any(needle in e for e in res.evidence), res
 
 
+@pytest.mark.parametrize("errors,undo,ok,needle", [
+    ({"503": 40}, [], True, "40 write(s) refused with 503"),
+    ({}, [], False, "the fault did not bite"),                      # the volume never filled
+    ({"503": 40, "500": 2}, [], False, "neither clear nor retryable"),  # a refusal as a 500
+    ({"503": 40, "ReadTimeout": 1}, [], False, "neither clear nor retryable"),  # a hang
+    ({"503": 40}, ["undo minio: helm failed"], False, "could not be moved back"),
+])
+def test_the_full_volume_verdict_fails_each_way(errors, undo, ok, needle):
+    """RES-DISK-001, broken deliberately each way (the ledger's own cases are above)."""
+    from ducklake_infra.suites.resilience import judge_full_volume, judge_ledger
+    ledger = judge_ledger(20, {0, 1}, 50, {0: 20, 1: 20}, 0, 0.0, errors, max_recovery_s=180)
+    res = judge_full_volume(ledger, errors, 0.4, {}, undo)
+    assert (res.status == PASS) is ok and any(needle in e for e in res.evidence), res
+
+
+def test_the_full_volume_verdict_fails_on_a_lost_row():
+    from ducklake_infra.suites.resilience import judge_full_volume, judge_ledger
+    ledger = judge_ledger(20, {0, 1}, 50, {0: 20}, 0, 0.0, {"503": 9}, max_recovery_s=180)
+    res = judge_full_volume(ledger, {"503": 9}, 0.4, {}, [])
+    assert res.status == FAIL and any("not found whole" in e for e in res.evidence), res
+
+
 @pytest.mark.parametrize("lifecycle,grace,status,needle", [
     (None, None, FAIL, "has no preStop pause"),
     ({"preStop": {"sleep": {"seconds": 1}}}, None, FAIL, "less than the 3s"),
@@ -531,3 +553,28 @@ def test_a_workload_is_ready_again_only_in_containers_started_after_the_restart(
     """RES-NODE-001: right after a node restart the API still shows the old Ready pods."""
     from ducklake_infra.suites.resilience import pods_ready_since
     assert pods_ready_since(pods, since) is ok
+
+
+def test_the_full_volume_fault_offers_only_its_tmpfs_and_grants_the_reader_reads():
+    """RES-DISK-001's small volume: a local PV pinned to the node, bound only to its claim;
+    the fault's catalog database gets the reader's grants and nothing more."""
+    from pathlib import Path
+
+    from ducklake_infra.provision import spec_file
+    from ducklake_infra.suites import fault_volume as fv
+    spec = spec_file.load(Path(__file__).resolve().parents[2] / "stack.yaml")
+    pv, pvc = fv.volume_objects(spec, "ducklake-control-plane")
+    assert pv["spec"]["local"] == {"path": fv.MOUNT}
+    assert pv["spec"]["claimRef"] == {"namespace": spec.minio.namespace, "name": fv.CLAIM}
+    assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    term = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
+    assert term["values"] == ["ducklake-control-plane"]
+    assert pvc["spec"]["volumeName"] == fv.PV and pvc["metadata"]["namespace"] == spec.minio.namespace
+    assert pv["spec"]["storageClassName"] == pvc["spec"]["storageClassName"] == fv.STORAGE_CLASS
+    sql = fv.catalog_sql(spec, create=True)
+    reader, owner = spec.postgresql.catalog.reader.role, spec.postgresql.catalog.owner
+    assert f'OWNER "{owner}"' in sql and f'GRANT CONNECT ON DATABASE "{fv.FAULT_DB}" TO "{reader}"' in sql
+    grants = [ln for ln in sql.splitlines() if "GRANT " in ln and "REVOKE" not in ln]
+    assert all(("SELECT" in g or "CONNECT" in g or "USAGE" in g) for g in grants), grants
+    assert fv.catalog_sql(spec, create=False).startswith(f'DROP DATABASE IF EXISTS "{fv.FAULT_DB}"')
+    assert spec.postgresql.catalog.database != fv.FAULT_DB       # never the real catalog

@@ -223,14 +223,14 @@ def test_svg_boxes_come_from_the_controls_and_are_the_same_as_before():
 
 # the picture's boxes as they were drawn when svg.py still listed them itself, plus the
 # controls added since (SUPPLY-SBOM-001, RES-BE-001, RES-NODE-001, RES-LIFE-001,
-# BE-STOP-001)
+# BE-STOP-001, RES-DISK-001)
 PICTURE_BOXES = {
     "minio-release": {"MINIO-REL-001", "MINIO-MODE-001", "DRIFT-CHART-001"},
     "minio-deploy": {"MINIO-MODE-001", "STORE-RWO-001", "RES-MINIO-001", "RES-NODE-001", "MINIO-POD-001",
                      "MINIO-POD-002", "MINIO-BKT-001", "MINIO-IAM-002", "DRIFT-IMG-001",
                      "DRIFT-REPL-001", "DRIFT-RES-001"},
     "minio-svc": {"MINIO-SVC-001", "DRIFT-SVC-001"},
-    "minio-pvc": {"MINIO-PVC-001", "DRIFT-PVC-001", "RES-LIFE-001"},
+    "minio-pvc": {"MINIO-PVC-001", "DRIFT-PVC-001", "RES-LIFE-001", "RES-DISK-001"},
     "minio-secret": {"MINIO-SEC-001", "MINIO-SEC-002"},
     "pg-release": {"PG-REL-001", "DRIFT-CHART-002"},
     "pg-sts": {"PG-REP-001", "RES-PG-001", "RES-NODE-001", "PG-POD-001", "PG-DB-001", "PG-CFG-001",
@@ -240,7 +240,7 @@ PICTURE_BOXES = {
     "pg-secret": {"PG-SEC-001"},
     "be-deploy": {"BE-DEP-001", "BE-RES-001", "BE-PRB-001", "BE-SEC-001", "BE-RDY-001",
                   "BE-MEM-001", "BE-CRED-001", "BE-MAINT-001", "RES-BE-001", "RES-NODE-001", "BE-STOP-001",
-                  "DRIFT-IMG-003",
+                  "RES-DISK-001", "DRIFT-IMG-003",
                   "DRIFT-REPL-003", "DRIFT-RES-003"},
     "be-svc": {"BE-SVC-001", "BE-AUTH-001", "DRIFT-SVC-003"},
     "be-cm": {"BE-CFG-001", "SEC-CM-001"},
