@@ -56,6 +56,25 @@ PARQUET = "application/vnd.apache.parquet"
 
 T = TypeVar("T")
 
+MIB = 1024 * 1024
+
+# Maintenance memory (issue 13). DuckLake's compaction writes each merged file with
+# insertion order preserved, and DuckDB's Parquet writer holds a whole row group in
+# memory, several times over (the rows, then pages of up to ~100 MB in buffers rounded up
+# to a power of two: the "128 MiB" allocations); by default a row group is 122,880 rows
+# whatever their width, 480 MB of 4 kB rows. parquet_row_group_size_bytes cannot bound
+# it: DuckDB honours it only without insertion order, which compaction always keeps
+# (measured: the same 128 MiB allocation). So each table gets a row count sized to its
+# rows' width: a row group may take 1 / (ROW_GROUP_SHARE_PER_THREAD x threads) of DuckDB's
+# memory limit, as every thread of a later scan holds one. Measured on 4 kB rows: a scan
+# holds about 4 times a row group per thread (2 threads over 16 MB row groups ran out at
+# 128 MiB, over 8 MB did not); compaction, with one thread, about as much (64 MB fit in
+# 358 MiB, 128 MB did not). 8 leaves a factor 2 for the width estimate.
+ROW_GROUP_SHARE_PER_THREAD = 8
+DEFAULT_ROW_GROUP_ROWS = 122_880   # DuckDB's and DuckLake's default
+MIN_ROW_GROUP_ROWS = 2_048         # one vector; rows wider than budget/2048 stay unbounded
+WIDTH_SAMPLE_FILES = 8             # the newest files of a table whose footers give its width
+
 
 # --------------------------------------------------------------------------- pure helpers
 
@@ -287,6 +306,9 @@ class Lake:
         self._writer: duckdb.DuckDBPyConnection | None = None
         self._reader: duckdb.DuckDBPyConnection | None = None
         self._passfile = write_passfile(settings)
+        # DuckDB's memory_limit of each database (None: DuckDB's default, 80% of the host)
+        mem = duckdb_memory_limit(settings)
+        self.memory_limit = max(mem // MIB, 64) * MIB if mem else None
         self.s3 = self._make_s3(timeout=60.0, retries=2)
         self.s3_probe = self._make_s3(timeout=5.0, retries=0)
 
@@ -335,15 +357,22 @@ class Lake:
         # system is read-only in the Deployment.
         config["temp_directory"] = os.path.join(tempfile.gettempdir(), "ducklake-backend-spill")
         # bounded by the container, not the host (DuckDB's default is 80% of the host)
-        mem = duckdb_memory_limit(self.settings)
-        if mem:
-            config["memory_limit"] = f"{max(mem // (1024 * 1024), 64)}MiB"
-        config["max_temp_directory_size"] = f"{self.settings.max_temp_bytes // (1024 * 1024)}MiB"
+        if self.memory_limit:
+            config["memory_limit"] = f"{self.memory_limit // MIB}MiB"
+        config["max_temp_directory_size"] = f"{self.settings.max_temp_bytes // MIB}MiB"
         con = duckdb.connect(":memory:", config=config)
         try:
             extensions.install_and_load(con)
             con.execute(self._secret_sql(read_only))
             con.execute(self._attach_sql(read_only))
+            if not read_only:
+                # Every file written to S3 is a multipart upload whose part buffer is
+                # s3_uploader_max_filesize / 10,000 parts: 80 MB by default (800GB), a
+                # 76.5 MiB block per file being written, a fifth of a 358 MiB limit (at
+                # 128 MiB, with row groups bounded, compaction still failed allocating
+                # it). 50GB, the least DuckDB accepts, makes the parts 5 MiB (S3's
+                # minimum); a lake file is at most target_file_size (512 MB) anyway.
+                con.execute("SET GLOBAL s3_uploader_max_filesize = '50GB'")
             if read_only:
                 # User SQL may read the lake, never the container's files or
                 # arbitrary URLs; the settings cannot be changed afterwards.
@@ -542,11 +571,26 @@ class Lake:
         def once() -> dict[str, Any]:
             cur = self._cursor(read_only=False)
             try:
-                merged = cur.execute(f"CALL ducklake_merge_adjacent_files('{CATALOG}')").fetchall()
-                expired = cur.execute(f"CALL ducklake_expire_snapshots('{CATALOG}', "
-                                      f"older_than => {keep})").fetchall()
-                deleted = cur.execute(f"CALL ducklake_cleanup_old_files('{CATALOG}', "
-                                      f"older_than => {keep})").fetchall()
+                # One thread while maintenance runs (threads is the database's, and the
+                # write lock keeps this process's ingests out meanwhile): every thread
+                # of the compaction reads a source row group of its own (80 MB in the
+                # cluster's files) and, insertion order being kept, what one reads ahead
+                # waits in memory. Measured at 358 MiB on 80 MB files of 4 kB rows, with
+                # row groups bounded: 2 threads ran out of memory, 1 did not.
+                threads = int(cur.execute("SELECT current_setting('threads')").fetchone()[0])
+                cur.execute("SET threads = 1")
+                try:
+                    self._size_row_groups(cur, threads)
+                    merged = cur.execute(f"CALL ducklake_merge_adjacent_files('{CATALOG}')").fetchall()
+                    expired = cur.execute(f"CALL ducklake_expire_snapshots('{CATALOG}', "
+                                          f"older_than => {keep})").fetchall()
+                    deleted = cur.execute(f"CALL ducklake_cleanup_old_files('{CATALOG}', "
+                                          f"older_than => {keep})").fetchall()
+                finally:
+                    try:
+                        cur.execute("RESET threads")
+                    except duckdb.Error as exc:  # keep the error that brought us here
+                        log.warning("threads not reset", extra={"ctx_detail": redact(str(exc))})
             finally:
                 cur.close()
             return {"files_merged": sum(int(r[2]) for r in merged),
@@ -562,6 +606,58 @@ class Lake:
         result["seconds"] = round(time.monotonic() - start, 3)
         log.info("maintenance done", extra={f"ctx_{k}": v for k, v in result.items()})
         return result
+
+    def _size_row_groups(self, cur: duckdb.DuckDBPyConnection, threads: int) -> None:
+        """Give every table of several files a Parquet row group that ``threads`` scans
+        at once fit in the memory limit (see ROW_GROUP_SHARE_PER_THREAD): a table-scoped
+        DuckLake option, which the compaction that follows and later ingests into the
+        table write with. Only a changed value is written (no snapshot: an option is not
+        a change of data)."""
+        if not self.memory_limit:
+            return
+        budget = self.memory_limit // (ROW_GROUP_SHARE_PER_THREAD * max(threads, 1))
+        tables = [r[0] for r in cur.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?",
+            [CATALOG, SCHEMA]).fetchall()]
+        current = dict(cur.execute(
+            f"SELECT scope_entry, value FROM {CATALOG}.options() "
+            "WHERE option_name = 'parquet_row_group_size' AND scope = 'TABLE'").fetchall())
+        for table in tables:
+            width = self._row_width(cur, table)
+            if not width:
+                continue
+            rows = budget // width
+            # a power of two, so that small changes of the estimate change nothing
+            rows = (DEFAULT_ROW_GROUP_ROWS if rows >= DEFAULT_ROW_GROUP_ROWS
+                    else max(MIN_ROW_GROUP_ROWS, 1 << (max(rows, 1).bit_length() - 1)))
+            if int(current.get(f"{SCHEMA}.{table}", DEFAULT_ROW_GROUP_ROWS)) == rows:
+                continue
+            cur.execute(f"CALL {CATALOG}.set_option('parquet_row_group_size', {rows}, "
+                        f"table_name => {sql_literal(table)}, schema => {sql_literal(SCHEMA)})")
+            log.info("row group size set", extra={"ctx_table": table, "ctx_row_bytes": width,
+                                                  "ctx_rows": rows})
+
+    def _row_width(self, cur: duckdb.DuckDBPyConnection, table: str) -> int | None:
+        """Bytes per row of ``table`` (None: fewer than two files, nothing to merge): the
+        widest row group of its newest files, from their Parquet footers (uncompressed
+        size; dictionary-encoded columns count less than they take in memory)."""
+        # newest first: DuckLake names its files ducklake-<UUIDv7>, which sort by time
+        files = [r[0] for r in cur.execute(
+            "SELECT data_file FROM ducklake_list_files(?, ?, schema => ?) "
+            "ORDER BY data_file DESC", [CATALOG, table, SCHEMA]).fetchall()]
+        if len(files) < 2:
+            return None
+        try:
+            row = cur.execute(
+                "SELECT max(bytes / rows) FROM (SELECT sum(total_uncompressed_size) AS bytes, "
+                "any_value(row_group_num_rows) AS rows FROM parquet_metadata(?) "
+                "GROUP BY file_name, row_group_id HAVING rows > 0)",
+                [files[:WIDTH_SAMPLE_FILES]]).fetchone()
+        except duckdb.Error as exc:
+            # an estimate, not a reason to skip maintenance: the defaults apply
+            log.warning("row width unknown", extra={"ctx_table": table, "ctx_detail": redact(str(exc))})
+            return None
+        return max(1, int(row[0])) if row and row[0] else None
 
     def list_tables(self) -> list[dict[str, Any]]:
         cur = self._cursor(read_only=True)
