@@ -21,6 +21,7 @@ import time
 import httpx
 import psycopg
 import pytest
+from minio.error import S3Error
 
 from backend_testlib import AUTH, ServedBackend, backend_env, free_port
 
@@ -82,7 +83,20 @@ def fill(vol, leave: int) -> int:
     client = vol.server.client()
     size = vol.free_bytes() - leave
     client.put_object("raw", "ballast.bin", io.BytesIO(os.urandom(size)), size)
-    return size
+    # MinIO caches a drive's free space for a moment: until it sees the fill, a write
+    # that runs out of room mid-stream is a 500, not the 507 this test is about
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:        # more than is left: refused one way or the other
+            client.put_object("raw", "probe.bin", io.BytesIO(bytes(2 * leave)), 2 * leave)
+            client.remove_object("raw", "probe.bin")
+        except S3Error as exc:
+            if exc.code == "XMinioStorageFull":
+                return size
+        except Exception:   # noqa: BLE001 - a 500 while MinIO's view is stale
+            pass
+        time.sleep(0.5)
+    raise AssertionError("MinIO did not report its volume full within 15 s")
 
 
 def test_a_full_volume_fails_writes_clearly_and_recovers(full, pg_server):
