@@ -269,33 +269,60 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         """Upload a CSV or Parquet body to ``s3://<raw bucket>/<name>``."""
         validate_dataset_name(name)
         fmt = _upload_format(name, request.headers.get("content-type"))
-        limit = settings.max_upload_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"upload of {declared} bytes exceeds the limit of {limit} bytes")
         spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
         try:
-            size = 0
-            head = b""
-            tail = b""
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes")
-                if len(head) < 4:
-                    head += chunk[: 4 - len(head)]
-                tail = (tail + chunk)[-4:]
-                spool.write(chunk)
-            if size == 0:
-                raise BadRequest("empty upload")
-            if fmt == PARQUET and not body_is_parquet(head, tail):
-                raise BadRequest("body is not a Parquet file (missing PAR1 magic)")
-            spool.seek(0)
+            size = await _receive(request, spool, fmt)
             result = await run_in_threadpool(lake.upload, name, spool, size, fmt)
         finally:
             spool.close()
         log.info("dataset uploaded", extra={"ctx_dataset": name, "ctx_bytes": size, "ctx_format": result["format"]})
         return result
+
+    async def _receive(request: Request, out, fmt: str) -> int:
+        """The request's body into ``out`` (rewound), within the upload limit; its size."""
+        limit = settings.max_upload_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"upload of {declared} bytes exceeds the limit of {limit} bytes")
+        size = 0
+        head = b""
+        tail = b""
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes")
+            if len(head) < 4:
+                head += chunk[: 4 - len(head)]
+            tail = (tail + chunk)[-4:]
+            out.write(chunk)
+        if size == 0:
+            raise BadRequest("empty upload")
+        if fmt == PARQUET and not body_is_parquet(head, tail):
+            raise BadRequest("body is not a Parquet file (missing PAR1 magic)")
+        out.flush()
+        out.seek(0)
+        return size
+
+    @app.post("/tables/{table}/rows", tags=["tables"],
+              responses=_responses(400, 404, 409, 413, 415, 503),
+              openapi_extra={"requestBody": {"required": True, "description": (
+                  "the rows: text/csv (RFC 4180, a header line) or Parquet "
+                  "(application/vnd.apache.parquet, or application/octet-stream with a "
+                  ".parquet dataset name)"),
+                  "content": {"text/csv": {"schema": {"type": "string", "minLength": 1}}}}})
+    async def add_rows(request: Request, table: str = TableName,
+                       dataset: str = Query(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+                                            description="the raw copy's name in the raw bucket"),
+                       mode: Literal["create", "append"] = Query("append")) -> dict[str, Any]:
+        """Upload and ingest in one call: the rows go into the table while their raw copy
+        goes to ``s3://<raw bucket>/<dataset>``; the snapshot commits once the copy is
+        stored. One snapshot per call, as ``POST /tables/{table}/ingest``."""
+        validate_identifier(table)
+        validate_dataset_name(dataset)
+        fmt = _upload_format(dataset, request.headers.get("content-type"))
+        with tempfile.NamedTemporaryFile(prefix="rows-", suffix=".parquet" if fmt == PARQUET else ".csv") as f:
+            size = await _receive(request, f, fmt)
+            return await run_in_threadpool(lake.ingest_with_copy, table, dataset, mode, f.name, size, fmt)
 
     @app.post("/tables/{table}/ingest", tags=["tables"], responses=_responses(400, 404, 409, 503))
     def ingest(body: IngestRequest, table: str = TableName) -> dict[str, Any]:

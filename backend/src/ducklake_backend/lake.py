@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, TypeVar
 
@@ -243,6 +244,16 @@ STORAGE_FULL = ("xminiostoragefull", "insufficient storage", "http code 507")
 
 def storage_full(text: str) -> bool:
     return any(m in text.lower() for m in STORAGE_FULL)
+
+
+def source_sql(uri: str, parquet: bool) -> str:
+    """The table function that reads a dataset at ``uri`` (the raw bucket, or a local file)."""
+    if parquet:
+        return f"read_parquet({sql_literal(uri)})"
+    # RFC 4180, strictly: an explicit dialect, so the sniffer cannot pick a later
+    # "consistent" region of a ragged file (it took data values for column names)
+    return (f"read_csv({sql_literal(uri)}, header = true, delim = ',', quote = '\"', escape = '\"', "
+            "skip = 0, strict_mode = true, null_padding = false)")
 
 
 def client_error_from_duckdb(exc: duckdb.Error) -> ApiError:
@@ -489,14 +500,9 @@ class Lake:
             raise Unavailable(f"object storage error: {exc.code}") from None
         except Exception as exc:  # noqa: BLE001
             raise Unavailable(f"object storage unreachable: {redact(str(exc))}") from None
-        uri = sql_literal(f"s3://{self.settings.raw_bucket}/{name}")
         ctype = (stat.content_type or "").split(";")[0].strip().lower()
-        if ctype == PARQUET or (ctype != CSV and name.lower().endswith(".parquet")):
-            return f"read_parquet({uri})"
-        # RFC 4180, strictly: an explicit dialect, so the sniffer cannot pick a later
-        # "consistent" region of a ragged file (it took data values for column names)
-        return (f"read_csv({uri}, header = true, delim = ',', quote = '\"', escape = '\"', "
-                "skip = 0, strict_mode = true, null_padding = false)")
+        parquet = ctype == PARQUET or (ctype != CSV and name.lower().endswith(".parquet"))
+        return source_sql(f"s3://{self.settings.raw_bucket}/{name}", parquet)
 
     # ---- tables
 
@@ -513,10 +519,38 @@ class Lake:
         return int(cur.execute(f"SELECT id FROM {CATALOG}.current_snapshot()").fetchone()[0])
 
     def ingest(self, table: str, dataset: str, mode: str) -> dict[str, Any]:
+        """Ingest dataset ``dataset`` of the raw bucket into ``table``: one snapshot."""
         validate_identifier(table)
         if mode not in ("create", "append"):
             raise BadRequest(f"mode must be 'create' or 'append', got {mode!r}")
-        source = self._dataset_source(dataset)
+        return self._ingest(table, dataset, mode, self._dataset_source(dataset))
+
+    def ingest_with_copy(self, table: str, dataset: str, mode: str, path: str, length: int,
+                         content_type: str) -> dict[str, Any]:
+        """``upload`` and ``ingest`` in one: the rows are read from the local file at
+        ``path`` while its copy goes to ``s3://<raw bucket>/<dataset>``, and the snapshot
+        commits only once the copy is stored (no row without its raw dataset; a failed
+        copy rolls the ingest back)."""
+        validate_identifier(table)
+        validate_dataset_name(dataset)
+        if mode not in ("create", "append"):
+            raise BadRequest(f"mode must be 'create' or 'append', got {mode!r}")
+
+        def copy() -> dict[str, Any]:
+            with open(path, "rb") as f:
+                return self.upload(dataset, f, length, content_type)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-copy") as pool:
+            stored = pool.submit(copy)
+            try:
+                result = self._ingest(table, dataset, mode, source_sql(path, content_type == PARQUET),
+                                      before_commit=stored.result)
+            finally:
+                stored.exception()          # the copy ends before the file goes
+        return {**result, "uri": stored.result()["uri"], "bytes": length}
+
+    def _ingest(self, table: str, dataset: str, mode: str, source: str,
+                before_commit: Callable[[], Any] | None = None) -> dict[str, Any]:
         target = f"{CATALOG}.{SCHEMA}.{quote_identifier(table)}"
 
         def once() -> dict[str, Any]:
@@ -535,6 +569,8 @@ class Lake:
                     else:
                         cur.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {source}")
                     inserted = cur.fetchone()
+                    if before_commit is not None:
+                        before_commit()
                     cur.commit()
                 except BaseException:
                     try:
