@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from ducklake_infra.provision.netpol import backend_pod_labels
 from ducklake_infra.provision.render import Options, helm_upgrade_argv, image_refs
 from ducklake_infra.provision.spec import StackSpec
+from ducklake_infra.suites.catalog import CheckError
 
 MOUNT = "/mnt/ducklake-fault-volume"
 SIZE_MIB = 128
@@ -164,13 +165,20 @@ def restore(spec: StackSpec, cluster, runner, kubectl, moved: Moved) -> list[str
 
 def fill(runner, node: str, leave_mib: int) -> int:
     """A ballast file in MinIO's data directory (not in a bucket: MinIO never serves it)
-    that leaves about ``leave_mib`` MiB free on the small volume; its size in MiB."""
-    out = runner.run(["docker", "exec", node, "df", "-m", "--output=avail", MOUNT],
+    that leaves about ``leave_mib`` MiB free on the small volume; its size in KiB. The
+    writers keep writing meanwhile, so a size that no longer fits is tried smaller."""
+    out = runner.run(["docker", "exec", node, "df", "-k", "--output=avail", MOUNT],
                      timeout=30, mutating=False).stdout.split()
-    size = max(int(out[-1]) - leave_mib, 1)
-    runner.run(["docker", "exec", node, "fallocate", "-l", f"{size}M", f"{MOUNT}/.ballast"],
-               timeout=60, mutating=True)
-    return size
+    size = int(out[-1]) - leave_mib * 1024
+    for _ in range(16):
+        res = runner.run(["docker", "exec", node, "fallocate", "-l", f"{max(size, 1)}KiB",
+                          f"{MOUNT}/.ballast"], timeout=60, check=False, mutating=True)
+        if res.returncode == 0:
+            return size
+        if "No space left" not in (res.stderr or ""):
+            raise CheckError(f"could not fill the small volume: {(res.stderr or '').strip()[:200]}")
+        size -= 256          # what the writers took meanwhile
+    raise CheckError("could not fill the small volume: no size fitted")
 
 
 def free(runner, node: str) -> None:

@@ -178,7 +178,7 @@ def test_minio_volume_full(objs, spec, runner, cluster, kubectl):
         filled = {}
 
         def fill():
-            filled["mib"] = fault_volume.fill(runner, moved.node, leave_mib=1)
+            filled["kib"] = fault_volume.fill(runner, moved.node, leave_mib=1)
         ledger, fault_at = run_load(objs, spec, kubectl, load, fill)
         fault_volume.free(runner, moved.node)
         again, before_again = write_again_s(objs, spec, runner, cluster, load.table + "_after")

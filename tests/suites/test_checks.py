@@ -578,3 +578,32 @@ def test_the_full_volume_fault_offers_only_its_tmpfs_and_grants_the_reader_reads
     assert all(("SELECT" in g or "CONNECT" in g or "USAGE" in g) for g in grants), grants
     assert fv.catalog_sql(spec, create=False).startswith(f'DROP DATABASE IF EXISTS "{fv.FAULT_DB}"')
     assert spec.postgresql.catalog.database != fv.FAULT_DB       # never the real catalog
+
+
+def test_the_full_volume_ballast_shrinks_while_writers_take_space():
+    """fill() races the writers: a size that no longer fits is tried smaller; any other
+    error of fallocate is an error, not a smaller try."""
+    from types import SimpleNamespace
+
+    from ducklake_infra.suites import fault_volume as fv
+    from ducklake_infra.suites.catalog import CheckError
+
+    class FakeRunner:
+        def __init__(self, fails: list[str]):
+            self.fails, self.sizes = fails, []
+
+        def run(self, argv, **kw):
+            if "df" in argv:
+                return SimpleNamespace(returncode=0, stdout="Avail\n131072\n", stderr="")
+            self.sizes.append(argv[argv.index("-l") + 1])
+            if self.fails:
+                return SimpleNamespace(returncode=1, stdout="", stderr=self.fails.pop(0))
+            return SimpleNamespace(returncode=0, stdout="", stderr="")
+
+    r = FakeRunner(["fallocate: No space left on device"] * 2)
+    assert fv.fill(r, "node", leave_mib=1) == 131072 - 1024 - 512
+    assert r.sizes == ["130048KiB", "129792KiB", "129536KiB"]
+    with pytest.raises(CheckError, match="Operation not permitted"):
+        fv.fill(FakeRunner(["fallocate: Operation not permitted"]), "node", leave_mib=1)
+    with pytest.raises(CheckError, match="no size fitted"):
+        fv.fill(FakeRunner(["No space left on device"] * 16), "node", leave_mib=1)
