@@ -68,6 +68,18 @@ def test_rows_go_in_with_their_raw_copy(dbs, pg_server, minio_server, tmp_path):
                                                     "mode": "create"}).status_code == 200
 
 
+def test_without_a_dataset_the_rows_go_to_the_table_only(dbs, pg_server, minio_server):
+    raw = {o.object_name for o in minio_server.client().list_objects("raw", recursive=True)}
+    with app_client(pg_server, minio_server, dbs) as c:
+        wait_ready(c)
+        r = c.post("/tables/nocopy/rows", params={"mode": "create"},
+                   content=to_csv(make_rows(0, 120)), headers={"content-type": "text/csv"})
+        assert r.status_code == 200, r.text
+        assert r.json()["rows_ingested"] == 120 and r.json()["uri"] is None
+        assert count(c, "nocopy") == [120, 120]
+    assert {o.object_name for o in minio_server.client().list_objects("raw", recursive=True)} == raw
+
+
 @pytest.mark.parametrize("table,dataset,mode,body,ctype,status", [
     ("bad-name", "x.csv", "append", b"id\n1\n", "text/csv", 400),          # table name
     ("ok_t", "../x.csv", "append", b"id\n1\n", "text/csv", 400),           # dataset name

@@ -311,18 +311,22 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
                   ".parquet dataset name)"),
                   "content": {"text/csv": {"schema": {"type": "string", "minLength": 1}}}}})
     async def add_rows(request: Request, table: str = TableName,
-                       dataset: str = Query(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
-                                            description="the raw copy's name in the raw bucket"),
+                       dataset: str | None = Query(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+                                                   description="keep a raw copy under this name in "
+                                                               "the raw bucket (none: the rows go to "
+                                                               "the table only)"),
                        mode: Literal["create", "append"] = Query("append")) -> dict[str, Any]:
-        """Upload and ingest in one call: the rows go into the table while their raw copy
-        goes to ``s3://<raw bucket>/<dataset>``; the snapshot commits once the copy is
-        stored. One snapshot per call, as ``POST /tables/{table}/ingest``."""
+        """Ingest the body into the table in one call, one snapshot, as ``POST
+        /tables/{table}/ingest`` does for an uploaded dataset. With ``dataset``, the raw
+        copy goes to ``s3://<raw bucket>/<dataset>`` meanwhile and the snapshot commits only
+        once it is stored."""
         validate_identifier(table)
-        validate_dataset_name(dataset)
-        fmt = _upload_format(dataset, request.headers.get("content-type"))
+        if dataset is not None:
+            validate_dataset_name(dataset)
+        fmt = _upload_format(dataset or "", request.headers.get("content-type"))
         with tempfile.NamedTemporaryFile(prefix="rows-", suffix=".parquet" if fmt == PARQUET else ".csv") as f:
             size = await _receive(request, f, fmt)
-            return await run_in_threadpool(lake.ingest_with_copy, table, dataset, mode, f.name, size, fmt)
+            return await run_in_threadpool(lake.ingest_file, table, dataset, mode, f.name, size, fmt)
 
     @app.post("/tables/{table}/ingest", tags=["tables"], responses=_responses(400, 404, 409, 503))
     def ingest(body: IngestRequest, table: str = TableName) -> dict[str, Any]:

@@ -525,16 +525,20 @@ class Lake:
             raise BadRequest(f"mode must be 'create' or 'append', got {mode!r}")
         return self._ingest(table, dataset, mode, self._dataset_source(dataset))
 
-    def ingest_with_copy(self, table: str, dataset: str, mode: str, path: str, length: int,
-                         content_type: str) -> dict[str, Any]:
-        """``upload`` and ``ingest`` in one: the rows are read from the local file at
-        ``path`` while its copy goes to ``s3://<raw bucket>/<dataset>``, and the snapshot
-        commits only once the copy is stored (no row without its raw dataset; a failed
-        copy rolls the ingest back)."""
+    def ingest_file(self, table: str, dataset: str | None, mode: str, path: str, length: int,
+                    content_type: str) -> dict[str, Any]:
+        """Ingest the local file at ``path`` (a request's body) into ``table``: one snapshot.
+        With ``dataset``, its copy goes to ``s3://<raw bucket>/<dataset>`` meanwhile and the
+        snapshot commits only once the copy is stored (no row without its raw dataset; a
+        failed copy rolls the ingest back); without, the rows go to the table only."""
         validate_identifier(table)
-        validate_dataset_name(dataset)
+        if dataset is not None:
+            validate_dataset_name(dataset)
         if mode not in ("create", "append"):
             raise BadRequest(f"mode must be 'create' or 'append', got {mode!r}")
+        source = source_sql(path, content_type == PARQUET)
+        if dataset is None:
+            return {**self._ingest(table, None, mode, source), "uri": None, "bytes": length}
 
         def copy() -> dict[str, Any]:
             with open(path, "rb") as f:
@@ -543,13 +547,12 @@ class Lake:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-copy") as pool:
             stored = pool.submit(copy)
             try:
-                result = self._ingest(table, dataset, mode, source_sql(path, content_type == PARQUET),
-                                      before_commit=stored.result)
+                result = self._ingest(table, dataset, mode, source, before_commit=stored.result)
             finally:
                 stored.exception()          # the copy ends before the file goes
         return {**result, "uri": stored.result()["uri"], "bytes": length}
 
-    def _ingest(self, table: str, dataset: str, mode: str, source: str,
+    def _ingest(self, table: str, dataset: str | None, mode: str, source: str,
                 before_commit: Callable[[], Any] | None = None) -> dict[str, Any]:
         target = f"{CATALOG}.{SCHEMA}.{quote_identifier(table)}"
 
