@@ -177,14 +177,15 @@ def cluster(pytestconfig, runner, bundle_layout):
             pytest.fail(f"kind is not built: run `ducklake-infra bundle build` "
                         f"(looked in {bundle_layout.bin})")
         try:
-            kind_name = spec_file.load(pytestconfig.getoption("--stack")).kind_cluster
+            kind_spec = spec_file.load(pytestconfig.getoption("--stack"))
         except SpecError as exc:
             pytest.fail(str(exc), pytrace=False)
+        kind_name, workers = kind_spec.kind_cluster, kind_spec.kind_workers
     else:
-        kind_name = ""
+        kind_name, workers = "", 0
     c = select_cluster(runner, bundle_layout.root, name, kind_name=kind_name,
                        node_image=layout.NODE_IMAGE, kubeconfig=pytestconfig.getoption("--kubeconfig"),
-                       keep=pytestconfig.getoption("--keep-cluster"))
+                       keep=pytestconfig.getoption("--keep-cluster"), workers=workers)
     start = time.monotonic()
     try:
         c.ensure()

@@ -67,7 +67,7 @@ def runner_for(lay: layout.Layout, dry_run: bool = False) -> Runner:
 
 def kind_cluster(lay: layout.Layout, spec, runner: Runner) -> KindCluster:
     return KindCluster(runner, name=spec.kind_cluster, node_image=layout.NODE_IMAGE,
-                       kubeconfig_dir=lay.root / "kubeconfig")
+                       kubeconfig_dir=lay.root / "kubeconfig", workers=spec.kind_workers)
 
 
 def delete(lay: layout.Layout, spec) -> None:

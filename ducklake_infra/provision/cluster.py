@@ -55,9 +55,11 @@ rules:
 """
 
 
-def kind_config(audit_dir: Path, containerd_patches: tuple[str, ...] = ()) -> str:
-    """kind cluster config: one control plane with API server audit logging, plus
-    optional ``containerdConfigPatches`` (TOML snippets, e.g. a registry mirror)."""
+def kind_config(audit_dir: Path, containerd_patches: tuple[str, ...] = (),
+                workers: int = 0) -> str:
+    """kind cluster config: one control plane with API server audit logging, ``workers``
+    worker nodes (the distributed profile), plus optional ``containerdConfigPatches``
+    (TOML snippets, e.g. a registry mirror)."""
     patches = ""
     if containerd_patches:
         patches = "containerdConfigPatches:\n" + "".join(
@@ -92,7 +94,7 @@ apiVersion: kind.x-k8s.io/v1alpha4
               hostPath: {AUDIT_LOG_IN_NODE.rsplit('/', 1)[0]}
               mountPath: {AUDIT_LOG_IN_NODE.rsplit('/', 1)[0]}
               pathType: DirectoryOrCreate
-"""
+""" + "  - role: worker\n" * workers
 
 
 def _kubeconfig_args(kubeconfig: Path | None) -> list[str]:
@@ -109,6 +111,7 @@ class KindCluster:
     keep: bool = False
     create_timeout: float = 600
     containerd_patches: tuple[str, ...] = ()
+    workers: int = 0                 # worker nodes beside the control plane
     is_kind: bool = True
     owned: bool = field(default=False, init=False)
     # what the node's runtime said of each image load_images looked at (crictl status),
@@ -136,10 +139,22 @@ class KindCluster:
     def node_container(self) -> str:
         return f"{self.name}-control-plane"
 
+    def node_containers(self) -> list[str]:
+        """Every node's container, the control plane first (kind's names)."""
+        return [self.node_container()] + [
+            f"{self.name}-worker{'' if i == 1 else i}" for i in range(1, self.workers + 1)]
+
     def restart_node(self) -> None:
-        """Restart the node's container (a whole-cluster restart: what a host reboot or
-        a Docker engine update does to a kind cluster), and wait for its API server."""
-        self.runner.run(["docker", "restart", self.node_container()], timeout=180, mutating=True)
+        """Restart every node's container (a whole-cluster restart: what a host reboot or
+        a Docker engine update does to a kind cluster)."""
+        self.runner.run(["docker", "restart", *self.node_containers()], timeout=300,
+                        mutating=True)
+
+    def nodes_match(self) -> bool:
+        """The cluster has the nodes the spec asks for (a control plane and ``workers``)."""
+        out = self.runner.run(["kind", "get", "nodes", "--name", self.name], timeout=60,
+                              check=False, mutating=False).stdout.split()
+        return sorted(out) == sorted(self.node_containers())
 
     def node_running(self) -> bool:
         res = self.runner.run(["docker", "inspect", "--format", "{{.State.Running}}",
@@ -157,13 +172,14 @@ class KindCluster:
         """Create the cluster, or reuse a running one of the same name that runs the
         current node image."""
         if self.exists():
-            if self.node_running() and self.node_image_current():
+            if self.node_running() and self.node_image_current() and self.nodes_match():
                 self.runner.run(["kind", "export", "kubeconfig", "--name", self.name,
                                  "--kubeconfig", str(self.kubeconfig)], timeout=60)
                 return
             # A kind node does not survive a Docker engine restart (its address and
             # mounts change), and one from an older node image lacks what the bundle
-            # now puts in a node (e.g. the NetworkPolicy enforcer): recreated, not reused.
+            # now puts in a node (e.g. the NetworkPolicy enforcer), and one of another
+            # shape (the profile's workers) is another cluster: recreated, not reused.
             self.runner.run(["kind", "delete", "cluster", "--name", self.name,
                              "--kubeconfig", str(self.kubeconfig)], timeout=300)
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
@@ -188,7 +204,7 @@ class KindCluster:
         audit.mkdir(parents=True, exist_ok=True)
         (audit / "policy.yaml").write_text(AUDIT_POLICY)
         cfg = base / "kind-config.yaml"
-        cfg.write_text(kind_config(audit, tuple(self.containerd_patches)))
+        cfg.write_text(kind_config(audit, tuple(self.containerd_patches), self.workers))
         return cfg
 
     def audit_log(self) -> str:
@@ -332,7 +348,7 @@ def wait_for(predicate, timeout: float, interval: float = 2.0, what: str = "cond
 
 def select_cluster(runner: Runner, cache_root: Path, cluster: str, *, kind_name: str,
                    node_image: str, kubeconfig: str | Path | None = None,
-                   keep: bool = False) -> "KindCluster | ExistingCluster":
+                   keep: bool = False, workers: int = 0) -> "KindCluster | ExistingCluster":
     """The one place the CLI and the pytest plugin turn ``--cluster`` into a cluster:
     ``kind`` is the spec's kind cluster, its kubeconfig kept under the bundle cache
     (``<cache>/kubeconfig``, whatever ``--cache-dir`` says); anything else is an existing
@@ -342,6 +358,7 @@ def select_cluster(runner: Runner, cache_root: Path, cluster: str, *, kind_name:
             raise DucklakeInfraError("--kubeconfig only applies to --cluster CONTEXT; the kind "
                                      "cluster has its own kubeconfig file")
         return KindCluster(runner, name=kind_name, node_image=node_image,
-                           kubeconfig_dir=Path(cache_root) / "kubeconfig", keep=keep)
+                           kubeconfig_dir=Path(cache_root) / "kubeconfig", keep=keep,
+                           workers=workers)
     return ExistingCluster(runner, context=cluster,
                            kubeconfig=Path(kubeconfig).expanduser() if kubeconfig else None)

@@ -160,6 +160,23 @@ class BackendSpec:
     maintenance_keep: int = 86400
 
 
+PROFILES = ("standalone", "distributed")
+
+
+@dataclass(frozen=True)
+class DistributedSpec:
+    """``profile: distributed`` (issue 16; docs/design/distributed-profile.md): the
+    multi-node shape of the stack. Read even under ``standalone`` (a section that is
+    there is checked), used only under ``distributed``."""
+    workers: int = 3                 # kind: worker nodes beside the control plane
+    minio_servers: int = 4           # one drive each, one erasure set
+    minio_parity: int = 2            # EC:2 on 4 drives: reads with 2 gone, writes with 1
+    pg_members: int = 3
+    pg_sync_count: int = 1
+    pg_strict: bool = True
+    backend_replicas: int = 2
+
+
 @dataclass(frozen=True)
 class StackSpec:
     path: Path
@@ -176,6 +193,13 @@ class StackSpec:
     # registry.image_pull_secret: a docker-registry Secret (made by the user in every
     # stack namespace) the pods pull with; None: the nodes' own credentials
     image_pull_secret: str | None = None
+    profile: str = "standalone"
+    distributed: DistributedSpec | None = None
+
+    @property
+    def kind_workers(self) -> int:
+        """Worker nodes of the spec's kind cluster (0: one node, the control plane)."""
+        return self.distributed.workers if self.profile == "distributed" and self.distributed else 0
 
     @property
     def root(self) -> Path:

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ducklake_infra.provision.spec import (
-    BUNDLE_PREFIX, SERVICE_TYPES, BackendImageSpec, BackendSpec, CatalogReaderSpec,
+    BUNDLE_PREFIX, PROFILES, SERVICE_TYPES, BackendImageSpec, BackendSpec, CatalogReaderSpec,
     CatalogSpec, ChartSpec, MinioSpec, MinioUserSpec, PostgresSpec, PvcSpec, ReleaseSpec,
-    SecretSpec, ServiceSpec, SpecError, StackSpec, resolve_image)
+    DistributedSpec, SecretSpec, ServiceSpec, SpecError, StackSpec, resolve_image)
 
 API_VERSION = "ducklake-infra/v1"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -160,12 +160,65 @@ def parse(raw: Any, path: Path) -> StackSpec:
 
     reg = v.map(raw, "", "registry", optional=True)
     pull_secret = v.name(reg, "registry", "image_pull_secret", optional=True)
+    profile, distributed = parse_profile(v, raw)
 
     v.refuse_unknown()
     return StackSpec(path=path, kind_cluster=kind_cluster, namespaces=ps.namespaces,
                      images=images, storage_class=ps.storage_class, buckets=buckets,
                      releases=ps.releases, minio=minio, postgresql=postgresql, backend=backend,
-                     raw=raw, image_pull_secret=pull_secret)
+                     raw=raw, image_pull_secret=pull_secret, profile=profile,
+                     distributed=distributed)
+
+
+def parse_profile(v: _V, raw: Mapping) -> tuple[str, DistributedSpec | None]:
+    """``profile`` (standalone by default) and the ``distributed`` section, checked
+    whenever it is there; ``profile: distributed`` needs it."""
+    profile = v.str(raw, "", "profile", optional=True) or "standalone"
+    if profile not in PROFILES:
+        raise v.fail("profile", f"{profile!r} is not a profile (valid: {', '.join(PROFILES)})")
+    d = v.map(raw, "", "distributed", optional=True)
+    if raw.get("distributed") is None:
+        if profile == "distributed":
+            raise v.fail("distributed", "missing (profile: distributed needs it)")
+        return profile, None
+    base = DistributedSpec()
+    m = v.map(d, "distributed", "minio", optional=True)
+    pg = v.map(d, "distributed", "postgresql", optional=True)
+    be = v.map(d, "distributed", "backend", optional=True)
+    spec = DistributedSpec(
+        workers=v.int(d, "distributed", "workers", optional=True, default=base.workers),
+        minio_servers=v.int(m, "distributed.minio", "servers", optional=True,
+                            default=base.minio_servers),
+        minio_parity=v.int(m, "distributed.minio", "parity", optional=True,
+                           default=base.minio_parity),
+        pg_members=v.int(pg, "distributed.postgresql", "members", optional=True,
+                         default=base.pg_members),
+        pg_sync_count=v.int(pg, "distributed.postgresql", "synchronous_node_count",
+                            optional=True, default=base.pg_sync_count),
+        pg_strict=(base.pg_strict if v.get(pg, "distributed.postgresql", "strict", optional=True)
+                   is None else v.bool(pg, "distributed.postgresql", "strict")),
+        backend_replicas=v.int(be, "distributed.backend", "replicas", optional=True,
+                               default=base.backend_replicas))
+    checks = [
+        ("distributed.workers", 1 <= spec.workers <= 8, "between 1 and 8 worker nodes"),
+        ("distributed.minio.servers", spec.minio_servers >= 4,
+         "at least 4 servers (MinIO's erasure coding needs 4 drives)"),
+        ("distributed.minio.servers", spec.minio_servers <= spec.workers + 1,
+         f"at most workers + 1 = {spec.workers + 1} servers: one per node, or a node's loss "
+         "takes two drives"),
+        ("distributed.minio.parity", 1 <= spec.minio_parity <= spec.minio_servers // 2,
+         f"between 1 and servers / 2 = {spec.minio_servers // 2} (MinIO refuses more)"),
+        ("distributed.postgresql.members", spec.pg_members >= 2,
+         "at least 2 members (a primary and a replica)"),
+        ("distributed.postgresql.synchronous_node_count",
+         1 <= spec.pg_sync_count < spec.pg_members,
+         f"between 1 and members - 1 = {spec.pg_members - 1}"),
+        ("distributed.backend.replicas", spec.backend_replicas >= 2, "at least 2 replicas"),
+    ]
+    for path, ok, want in checks:
+        if not ok:
+            raise v.fail(path, f"expected {want}")
+    return profile, spec
 
 
 class _Parser:

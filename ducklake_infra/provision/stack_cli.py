@@ -106,7 +106,7 @@ def load_spec(args) -> StackSpec:
 def make_cluster(args, spec: StackSpec, runner: Runner):
     return select_cluster(runner, layout_of(args).root, args.cluster,
                           kind_name=spec.kind_cluster, node_image=layout.NODE_IMAGE,
-                          kubeconfig=args.kubeconfig)
+                          kubeconfig=args.kubeconfig, workers=spec.kind_workers)
 
 
 def require_bundle(args, runner: Runner) -> None:

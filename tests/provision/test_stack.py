@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -143,6 +144,7 @@ def existing_runner(spec, fake_layout) -> FakeRunner:
     """Everything already in place, as after a first `up`."""
     r = FakeRunner()
     r.on(r"^kind get clusters", stdout="ducklake\n")
+    r.on(r"^kind get nodes --name ducklake", stdout="ducklake-control-plane\n")
     r.on(r"^docker inspect --format \{\{\.State\.Running\}\}", stdout="true\n")
     r.on(r"^docker inspect --format \{\{\.Image\}\}", stdout="sha256:abc\n")
     r.on(r"^docker image inspect", stdout="sha256:abc\n")
@@ -482,3 +484,27 @@ def test_up_asks_the_node_about_each_image_once(spec, progress, fake_layout):
     stack.up(_kind(r, spec), spec, r, progress, _opts(fake_layout))
     asked = [c.argv[-1] for c in r.executed(r"crictl inspecti")]
     assert asked and len(asked) == len(set(asked)), asked
+
+
+def test_a_cluster_of_another_shape_is_recreated(spec, progress, fake_layout):
+    """The profile decides the nodes: a kept one-node cluster is not reused for a spec that
+    asks for workers (nor the other way round)."""
+    r = existing_runner(spec, fake_layout)
+    c = _kind(r, spec)
+    c.workers = 3
+    c.ensure()
+    assert r.executed(r"^kind delete cluster --name ducklake")
+    create = r.executed(r"^kind create cluster --name ducklake")[0]
+    cfg = Path(create.argv[create.argv.index("--config") + 1]).read_text()
+    assert cfg.count("- role: worker") == 3 and cfg.count("- role: control-plane") == 1
+    assert c.node_containers() == ["ducklake-control-plane", "ducklake-worker",
+                                   "ducklake-worker2", "ducklake-worker3"]
+
+
+def test_a_whole_cluster_restart_restarts_every_node(spec):
+    r = FakeRunner()
+    c = _kind(r, spec)
+    c.workers = 2
+    c.restart_node()
+    assert [x.argv for x in r.executed(r"^docker restart")] == [
+        ["docker", "restart", "ducklake-control-plane", "ducklake-worker", "ducklake-worker2"]]
