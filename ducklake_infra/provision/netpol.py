@@ -67,6 +67,13 @@ def network_policies(spec: StackSpec) -> list[dict]:
                            {"from": [{"podSelector": {"matchLabels": {
                                "app": MINIO_JOB_APP, "release": m.release}}}],
                             "ports": tcp(m.api_port)}]))
+    if spec.profile == "distributed":
+        # the servers of one erasure set talk to each other on the API port: without this
+        # the default deny keeps them from ever forming the cluster
+        out.append(_policy("ducklake-minio-internode", m.namespace, minio_pod_labels(spec),
+                           ["Ingress"], ingress=[{"from": [{"podSelector": {"matchLabels":
+                                                                              minio_pod_labels(spec)}}],
+                                                  "ports": tcp(m.api_port)}]))
     dns = [{"namespaceSelector": _ns("kube-system"),
             "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
     out.append(_policy("ducklake-backend-egress", b.namespace, backend_pod_labels(spec),

@@ -118,7 +118,36 @@ def minio_overrides(spec: StackSpec, refs: Mapping[str, str]) -> list[str]:
         "--set-json", f"users={json.dumps(users, separators=(',', ':'))}",
         *(["--set-json", f"imagePullSecrets={json.dumps([{'name': spec.image_pull_secret}])}"]
           if spec.image_pull_secret else []),
+        *(minio_distributed_overrides(spec) if spec.profile == "distributed" else []),
     ]
+
+
+CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane"
+
+
+def minio_distributed_overrides(spec: StackSpec) -> list[str]:
+    """MinIO in distributed mode through the same chart (docs/design/distributed-profile.md
+    section 2): one StatefulSet of ``servers`` pods, one drive (claim) each, one erasure set
+    with ``parity`` parity drives (EC:2 on 4: reads survive 2 lost servers, writes 1), at
+    most one server per node (required anti-affinity: a node's loss costs one drive), and a
+    PodDisruptionBudget that lets a drain take one server at a time. When there are fewer
+    workers than servers (kind: 1 control plane + 3 workers, 4 servers), MinIO alone may
+    run on the control plane."""
+    d, m = spec.distributed, spec.minio
+    assert d is not None
+    one_per_node = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+        "labelSelector": {"matchLabels": {"app": "minio", "release": m.release}},
+        "topologyKey": "kubernetes.io/hostname"}]}}
+    out = ["--set-string", "mode=distributed", "--set", f"replicas={d.minio_servers}",
+           "--set", "pools=1", "--set", "drivesPerNode=1",
+           "--set-string", f"environment.MINIO_STORAGE_CLASS_STANDARD=EC:{d.minio_parity}",
+           "--set", "podDisruptionBudget.enabled=true",
+           "--set", "podDisruptionBudget.maxUnavailable=1",
+           "--set-json", f"affinity={json.dumps(one_per_node, separators=(',', ':'))}"]
+    if d.minio_servers > d.workers:
+        tolerate = [{"key": CONTROL_PLANE_TAINT, "operator": "Exists", "effect": "NoSchedule"}]
+        out += ["--set-json", f"tolerations={json.dumps(tolerate, separators=(',', ':'))}"]
+    return out
 
 
 def postgres_overrides(spec: StackSpec, refs: Mapping[str, str]) -> list[str]:
