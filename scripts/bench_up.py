@@ -110,7 +110,7 @@ def floor(lay: layout.Layout, spec) -> tuple[float, float]:
 def warm_suites(spec_path: Path) -> float:
     argv = [str(ROOT / ".venv/bin/pytest"), "ducklake_infra/suites", "--cluster=kind",
             "--keep-cluster", f"--stack={spec_path}", "-q", "-p", "no:cacheprovider",
-            "--ignore=ducklake_infra/suites/test_resilience.py",
+            "--ignore=ducklake_infra/suites/faults",
             f"--report-dir={tempfile.gettempdir()}/bench-up-reports"]
     start = time.monotonic()
     res = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)

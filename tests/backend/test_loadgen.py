@@ -1,4 +1,4 @@
-"""The resilience suite's load generator (ducklake_infra/suites/loadgen.py), its script run
+"""The resilience suite's load generator (ducklake_infra/suites/faults/loadgen.py), its script run
 for real as the cluster runs it (``python3 -c``, settings in the environment) against a
 real backend served by uvicorn over HTTP, on real PostgreSQL and MinIO: its ledger
 matches what the lake holds, and when the backend goes away and comes back on the same
@@ -17,7 +17,7 @@ import httpx
 import psycopg
 import pytest
 
-from ducklake_infra.suites import loadgen
+from ducklake_infra.suites.faults import loadgen
 from ducklake_infra.suites.resilience import judge_ledger
 
 from backend_testlib import API_TOKEN, AUTH, ServedBackend, backend_env, free_port

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from ducklake_infra.provision.spec import DistributedSpec
 
 from .conftest import render_chart
@@ -22,6 +24,7 @@ def kinds(objs) -> dict[str, list[dict]]:
     return out
 
 
+@pytest.mark.bundle        # the bundle's helm and MinIO chart
 def test_four_servers_one_drive_each_ec2_one_per_node(helm, spec, opts, minio_chart):
     objs = kinds(render_chart(helm, distributed(spec), opts, "minio"))
     assert "Deployment" not in objs and "PersistentVolumeClaim" not in objs
@@ -45,6 +48,7 @@ def test_four_servers_one_drive_each_ec2_one_per_node(helm, spec, opts, minio_ch
     assert pdb["spec"]["maxUnavailable"] == 1
 
 
+@pytest.mark.bundle        # the bundle's helm and MinIO chart
 def test_enough_workers_means_no_control_plane(helm, spec, opts, minio_chart):
     objs = kinds(render_chart(helm, distributed(spec, workers=4, minio_servers=4, minio_parity=1),
                               opts, "minio"))
@@ -54,6 +58,7 @@ def test_enough_workers_means_no_control_plane(helm, spec, opts, minio_chart):
     assert env["MINIO_STORAGE_CLASS_STANDARD"] == "EC:1"
 
 
+@pytest.mark.bundle        # the bundle's helm and MinIO chart
 def test_standalone_is_unchanged(helm, spec, opts, minio_chart):
     objs = kinds(render_chart(helm, spec, opts, "minio"))
     assert "StatefulSet" not in objs and "PodDisruptionBudget" not in objs

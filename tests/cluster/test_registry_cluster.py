@@ -248,7 +248,7 @@ def test_conformance_suites_pass_against_the_registry_cluster(first_up, reg_clus
     # what pulling from a registry changes
     argv = [sys.executable, "-m", "pytest", "ducklake_infra/suites", f"--cluster={reg_cluster['context']}",
             f"--kubeconfig={reg_cluster['kubeconfig']}", "--report-dir", str(tmp_path / "reports"),
-            "--ignore=ducklake_infra/suites/test_resilience.py", "-q", "-p", "no:cacheprovider"]
+            "--ignore=ducklake_infra/suites/faults", "-q", "-p", "no:cacheprovider"]
     start = time.monotonic()
     res = subprocess.run(argv, capture_output=True, text=True, timeout=3600, cwd=ROOT,
                          env=_env(pytestconfig))

@@ -561,7 +561,7 @@ def test_the_full_volume_fault_offers_only_its_tmpfs_and_grants_the_reader_reads
     from pathlib import Path
 
     from ducklake_infra.provision import spec_file
-    from ducklake_infra.suites import fault_volume as fv
+    from ducklake_infra.suites.faults import volume as fv
     spec = spec_file.load(Path(__file__).resolve().parents[2] / "stack.yaml")
     pv, pvc = fv.volume_objects(spec, "ducklake-control-plane")
     assert pv["spec"]["local"] == {"path": fv.MOUNT}
@@ -585,7 +585,7 @@ def test_the_full_volume_ballast_shrinks_while_writers_take_space():
     error of fallocate is an error, not a smaller try."""
     from types import SimpleNamespace
 
-    from ducklake_infra.suites import fault_volume as fv
+    from ducklake_infra.suites.faults import volume as fv
     from ducklake_infra.suites.catalog import CheckError
 
     class FakeRunner:

@@ -1,4 +1,4 @@
-"""ducklake_infra/suites/loadgen.py without a cluster: the Pod passes the restricted Pod
+"""ducklake_infra/suites/faults/loadgen.py without a cluster: the Pod passes the restricted Pod
 Security profile the stack's namespaces enforce and holds no token in its spec; the
 ledger line is parsed, a run that printed none is an error, and recovery is measured
 from the fault. The script itself runs for real in tests/backend/test_loadgen.py."""
@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from ducklake_infra.suites import loadgen
+from ducklake_infra.suites.faults import loadgen
 from ducklake_infra.suites.security import restricted_violations
 
 

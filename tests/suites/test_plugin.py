@@ -197,7 +197,7 @@ def test_x():
 
 
 def test_every_control_has_a_suite_test():
-    text = "".join(p.read_text() for p in (ROOT / "ducklake_infra" / "suites").glob("test_*.py"))
+    text = "".join(p.read_text() for p in (ROOT / "ducklake_infra" / "suites").rglob("test_*.py"))
     used = set(re.findall(r'mark\.control\("([A-Z0-9-]+)"\)', text))
     assert used == set(catalog.catalog().controls), set(catalog.catalog().controls) ^ used
 

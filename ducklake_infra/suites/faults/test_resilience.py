@@ -12,11 +12,12 @@ import uuid
 
 import pytest
 
-from ducklake_infra.suites import fault_volume, loadgen
+from ducklake_infra.suites.faults import loadgen
+from ducklake_infra.suites.faults import volume as fault_volume
 from ducklake_infra.suites.catalog import (FAIL, PASS, WARN, CheckError, Result, evidence, figures,
                                            verdict)
 from ducklake_infra.suites.live import PortForward, backend_token, gather
-from ducklake_infra.suites.loadgen import Load
+from ducklake_infra.suites.faults.loadgen import Load
 from ducklake_infra.suites.resilience import (judge_full_volume, judge_ledger, ledger_figures,
                                               pods_ready_since)
 
