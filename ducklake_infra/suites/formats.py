@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
-from ducklake_infra import __version__
+from ducklake_infra import __version__, yamlio
 from ducklake_infra.provision.guard import redact_tree
 from ducklake_infra.suites.catalog import (ERROR, FAIL, NOT_EVALUATED, NOT_RUN, PASS, WARN,
                                             Control)
@@ -248,7 +248,7 @@ def policy_reports(results: Iterable, spec, now: float | None = None) -> list[di
 def policy_report_text(results, spec, redact: Callable[[str], str],
                        now: float | None = None) -> str:
     docs = redact_tree(policy_reports(results, spec, now), redact)
-    text = yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True, width=1 << 30)
+    text = yamlio.dump_all(docs, sort_keys=False, allow_unicode=True, width=1 << 30)
     return (f"# {SOURCE} conformance results as {POLICY_API} policy reports "
             "(kubectl apply needs the wgpolicyk8s.io CRDs)\n---\n" + text)
 
