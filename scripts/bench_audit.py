@@ -38,6 +38,7 @@ from ducklake_infra.provision.bundle import layout  # noqa: E402
 from ducklake_infra.suites.live import GATHER_KINDS, stack_namespaces  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))
+import bench_args  # noqa: E402
 import auditor_venv  # noqa: E402
 
 
@@ -54,9 +55,7 @@ def timed(argv: list[str], cwd: Path | None = None, env: dict | None = None) -> 
 def main() -> int:
     spec = spec_file.load()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--context", default=f"kind-{spec.kind_cluster}")
-    p.add_argument("--kubeconfig", default=str(layout.layout().root / "kubeconfig" /
-                                               f"kind-{spec.kind_cluster}.yaml"))
+    bench_args.add_cluster_args(p, spec)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--trivy", default=None, help="a trivy binary to time beside the audit")
     args = p.parse_args()

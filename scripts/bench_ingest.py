@@ -43,6 +43,9 @@ from ducklake_infra.provision import netpol, spec_file  # noqa: E402
 from ducklake_infra.provision.bundle import layout  # noqa: E402
 from ducklake_infra.provision.spec import StackSpec  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "scripts"))
+import bench_args  # noqa: E402
+
 RESULT_PREFIX = "RESULT "
 LABELS = {"app.kubernetes.io/name": "ducklake-ingest-bench",
           "app.kubernetes.io/part-of": "ducklake-bench"}
@@ -223,9 +226,7 @@ def report(r: dict) -> str:
 def main() -> int:
     spec = spec_file.load()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--context", default=f"kind-{spec.kind_cluster}")
-    p.add_argument("--kubeconfig", default=str(layout.layout().root / "kubeconfig" /
-                                               f"kind-{spec.kind_cluster}.yaml"))
+    bench_args.add_cluster_args(p, spec)
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args()
