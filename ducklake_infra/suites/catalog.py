@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ducklake_infra import yamlio
+from ducklake_infra.provision.spec import PROFILES
 
 HERE = Path(__file__).resolve().parent
 CONTROLS_FILE = HERE / "controls.yaml"
@@ -63,6 +64,12 @@ class Control:
     remediation: str
     mutating: bool = False
     boxes: tuple[str, ...] = ()     # the picture's boxes it colours (svg.py)
+    # the stack profiles it applies to (empty: every profile); outside them a control is
+    # not part of the run at all, neither run nor counted (issue 16)
+    profiles: tuple[str, ...] = ()
+
+    def applies_to(self, profile: str | None) -> bool:
+        return not self.profiles or profile is None or profile in self.profiles
 
 
 @dataclass(frozen=True)
@@ -161,7 +168,7 @@ def parse_controls(raw: Any, fname: str = "controls.yaml") -> dict[str, Control]
         if not isinstance(c, dict):
             raise _fail(fname, where, "expected a mapping")
         unknown = set(c) - {"id", "title", "section", "severity", "component", "remediation",
-                            "mutating", "retired", "boxes"}
+                            "mutating", "retired", "boxes", "profiles"}
         if unknown:
             raise _fail(fname, where, f"unknown field(s) {', '.join(sorted(unknown))}")
         for key in ("id", "title", "section", "severity", "component", "remediation"):
@@ -181,12 +188,18 @@ def parse_controls(raw: Any, fname: str = "controls.yaml") -> dict[str, Control]
         if not isinstance(c.get("mutating", False), bool):
             raise _fail(fname, f"{where}.mutating", "expected true or false")
         boxes = _boxes(c.get("boxes", []), fname, f"{where}.boxes")
+        profiles = c.get("profiles", [])
+        if not isinstance(profiles, list) or not profiles and "profiles" in c or \
+                not set(profiles) <= set(PROFILES):
+            raise _fail(fname, f"{where}.profiles",
+                        f"expected a non-empty list of {', '.join(PROFILES)}")
         if c.get("retired"):
             continue
         out[cid] = Control(id=cid, title=c["title"].strip(), section=c["section"],
                            severity=c["severity"], component=c["component"],
                            remediation=" ".join(c["remediation"].split()),
-                           mutating=bool(c.get("mutating", False)), boxes=boxes)
+                           mutating=bool(c.get("mutating", False)), boxes=boxes,
+                           profiles=tuple(profiles))
     return out
 
 

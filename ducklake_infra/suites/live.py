@@ -24,7 +24,8 @@ GATHER_KINDS = (("deployments", "Deployment"), ("statefulsets", "StatefulSet"),
                 ("services", "Service"), ("endpointslices", "EndpointSlice"),
                 ("persistentvolumeclaims", "PersistentVolumeClaim"),
                 ("configmaps", "ConfigMap"), ("serviceaccounts", "ServiceAccount"),
-                ("networkpolicies", "NetworkPolicy"))
+                ("networkpolicies", "NetworkPolicy"),
+                ("poddisruptionbudgets", "PodDisruptionBudget"))
 
 
 def stack_namespaces(spec: StackSpec) -> list[str]:

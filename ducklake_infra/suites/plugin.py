@@ -173,13 +173,30 @@ def control_of(item) -> catalog.Control | None:
 
 
 @pytest.hookimpl(tryfirst=True)
+def _spec_or_none(config):
+    """The run's stack spec (None when it cannot be read: the run reports why elsewhere)."""
+    st = _state(config)
+    if st.spec is None:
+        try:
+            from ducklake_infra.provision import spec_file
+            st.spec = spec_file.load(config.getoption("--stack", default=None))
+        except Exception:
+            return None
+    return st.spec
+
+
 def pytest_collection_modifyitems(config, items):
     st = _state(config)
-    if st.selection:
-        dropped = [i for i in items if control_of(i) and not st.selection.wants(control_of(i))]
-        if dropped:
-            config.hook.pytest_deselected(items=dropped)
-            items[:] = [i for i in items if i not in set(dropped)]
+    spec = _spec_or_none(config)
+    profile = spec.profile if spec is not None else None
+    # a control of another profile is not part of this run (e.g. the distributed profile's
+    # HA controls on a standalone stack): deselected, and left out of the results
+    dropped = [i for i in items if control_of(i) and (
+        st.selection and not st.selection.wants(control_of(i))
+        or not control_of(i).applies_to(profile))]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [i for i in items if i not in set(dropped)]
     for item in items:
         c = control_of(item)
         if c is None:

@@ -56,14 +56,15 @@ class ControlResult:
 
 
 def aggregate(reg: Catalog, records: Iterable[TestRecord], cluster: str | None = None,
-              only_run: bool = False) -> list[ControlResult]:
+              only_run: bool = False, profile: str | None = None) -> list[ControlResult]:
+    """One result per control (with ``profile``: per control that applies to it)."""
     by: dict[str, list[TestRecord]] = {}
     for r in records:
         by.setdefault(r.control.id, []).append(r)
     out = []
     for c in reg:
         tests = by.get(c.id, [])
-        if only_run and not tests:
+        if only_run and not tests or not c.applies_to(profile):
             continue
         status = worst(t.status for t in tests) if tests else NOT_RUN
         ex = reg.exemption(c.id, cluster)

@@ -17,7 +17,7 @@ from ducklake_infra.suites import formats
 from ducklake_infra.suites import catalog
 from ducklake_infra.suites import report as rep
 from ducklake_infra.suites import svg
-from ducklake_infra.suites.plugin import _redact, _state
+from ducklake_infra.suites.plugin import _redact, _spec_or_none, _state
 from ducklake_infra.suites.session import _write_evidence
 
 
@@ -25,8 +25,10 @@ from ducklake_infra.suites.session import _write_evidence
 def _results(config) -> list:
     st = _state(config)
     if st.results is None:
+        spec = _spec_or_none(config)
         st.results = rep.aggregate(st.reg, st.records.values(),
-                                   config.getoption("--cluster", default=None))
+                                   config.getoption("--cluster", default=None),
+                                   profile=spec.profile if spec is not None else None)
     return st.results
 
 
@@ -164,15 +166,6 @@ def pytest_sessionfinish_leak_probe(session, exitstatus):
                               "redacted there, and the run fails", red=True)
 
 
-def _spec_or_none(config):
-    st = _state(config)
-    if st.spec is None:
-        try:
-            from ducklake_infra.provision import spec_file
-            st.spec = spec_file.load(config.getoption("--stack", default=None))
-        except Exception:
-            return None
-    return st.spec
 
 
 def _svg(config) -> str:

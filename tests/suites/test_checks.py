@@ -13,7 +13,9 @@ from ducklake_infra.suites.catalog import ERROR, FAIL, PASS, WARN, catalog
 
 # the drift controls have their own conforming stack (tests/suites/test_drift.py: `ok`, with the
 # values up renders); every other registered check runs on `good` here
-PURE = sorted(c for c in checks.CHECKS if c not in set(drift.CONTROL_IDS.values()))
+# (the distributed profile's HA controls have theirs: tests/suites/test_checks_ha.py)
+PURE = sorted(c for c in checks.CHECKS if c not in set(drift.CONTROL_IDS.values())
+              and catalog().controls[c].applies_to("standalone"))
 
 
 def test_every_pure_check_has_a_control():

@@ -223,10 +223,10 @@ def test_svg_boxes_come_from_the_controls_and_are_the_same_as_before():
 
 # the picture's boxes as they were drawn when svg.py still listed them itself, plus the
 # controls added since (SUPPLY-SBOM-001, RES-BE-001, RES-NODE-001, RES-LIFE-001,
-# BE-STOP-001, RES-DISK-001)
+# BE-STOP-001, RES-DISK-001, HA-MINIO-001, HA-MINIO-002, HA-PDB-001)
 PICTURE_BOXES = {
     "minio-release": {"MINIO-REL-001", "MINIO-MODE-001", "DRIFT-CHART-001"},
-    "minio-deploy": {"MINIO-MODE-001", "STORE-RWO-001", "RES-MINIO-001", "RES-NODE-001", "MINIO-POD-001",
+    "minio-deploy": {"HA-MINIO-001", "HA-MINIO-002", "HA-PDB-001", "MINIO-MODE-001", "STORE-RWO-001", "RES-MINIO-001", "RES-NODE-001", "MINIO-POD-001",
                      "MINIO-POD-002", "MINIO-BKT-001", "MINIO-IAM-002", "DRIFT-IMG-001",
                      "DRIFT-REPL-001", "DRIFT-RES-001"},
     "minio-svc": {"MINIO-SVC-001", "DRIFT-SVC-001"},

@@ -21,6 +21,10 @@ from ducklake_infra.suites.checks.minio import (  # noqa: F401
     check_minio_root_secret,
     check_minio_services,
     check_minio_standalone)
+from ducklake_infra.suites.checks.ha import (  # noqa: F401
+    check_minio_disruption_budget,
+    check_minio_parity,
+    check_minio_servers_spread)
 from ducklake_infra.suites.checks.postgresql import (  # noqa: F401
     LC_ENGLISH,
     check_pg_lc_messages,

@@ -1,0 +1,26 @@
+"""The distributed profile's high-availability controls (issue 16), read-only: usable on
+real clusters. Deselected on a standalone stack (controls with profiles: [distributed])."""
+
+from __future__ import annotations
+
+import pytest
+
+from ducklake_infra.suites import checks
+from ducklake_infra.suites.catalog import verdict
+
+pytestmark = [pytest.mark.cluster]
+
+
+@pytest.mark.control("HA-MINIO-001")
+def test_minio_servers_spread_over_nodes(objs, spec):
+    verdict(checks.check_minio_servers_spread(objs, spec))
+
+
+@pytest.mark.control("HA-MINIO-002")
+def test_minio_parity_as_planned(objs, spec):
+    verdict(checks.check_minio_parity(objs, spec))
+
+
+@pytest.mark.control("HA-PDB-001")
+def test_minio_disruption_budget(objs, spec):
+    verdict(checks.check_minio_disruption_budget(objs, spec))

@@ -1,0 +1,90 @@
+"""The distributed profile's HA checks (checks/ha.py) on hand-written objects: a
+conforming distributed MinIO passes; each way of breaking it FAILs; and the controls are
+part of a distributed run only."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+
+from ducklake_infra.provision import spec_file
+from ducklake_infra.provision.spec import DistributedSpec
+from ducklake_infra.suites import checks
+from ducklake_infra.suites import report as rep
+from ducklake_infra.suites.catalog import FAIL, PASS, TestRecord, catalog
+from ducklake_infra.suites.checks.ha import write_quorum
+from ducklake_infra.suites.objects import Objects
+
+HA = ("HA-MINIO-001", "HA-MINIO-002", "HA-PDB-001")
+LABELS = {"app": "minio", "release": "minio"}
+
+
+@pytest.fixture
+def spec():
+    return dataclasses.replace(spec_file.load(), profile="distributed", distributed=DistributedSpec())
+
+
+def minio(servers=4, nodes=("cp", "w1", "w2", "w3"), parity="EC:2", pdb=1, allowed=1,
+          ready=True) -> list[dict]:
+    sts = {"kind": "StatefulSet", "metadata": {"name": "minio", "namespace": "storage"},
+           "spec": {"replicas": servers, "selector": {"matchLabels": dict(LABELS)},
+                    "template": {"metadata": {"labels": dict(LABELS)}, "spec": {"containers": [
+                        {"name": "minio", "env": [] if parity is None else [
+                            {"name": "MINIO_STORAGE_CLASS_STANDARD", "value": parity}]}]}}}}
+    pods = [{"kind": "Pod", "metadata": {"name": f"minio-{i}", "namespace": "storage",
+                                         "labels": dict(LABELS)},
+             "spec": {"nodeName": nodes[i % len(nodes)], "containers": [{"name": "minio"}]},
+             "status": {"phase": "Running", "conditions": [
+                 {"type": "Ready", "status": "True" if ready else "False"}]}}
+            for i in range(servers)]
+    out = [sts, *pods]
+    if pdb is not None:
+        out.append({"kind": "PodDisruptionBudget", "metadata": {"name": "minio", "namespace": "storage"},
+                    "spec": {"maxUnavailable": pdb, "selector": {"matchLabels": {"app": "minio"}}},
+                    "status": {"disruptionsAllowed": allowed, "currentHealthy": 4, "expectedPods": 4}})
+    return out
+
+
+def run(cid, items, spec):
+    return checks.run(cid, Objects(items=copy.deepcopy(items)), spec)
+
+
+@pytest.mark.parametrize("cid", HA)
+def test_a_conforming_distributed_minio_passes(cid, spec):
+    res = run(cid, minio(), spec)
+    assert res.status == PASS and res.evidence, (cid, res.evidence)
+
+
+@pytest.mark.parametrize("cid,items,needle", [
+    ("HA-MINIO-001", [o for o in minio() if o["kind"] != "StatefulSet"], "does not run distributed"),
+    ("HA-MINIO-001", minio(nodes=("w1", "w1", "w2", "w3")), "share node w1"),
+    ("HA-MINIO-001", minio(servers=3, nodes=("w1", "w2", "w3")), "3 servers, the plan says 4"),
+    ("HA-MINIO-001", minio(ready=False), "minio-0"),
+    ("HA-MINIO-002", minio(parity=None), "is None, the plan says 'EC:2'"),
+    ("HA-MINIO-002", minio(parity="EC:1"), "is 'EC:1', the plan says 'EC:2'"),
+    ("HA-PDB-001", minio(pdb=None), "no PodDisruptionBudget"),
+    ("HA-PDB-001", minio(pdb=2), "lets 2 servers go at once"),
+    ("HA-PDB-001", minio(pdb=0), "lets no server go"),
+    ("HA-PDB-001", minio(pdb="50%"), "a percentage"),
+    ("HA-PDB-001", minio(allowed=0), "allows no disruption now"),
+])
+def test_each_way_of_breaking_it_fails(spec, cid, items, needle):
+    res = run(cid, items, spec)
+    assert res.status == FAIL and any(needle in e for e in res.evidence), (cid, res.evidence)
+
+
+def test_write_quorum_is_minio_s():
+    assert write_quorum(4, 2) == 3 and write_quorum(4, 1) == 3 and write_quorum(8, 4) == 5
+    assert write_quorum(6, 2) == 4 and write_quorum(16, 4) == 12
+
+
+def test_ha_controls_are_part_of_a_distributed_run_only():
+    reg = catalog()
+    assert all(reg.controls[c].profiles == ("distributed",) for c in HA)
+    recs = [TestRecord(f"t::{c}", reg.controls[c]) for c in HA]
+    standalone = {r.control.id for r in rep.aggregate(reg, recs, profile="standalone")}
+    distributed = {r.control.id for r in rep.aggregate(reg, recs, profile="distributed")}
+    assert not set(HA) & standalone and set(HA) <= distributed
+    assert "MINIO-SVC-001" in standalone and "MINIO-SVC-001" in distributed
