@@ -268,6 +268,15 @@ PICTURE_BOXES = {
     ({"controls": [{"id": "A-B-001", "title": "t", "section": "2.1", "severity": "high",
                     "component": "minio", "remediation": "r", "boxes": "minio-svc"}]},
      "expected a list of picture box names"),
+    ({"controls": [{"id": "A-B-001", "title": "t", "section": "2.1", "severity": "high",
+                    "component": "minio", "remediation": "r", "profiles": ["ha"]}]},
+     r"profiles: expected a non-empty list of standalone, distributed"),
+    ({"controls": [{"id": "A-B-001", "title": "t", "section": "2.1", "severity": "high",
+                    "component": "minio", "remediation": "r", "profiles": []}]},
+     r"profiles: expected a non-empty list"),
+    ({"controls": [{"id": "A-B-001", "title": "t", "section": "2.1", "severity": "high",
+                    "component": "minio", "remediation": "r", "profiles": "distributed"}]},
+     r"profiles: expected a non-empty list"),
 ])
 def test_controls_validation(bad, msg):
     with pytest.raises(catalog.ControlsError, match=msg):
