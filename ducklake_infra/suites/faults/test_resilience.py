@@ -215,13 +215,16 @@ def _only_on_the_suites_kind_cluster(cluster, what: str) -> None:
 
 
 def _check_statuses(objs, spec, sbom_index) -> dict[str, str]:
-    """The status of every registered check but drift's (which compare with what `up`
-    renders, not with the cluster's health) on ``objs``."""
+    """The status of every registered check of the spec's profile but drift's (which
+    compare with what `up` renders, not with the cluster's health) on ``objs``."""
     from ducklake_infra.suites import checks, drift
+    from ducklake_infra.suites.catalog import catalog
     facts = {"SUPPLY-SBOM-001": {"index": sbom_index}, "SUPPLY-PIN-001": {"loaded": True}}
     skip = set(drift.CONTROL_IDS.values())
+    controls = catalog().controls
     return {cid: checks.run(cid, objs, spec, **facts.get(cid, {})).status
-            for cid in sorted(checks.CHECKS) if cid not in skip}
+            for cid in sorted(checks.CHECKS)
+            if cid not in skip and controls[cid].applies_to(spec.profile)}
 
 
 def _wait_stack_ready(spec, kubectl, deadline: float, since: float | None = None
