@@ -93,9 +93,7 @@ def floor(lay: layout.Layout, spec) -> tuple[float, float]:
     c = kind_cluster(lay, spec, r)
     c.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    r.run(["kind", "create", "cluster", "--name", c.name, "--image", c.node_image,
-           "--kubeconfig", str(c.kubeconfig), "--wait", "600s", "--config",
-           str(c.write_default_config())], timeout=720)
+    r.run(c.create_argv(wait=True), timeout=c.create_timeout + 120)
     create = time.monotonic() - start
     progress = Progress(quiet=True)
     ctx = stack_steps.Context(c, spec, r, progress, Options())

@@ -183,12 +183,10 @@ class KindCluster:
             self.runner.run(["kind", "delete", "cluster", "--name", self.name,
                              "--kubeconfig", str(self.kubeconfig)], timeout=300)
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-        config = self.config_path or self.write_default_config()
         # No --wait: kind returns once kubeadm's API server answers (kind applies the CNI
         # and the StorageClass through it); the node turns Ready about 19 s later, and
         # everything up does next needs only the API server (Helm waits for its pods).
-        argv = ["kind", "create", "cluster", "--name", self.name, "--image", self.node_image,
-                "--kubeconfig", str(self.kubeconfig), "--retain", "--config", str(config)]
+        argv = self.create_argv()
         try:
             self.runner.run(argv, timeout=self.create_timeout + 120)
         except CommandError as exc:
@@ -197,6 +195,15 @@ class KindCluster:
                 f"  node logs: kind export logs --name {self.name}; then "
                 f"kind delete cluster --name {self.name}") from None
         self.owned = True
+
+    def create_argv(self, wait: bool = False) -> list[str]:
+        """``kind create cluster`` for this cluster (with ``wait``: until the nodes are
+        Ready, as the benchmark's floor measures it)."""
+        config = self.config_path or self.write_default_config()
+        return ["kind", "create", "cluster", "--name", self.name, "--image", self.node_image,
+                "--kubeconfig", str(self.kubeconfig),
+                *(["--wait", f"{int(self.create_timeout)}s"] if wait else []),
+                "--retain", "--config", str(config)]
 
     def write_default_config(self) -> Path:
         base = Path(self.kubeconfig_dir).expanduser().parent / "kind" / self.name
