@@ -50,8 +50,10 @@ def _import_api_client_meanwhile() -> None:
 
 
 def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool = False,
-           log_lines: int = 2000) -> Objects:
-    """Everything the pure checks read, from the live cluster."""
+           log_lines: int = 2000, rules_review: bool = False) -> Objects:
+    """Everything the pure checks read, from the live cluster. ``rules_review``: also ask
+    what these credentials could change in each stack namespace (AUDIT-PRIV-001's self
+    rules review, through the read-only API client), among the other reads."""
     items: list[dict] = []
     forbidden: dict[tuple[str, str], str] = {}
     namespaces = stack_namespaces(spec)
@@ -60,7 +62,7 @@ def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool
     # other output can reach a log, an error or a report.
     runner.redactor.allow(*spec.public_names())
     _import_api_client_meanwhile()
-    secret_reads = _parallel([
+    secret_reads = parallel([
         lambda ns=ns: kubectl("-n", ns, "get", "secrets", "-o", "json", timeout=120,
                               check=False, sensitive=True) for ns in namespaces])
     for ns, res in zip(namespaces, secret_reads):
@@ -70,15 +72,30 @@ def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool
             _refused(res, runner, forbidden, "secrets", "Secret", ns)
     from ducklake_infra.suites.checks import secret_values_of
     runner.redactor.add(*secret_values_of(Objects(list(items)), spec))
-    # then everything else, the independent reads side by side (the audit's wall time)
+    # then everything else, every independent read side by side (the audit's wall time):
+    # the objects, the namespaces, Helm's releases and the values of every release the spec
+    # names (a release that turns out not installed: its answer is dropped), the rules review
     every = ",".join(r for r, _ in GATHER_KINDS)
     release_namespaces = sorted({r.namespace for r in spec.releases.values()})
-    reads = _parallel(
-        [lambda ns=ns: kubectl("-n", ns, "get", every, "-o", "json", timeout=120, check=False)
-         for ns in namespaces] +
-        [lambda ns=ns: runner.run([*cluster.helm(), "list", "-n", ns, "-o", "json"],
-                                  timeout=60, check=False) for ns in release_namespaces])
-    for ns, res in zip(namespaces, reads):
+    releases = list(spec.releases.values())
+    calls = ([lambda ns=ns: kubectl("-n", ns, "get", every, "-o", "json", timeout=120, check=False)
+              for ns in namespaces] +
+             [lambda ns=ns: runner.run([*cluster.helm(), "list", "-n", ns, "-o", "json"],
+                                       timeout=60, check=False) for ns in release_namespaces] +
+             [lambda rel=rel, a=a: runner.run([*cluster.helm(), "get", "values", rel.name, "-n",
+                                               rel.namespace, *a, "-o", "json"], timeout=60,
+                                              check=False)
+              for rel in releases for a in ([], ["-a"])] +
+             [lambda: kubectl("get", "namespaces", *namespaces, "-o", "json", timeout=60,
+                              check=False)] +
+             ([lambda ns=ns: _write_rules_or_error(kubectl.cluster, ns) for ns in namespaces]
+              if rules_review else []))
+    reads = parallel(calls, workers=len(calls))
+    objects, reads = reads[:len(namespaces)], reads[len(namespaces):]
+    lists, reads = reads[:len(release_namespaces)], reads[len(release_namespaces):]
+    values, reads = reads[:2 * len(releases)], reads[2 * len(releases):]
+    namespace_read, rules = reads[0], reads[1:]
+    for ns, res in zip(namespaces, objects):
         if res.returncode == 0:
             items.append(json.loads(res.stdout))
             continue
@@ -89,16 +106,41 @@ def gather(kubectl, runner: Runner, cluster, spec: StackSpec, *, with_logs: bool
             else:
                 _refused(res, runner, forbidden, resource, kind, ns)
     objs = Objects(items, forbidden=forbidden)
-    _read_helm(objs, runner, cluster, spec, release_namespaces, reads[len(namespaces):])
+    _read_namespaces(objs, runner, namespaces, namespace_read)
+    _read_helm(objs, runner, spec, release_namespaces, lists, values)
+    objs.write_rules = dict(zip(namespaces, rules)) if rules_review else None
     if with_logs:
         objs.logs = pod_logs(kubectl, objs, log_lines)
     return objs
 
 
-def _read_helm(objs: Objects, runner: Runner, cluster, spec: StackSpec,
-               release_namespaces: list[str], lists: list) -> None:
+def _write_rules_or_error(cluster, namespace: str) -> list[str] | Exception:
+    """AUDIT-PRIV-001's self rules review of ``namespace``, or what stopped it (raised by
+    the control, not by the gather)."""
+    from ducklake_infra.provision.kubeapi import read_only_client, write_rules
+    try:
+        return write_rules(read_only_client(cluster), namespace)
+    except ReadOnlyViolation:
+        raise
+    except Exception as exc:  # noqa: BLE001 - handed to the control as its ERROR
+        return exc
+
+
+def _read_namespaces(objs: Objects, runner: Runner, namespaces: list[str], res) -> None:
+    """The stack's Namespace objects (their Pod Security labels) into ``objs.namespace_objects``;
+    one that could not be read is left out and the reason kept (SEC-PSS-001 says it)."""
+    found = json.loads(res.stdout).get("items", []) if res.stdout.strip() else []
+    objs.namespace_objects = {n["metadata"]["name"]: n for n in found if n.get("metadata")}
+    if len(objs.namespace_objects) < len(namespaces):
+        objs.namespace_error = runner.redactor(res.stderr.strip()[-300:]) or \
+            f"kubectl get namespaces exited {res.returncode}"
+
+
+def _read_helm(objs: Objects, runner: Runner, spec: StackSpec, release_namespaces: list[str],
+               lists: list, values: list) -> None:
     """The Helm side of :func:`gather`: ``lists`` (the ``helm list`` of each release
-    namespace) into ``objs.helm_releases``, then each installed release's values."""
+    namespace) into ``objs.helm_releases``; ``values`` (``helm get values`` and ``-a`` of
+    each release of the spec, in spec order) into ``objs.helm_values`` for those installed."""
     releases: list[dict] | None = []
     for ns, res in zip(release_namespaces, lists):
         if res.returncode != 0:  # e.g. forbidden: helm keeps releases in Secrets
@@ -109,14 +151,10 @@ def _read_helm(objs: Objects, runner: Runner, cluster, spec: StackSpec,
             break
         releases += json.loads(res.stdout or "[]")
     objs.helm_releases = releases
-    installed = [rel for rel in spec.releases.values() if releases is not None and any(
-        r.get("name") == rel.name and r.get("namespace") == rel.namespace for r in releases)]
-    values = _parallel([
-        lambda rel=rel, a=a: runner.run([*cluster.helm(), "get", "values", rel.name, "-n",
-                                         rel.namespace, *a, "-o", "json"], timeout=60,
-                                        check=False)
-        for rel in installed for a in ([], ["-a"])])
-    for i, rel in enumerate(installed):
+    for i, rel in enumerate(spec.releases.values()):
+        if releases is None or not any(r.get("name") == rel.name and r.get("namespace") ==
+                                       rel.namespace for r in releases):
+            continue
         res, res_all = values[2 * i], values[2 * i + 1]
         if res.returncode == 0:
             user = json.loads(res.stdout or "null") or {}
@@ -142,13 +180,13 @@ def pod_logs(kubectl, objs: Objects, lines: int = 2000) -> dict[str, str]:
     pods = [o for o in objs.items if o.get("kind") == "Pod"]  # forbidden kinds: none
     keys = [(p["metadata"]["namespace"], p["metadata"]["name"], c["name"])
             for p in pods for c in containers(pod_spec(p), init=True)]
-    reads = _parallel([lambda k=k: kubectl("-n", k[0], "logs", k[1], "-c", k[2],
+    reads = parallel([lambda k=k: kubectl("-n", k[0], "logs", k[1], "-c", k[2],
                                            f"--tail={lines}", timeout=60, check=False)
                        for k in keys])
     return {"/".join(k): res.stdout for k, res in zip(keys, reads) if res.returncode == 0}
 
 
-def _parallel(calls: list, workers: int = 6) -> list:
+def parallel(calls: list, workers: int = 6) -> list:
     """Run independent reads side by side; results in the order of ``calls`` (the
     first exception is raised, as a sequential loop would)."""
     if len(calls) <= 1:

@@ -31,6 +31,11 @@ class Objects:
     # checks reading those objects become ERROR ("could not evaluate"), not FAIL
     forbidden: dict[tuple[str, str], str] = field(default_factory=dict)
     helm_error: str = ""   # why helm_releases is None, when it is
+    namespace_objects: dict[str, dict] | None = None  # the stack's Namespace objects (None: not read)
+    namespace_error: str = ""                   # why one of them is missing, when one is
+    # namespace -> what these credentials could change there, or the error of the self
+    # rules review (AUDIT-PRIV-001); None: not asked (runs that are not read-only audits)
+    write_rules: dict[str, list[str] | Exception] | None = None
 
     def __post_init__(self):
         flat: list[dict] = []

@@ -61,7 +61,7 @@ def objs(pytestconfig, stack, kubectl, runner, cluster, spec):
     """The live objects of the stack (one consistent snapshot per session); every
     Secret value read is registered with the runner's Redactor."""
     from ducklake_infra.suites.live import gather
-    o = gather(kubectl, runner, cluster, spec)
+    o = gather(kubectl, runner, cluster, spec, rules_review=pytestconfig.getoption("--readonly"))
     _evidence_start(pytestconfig, cluster, kubectl)  # evidence bundle
     record_inspected(pytestconfig, o)                # evidence bundle
     return o

@@ -42,19 +42,29 @@ def render_minio(spec, runner, extra: list[str]) -> Objects:
 
 
 @pytest.fixture(scope="module")
-def rendered_bad(spec, runner):
-    objs = render_minio(spec, runner, BAD)
+def renders(spec, runner) -> dict[str, Objects]:
+    """The three renders this module checks, side by side (each is a ``helm template``
+    process: an audit waits for the slowest, not for their sum)."""
+    from ducklake_infra.suites.live import parallel
+    extras = {"bad": BAD, "stale": STALE, "stack": []}
+    done = parallel([lambda e=e: render_minio(spec, runner, e) for e in extras.values()])
+    return dict(zip(extras, done))
+
+
+@pytest.fixture(scope="module")
+def rendered_bad(renders, spec):
+    objs = renders["bad"]
     objs.helm_values[spec.minio.release] = {"mode": "standalone", "existingSecret": "",
                                            "rootUser": "minioadmin", "rootPassword": "minioadmin"}
     return objs
 
 
 @pytest.fixture(scope="module")
-def rendered_stale(spec, runner):
+def rendered_stale(renders, spec):
     """MinIO from a withdrawn source, the backend's manifests at :latest (nothing runs:
     no pod reports a digest)."""
     backend = render.backend_objects(spec, f"{spec.backend.image.repository}:latest")
-    return render_minio(spec, runner, STALE).merged(Objects(backend))
+    return renders["stale"].merged(Objects(backend))
 
 
 def test_nodeport_service_fails_minio_svc_001(rendered_bad, spec):
@@ -77,9 +87,9 @@ def test_inline_credentials_fail_minio_sec_001(rendered_bad, spec):
     assert res.remediation == catalog()["MINIO-SEC-001"].remediation
 
 
-def test_the_stack_values_render_conforming(spec, runner):
+def test_the_stack_values_render_conforming(renders, spec):
     """Control: the same render without the bad override passes those checks."""
-    objs = render_minio(spec, runner, [])
+    objs = renders["stack"]
     assert checks.check_minio_services(objs, spec).status == PASS
     res = checks.check_minio_standalone(objs, spec)
     assert res.status == PASS, res.evidence

@@ -65,15 +65,13 @@ def test_reports_redact_secret_values(objs, spec, runner, control):
 
 
 @pytest.mark.control("SEC-PSS-001")
-def test_namespaces_enforce_restricted_pod_security(objs, spec, kubectl, inspected):
+def test_namespaces_enforce_restricted_pod_security(objs, spec, inspected):
     from ducklake_infra.suites.live import stack_namespaces
-    nss = []
-    for ns in stack_namespaces(spec):
-        res = kubectl("get", "namespace", ns, "-o", "json", check=False)
-        if res.returncode != 0:
-            raise CheckError(f"could not evaluate: namespace {ns} is not readable: "
-                             f"{res.stderr.strip()[-200:]}")
-        nss.append(json.loads(res.stdout))
+    missing = [ns for ns in stack_namespaces(spec) if ns not in (objs.namespace_objects or {})]
+    if missing:
+        raise CheckError(f"could not evaluate: namespace(s) {', '.join(missing)} not readable: "
+                         f"{objs.namespace_error or 'not read'}")
+    nss = [objs.namespace_objects[ns] for ns in stack_namespaces(spec)]
     inspected(*nss)
     verdict(security.judge_pod_security(nss, objs, spec))
 

@@ -60,7 +60,7 @@ class FakeRunner(Runner):
         return None
 
     def run(self, argv, *, timeout=300, input=None, env=None, cwd=None, check=True,
-            mutating=None, stream=False) -> Result:
+            mutating=None, stream=False, sensitive=False) -> Result:
         argv = [str(a) for a in argv]
         self.check_allowed(argv)
         if self.dry_run and mutating is not False:

@@ -176,7 +176,7 @@ import ducklake_infra.suites.live as live_module
 from ducklake_infra.suites.objects import Objects
 from ducklake_infra.suites.catalog import verdict, Result
 
-def _gather(kubectl, runner, cluster, spec):
+def _gather(kubectl, runner, cluster, spec, **kw):
     b = lambda s: base64.b64encode(s.encode()).decode()
     return Objects([{{"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                       "metadata": {{"name": "minio-root", "namespace": "storage", "uid": "u1",
