@@ -80,6 +80,7 @@ def run_started(pytestconfig) -> float:
 SPEC_SOURCE = pytest.StashKey[str]()
 CLUSTER_GIVEN = pytest.StashKey[bool]()
 RUN_STARTED = pytest.StashKey[float]()
+_VERIFIED = pytest.StashKey["ExistingCluster"]()   # the existing cluster checked at session start
 
 
 def pytest_report_header(config):
@@ -138,8 +139,10 @@ def pytest_sessionstart(session):
     kc = config.getoption("--kubeconfig")
     r = layout.bundle_runner(layout.layout(config.getoption("--cache-dir")), readonly=True)
     try:
-        select_cluster(r, layout.layout(config.getoption("--cache-dir")).root, name, kind_name="",
-                       node_image="", kubeconfig=kc).ensure()
+        checked = select_cluster(r, layout.layout(config.getoption("--cache-dir")).root, name,
+                                 kind_name="", node_image="", kubeconfig=kc)
+        checked.ensure()
+        config.stash[_VERIFIED] = checked   # the cluster fixture does not ask again
     except DucklakeInfraError as exc:
         # not pytest.exit: it prints the reason twice and skips every report
         from ducklake_infra.suites.report_hooks import stop_run
@@ -188,7 +191,10 @@ def cluster(pytestconfig, runner, bundle_layout):
                        keep=pytestconfig.getoption("--keep-cluster"), workers=workers)
     start = time.monotonic()
     try:
-        c.ensure()
+        if name == "kind":
+            c.ensure()
+        else:
+            c.ensure(verified=pytestconfig.stash.get(_VERIFIED, None))
     except DucklakeInfraError as exc:
         pytest.fail(f"cluster {name!r} is not usable: {exc}", pytrace=False)
     c.ready_seconds = time.monotonic() - start

@@ -281,6 +281,8 @@ class ExistingCluster:
     kubeconfig: Path | None = None
     is_kind: bool = False
     owned: bool = False
+    # the API server's /version, read by ensure() (None until then)
+    server_version: dict | None = None
 
     @property
     def name(self) -> str:
@@ -292,12 +294,18 @@ class ExistingCluster:
     def helm(self) -> list[str]:
         return ["helm", *_kubeconfig_args(self.kubeconfig), "--kube-context", self.context]
 
-    def ensure(self) -> None:
+    def ensure(self, verified: "ExistingCluster | None" = None) -> None:
         """Check that the kubeconfig reads, the context exists and the API server
         answers; create nothing. Each failure is one line with the tool's reason; the
-        kubeconfig's credentials are redacted from it (and from every later error)."""
+        kubeconfig's credentials are redacted from it (and from every later error).
+        ``verified``: the same context, already checked in this process (pytest's session
+        start): only the credentials are registered with this runner's Redactor."""
         paths = kubeconfig.files(self.kubeconfig, self.runner.base_env)
         self.runner.redactor.add(*kubeconfig.credentials(paths))
+        if verified is not None and (verified.context, verified.kubeconfig) == \
+                (self.context, self.kubeconfig) and verified.server_version is not None:
+            self.server_version = verified.server_version
+            return
         where = self.kubeconfig or f"the default kubeconfig ({os.pathsep.join(map(str, paths))})"
         if self.kubeconfig and not paths[0].is_file():
             raise DucklakeInfraError(f"kubeconfig {self.kubeconfig}: no such file")
@@ -320,6 +328,11 @@ class ExistingCluster:
             raise Unreachable(
                 f"API server of context {self.context!r} is unreachable or refused us: "
                 f"{self.runner.redactor(kubeconfig.reason(res.stderr))}")
+        try:
+            version = json.loads(res.stdout)
+        except ValueError:
+            version = None
+        self.server_version = version if isinstance(version, dict) else {}
 
     def delete(self) -> None:
         """Never deletes a cluster we did not create."""

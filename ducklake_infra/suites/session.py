@@ -75,7 +75,8 @@ def _evidence_start(config, cluster, kubectl) -> None:
         st.evidence = ev.Recorder()
     if st.evidence.context is None:
         st.evidence.context = getattr(cluster, "context", None)
-        st.evidence.server_version = ev.server_version(kubectl)
+        st.evidence.server_version = (getattr(cluster, "server_version", None)
+                                      or ev.server_version(kubectl))
 
 
 def record_inspected(config, *objects) -> None:

@@ -87,3 +87,30 @@ def test_default_kubeconfig_is_kubeconfig_env_then_home(tmp_path):
         [tmp_path / "a", tmp_path / "b"]
     assert kubeconfig.files(None, {})[0].name == "config"
     assert kubeconfig.files(tmp_path / "x", {"KUBECONFIG": "/y"}) == [tmp_path / "x"]
+
+
+def test_a_context_verified_once_is_not_asked_again_but_its_credentials_are_registered(kc):
+    first = FakeRunner().on("config get-contexts", stdout="dead\n").on(
+        "get --raw /version", stdout='{"major": "1", "gitVersion": "v1.34.0"}')
+    checked = ExistingCluster(first, context="dead", kubeconfig=kc)
+    checked.ensure()
+    assert checked.server_version == {"major": "1", "gitVersion": "v1.34.0"}
+    second = FakeRunner()
+    again = ExistingCluster(second, context="dead", kubeconfig=kc)
+    again.ensure(verified=checked)
+    assert not second.calls and again.server_version == checked.server_version
+    assert second.redactor(f"token {TOKEN}") == "token ***"
+
+
+@pytest.mark.parametrize("other", [{"context": "prod"}, {"kubeconfig": None}, {"unchecked": True}])
+def test_a_different_or_unchecked_context_is_asked_again(kc, other):
+    first = FakeRunner().on("config get-contexts", stdout="dead\nprod\n").on(
+        "get --raw /version", stdout='{"gitVersion": "v1.34.0"}')
+    checked = ExistingCluster(first, context=other.get("context", "dead"),
+                              kubeconfig=other.get("kubeconfig", kc))
+    if not other.get("unchecked"):
+        checked.ensure()
+    second = FakeRunner().on("config get-contexts", stdout="dead\n").on(
+        "get --raw /version", stdout="{}")
+    ExistingCluster(second, context="dead", kubeconfig=kc).ensure(verified=checked)
+    assert [c.argv[-1] for c in second.calls] == ["name", "10s"]
