@@ -216,8 +216,19 @@ class StackSpec:
     def all_services(self) -> list[ServiceSpec]:
         return [*self.minio.services, *self.postgresql.services, self.backend.service]
 
+    @property
+    def minio_claims(self) -> tuple[PvcSpec, ...]:
+        """MinIO's claims. Standalone: the spec's ``minio.pvcs``. Distributed: the
+        StatefulSet's, one per server from the chart's volumeClaimTemplate ``export``
+        (``export-<fullname>-<i>``), each of the size and class of the spec's first."""
+        if self.profile != "distributed" or self.distributed is None:
+            return self.minio.pvcs
+        first = self.minio.pvcs[0]
+        return tuple(PvcSpec(f"export-{self.minio.fullname}-{i}", first.namespace, first.size,
+                             first.storage_class) for i in range(self.distributed.minio_servers))
+
     def all_pvcs(self) -> list[PvcSpec]:
-        return [*self.minio.pvcs, *self.postgresql.pvcs]
+        return [*self.minio_claims, *self.postgresql.pvcs]
 
     def all_secrets(self) -> list[SecretSpec]:
         return [self.minio.root_secret, self.minio.backend_user.secret,

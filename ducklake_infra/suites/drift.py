@@ -22,6 +22,7 @@ from ducklake_infra.suites.objects import Objects, containers, pod_spec, quantit
 from ducklake_infra.suites.catalog import ERROR, Result, result
 from ducklake_infra.suites.drift_expected import (
     component_images, expected_backend, expected_images, expected_replicas, expected_resources,
+    replicas_source,
     release_of)
 
 COMPONENTS = ("minio", "postgresql", "backend")
@@ -283,8 +284,7 @@ def check_replicas_drift(objs: Objects, spec: StackSpec, component: str) -> Resu
                            f"{_fullname(spec, component)}: live (missing); reconcile: {UP}"])
         want = expected_replicas(spec, component)
         live = (w.get("spec") or {}).get("replicas", 1)
-        src = "stack.yaml backend.replicas" if component == "backend" else \
-            ", ".join(Path(f).name for f in release_of(spec, component).values)
+        src = replicas_source(spec, component)
         if live != want:
             ready = (w.get("status") or {}).get("readyReplicas", 0)
             return result([f"drift: {_wname(w)} replicas: live {live} ({ready} ready), expected "
@@ -385,7 +385,7 @@ def check_resources_drift(objs: Objects, spec: StackSpec, component: str) -> Res
 def check_pvc_drift(objs: Objects, spec: StackSpec, component: str) -> Result:
     """PVC requested size and storage class vs stack.yaml."""
     def run() -> Result:
-        pvcs = {"minio": spec.minio.pvcs, "postgresql": spec.postgresql.pvcs}[component]
+        pvcs = {"minio": spec.minio_claims, "postgresql": spec.postgresql.pvcs}[component]
         problems, good = [], []
         for p in pvcs:
             pvc = objs.get("PersistentVolumeClaim", p.name, p.namespace)

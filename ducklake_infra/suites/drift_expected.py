@@ -82,9 +82,20 @@ def expected_backend(spec: StackSpec, image: str) -> dict[str, dict]:
     return {o["kind"]: o for o in backend_objects(spec, image)}
 
 
+def replicas_source(spec: StackSpec, component: str) -> str:
+    """Where :func:`expected_replicas` takes the count from, as the drift message says it."""
+    if component == "backend":
+        return "stack.yaml backend.replicas"
+    if component == "minio" and spec.profile == "distributed" and spec.distributed:
+        return "stack.yaml distributed.minio.servers"
+    return ", ".join(Path(f).name for f in release_of(spec, component).values)
+
+
 def expected_replicas(spec: StackSpec, component: str) -> int:
     if component == "backend":
         return spec.backend.replicas
+    if component == "minio" and spec.profile == "distributed" and spec.distributed:
+        return spec.distributed.minio_servers       # up renders replicas from the spec
     vals = release_values(spec, release_of(spec, component))
     r = vals.get("replicas", 1)
     # standalone MinIO and the single-node PostgreSQL chart run exactly one pod

@@ -21,8 +21,8 @@ def test_minio_release_pinned(objs, spec):
 
 
 @pytest.mark.control("MINIO-MODE-001")
-def test_minio_standalone(objs, spec):
-    verdict(checks.check_minio_standalone(objs, spec))
+def test_minio_mode(objs, spec):
+    verdict(checks.check_minio_mode(objs, spec))
 
 
 @pytest.mark.control("MINIO-SVC-001")

@@ -91,7 +91,7 @@ def test_the_stack_values_render_conforming(renders, spec):
     """Control: the same render without the bad override passes those checks."""
     objs = renders["stack"]
     assert checks.check_minio_services(objs, spec).status == PASS
-    res = checks.check_minio_standalone(objs, spec)
+    res = checks.check_minio_mode(objs, spec)
     assert res.status == PASS, res.evidence
     assert supply_chain.check_image_sources(objs, spec).status == PASS
     # rendered, nothing runs: tags without a running digest are a WARN, never a FAIL

@@ -20,7 +20,7 @@ from ducklake_infra.suites.checks.minio import (  # noqa: F401
     check_minio_release,
     check_minio_root_secret,
     check_minio_services,
-    check_minio_standalone)
+    check_minio_mode)
 from ducklake_infra.suites.checks.ha import (  # noqa: F401
     check_minio_disruption_budget,
     check_minio_parity,

@@ -266,10 +266,20 @@ def _workload(objs: Objects, kind: str, name: str, ns: str) -> dict | None:
     return objs.get(kind, name, ns)
 
 
-def _minio_data_path(container: Mapping) -> str | None:
+def _minio_server_arg(container: Mapping) -> str | None:
+    """What ``minio server`` serves: a directory (standalone) or the servers' URLs with
+    an ellipsis (``http://minio-{0...3}.minio-svc.<ns>.svc/export``: one erasure set)."""
     cmd = " ".join(list(container.get("command") or []) + list(container.get("args") or []))
     m = re.search(r"\bminio\s+server\s+(\S+)", cmd)
     return m.group(1) if m else None
+
+
+def _minio_data_path(container: Mapping) -> str | None:
+    """The directory in the container where MinIO keeps its data (of a URL: its path)."""
+    arg = _minio_server_arg(container)
+    if arg is not None and re.match(r"https?://", arg):
+        return "/" + arg.split("://", 1)[1].partition("/")[2]
+    return arg
 
 
 def _env_value(container: Mapping, name: str) -> Any:
@@ -279,8 +289,14 @@ def _env_value(container: Mapping, name: str) -> Any:
     return None
 
 
-def _minio_deployment(objs: Objects, spec: StackSpec) -> dict | None:
-    return objs.get("Deployment", spec.minio.fullname, spec.minio.namespace)
+def _minio_workload(objs: Objects, spec: StackSpec) -> dict | None:
+    """MinIO's workload: the Deployment of the standalone profile, the StatefulSet of the
+    distributed one (the chart renders one or the other, never both)."""
+    return objs.get(minio_workload_kind(spec), spec.minio.fullname, spec.minio.namespace)
+
+
+def minio_workload_kind(spec: StackSpec) -> str:
+    return "StatefulSet" if spec.profile == "distributed" else "Deployment"
 
 
 def _pg_statefulset(objs: Objects, spec: StackSpec) -> dict | None:

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 from ducklake_infra.provision.spec import StackSpec
 from ducklake_infra.suites.objects import Objects, containers, name_of, pod_spec
 from ducklake_infra.suites.catalog import FAIL, Result, result
-from ducklake_infra.suites.checks.core import (CheckInputMissing, DEFAULT_MINIO_CREDENTIALS, DEFAULT_MINIO_PASSWORDS, _env_value, _minio_data_path, _minio_deployment, _pods_ready, _pvc_check, _release_check, _release_objects, _security_and_resources, _services_check, check)
+from ducklake_infra.suites.checks.core import (CheckInputMissing, DEFAULT_MINIO_CREDENTIALS, DEFAULT_MINIO_PASSWORDS, _env_value, _minio_data_path, _minio_server_arg, _minio_workload, minio_workload_kind, _pods_ready, _pvc_check, _release_check, _release_objects, _security_and_resources, _services_check, check)
 
 
 # ---- 2.1 MinIO --------------------------------------------------------------------------
@@ -17,32 +17,48 @@ def check_minio_release(objs: Objects, spec: StackSpec) -> Result:
 
 
 @check("MINIO-MODE-001")
-def check_minio_standalone(objs: Objects, spec: StackSpec) -> Result:
+def check_minio_mode(objs: Objects, spec: StackSpec) -> Result:
+    """The mode of the spec's profile: standalone (one Deployment of one server, one
+    directory) or distributed (one StatefulSet of the planned servers, one erasure set)."""
     m = spec.minio
+    want = "distributed" if spec.profile == "distributed" else "standalone"
     problems, good = [], []
-    dep = _minio_deployment(objs, spec)
-    sts = objs.get("StatefulSet", m.fullname, m.namespace) or \
-        next(iter(_release_objects(objs, "StatefulSet", m.namespace, m.release)), None)
-    if sts is not None:
-        problems.append(f"{name_of(sts)} exists: MinIO runs in distributed mode")
-    if dep is None:
-        problems.append(f"no Deployment {m.namespace}/{m.fullname} (standalone mode runs one)")
+    other = "Deployment" if want == "distributed" else "StatefulSet"
+    stray = objs.get(other, m.fullname, m.namespace) or \
+        next(iter(_release_objects(objs, other, m.namespace, m.release)), None)
+    if stray is not None:
+        problems.append(f"{name_of(stray)} exists: MinIO runs in "
+                        f"{'standalone' if other == 'Deployment' else 'distributed'} mode, "
+                        f"the plan says {want}")
+    wl = _minio_workload(objs, spec)
+    servers = spec.distributed.minio_servers if want == "distributed" and spec.distributed else 1
+    if wl is None:
+        problems.append(f"no {minio_workload_kind(spec)} {m.namespace}/{m.fullname} "
+                        f"({want} mode runs one)")
     else:
-        replicas = dep.get("spec", {}).get("replicas", 1)
-        if replicas != 1:
-            problems.append(f"{name_of(dep)} has replicas {replicas}, expected 1")
+        replicas = wl.get("spec", {}).get("replicas", 1)
+        if replicas != servers:
+            problems.append(f"{name_of(wl)} has replicas {replicas}, expected {servers}")
         else:
-            good.append(f"{name_of(dep)} with 1 replica")
-        for c in containers(pod_spec(dep)):
-            path = _minio_data_path(c)
-            if path and "{" in path:
-                problems.append(f"container {c.get('name')} serves an erasure set {path} (distributed)")
+            good.append(f"{name_of(wl)} with {servers} replica{'s' if servers > 1 else ''}")
+        for c in containers(pod_spec(wl)):
+            arg = _minio_server_arg(c)
+            if arg is None:
+                continue
+            erasure_set = "{0..." + str(servers - 1) + "}"
+            if want == "standalone" and "{" in arg:
+                problems.append(f"container {c.get('name')} serves an erasure set {arg} (distributed)")
+            elif want == "distributed" and erasure_set not in arg:
+                problems.append(f"container {c.get('name')} serves {arg}, not one erasure set "
+                                f"of {servers} servers ({erasure_set})")
+            elif want == "distributed":
+                good.append(f"container {c.get('name')} serves the erasure set {arg}")
     values = objs.helm_values.get(m.release)
     if values is not None and "mode" in values:
-        if values["mode"] != "standalone":
-            problems.append(f"chart value mode is {values['mode']!r}, expected 'standalone'")
+        if values["mode"] != want:
+            problems.append(f"chart value mode is {values['mode']!r}, expected {want!r}")
         else:
-            good.append("chart value mode: standalone")
+            good.append(f"chart value mode: {want}")
     return result(problems, good)
 
 
@@ -54,8 +70,8 @@ def check_minio_services(objs: Objects, spec: StackSpec) -> Result:
 @check("MINIO-PVC-001")
 def check_minio_pvc(objs: Objects, spec: StackSpec) -> Result:
     problems, good = [], []
-    dep = _minio_deployment(objs, spec)
-    for pvc in spec.minio.pvcs:
+    dep = _minio_workload(objs, spec)
+    for pvc in spec.minio_claims:
         p, g = _pvc_check(objs, pvc, dep, _minio_data_path)
         problems += p
         good += g
@@ -83,9 +99,9 @@ def check_minio_root_secret(objs: Objects, spec: StackSpec) -> Result:
     m = spec.minio
     want = m.root_secret
     problems, good = [], []
-    dep = _minio_deployment(objs, spec)
+    dep = _minio_workload(objs, spec)
     if dep is None:
-        return Result(FAIL, [f"no Deployment {m.namespace}/{m.fullname}"])
+        return Result(FAIL, [f"no {minio_workload_kind(spec)} {m.namespace}/{m.fullname}"])
     refs = _minio_root_ref(dep)
     for var, key in zip(("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"), want.keys):
         ref = refs.get(var)
@@ -122,7 +138,7 @@ def check_minio_root_secret(objs: Objects, spec: StackSpec) -> Result:
 @check("MINIO-SEC-002")
 def check_minio_not_default_credentials(objs: Objects, spec: StackSpec) -> Result:
     m = spec.minio
-    dep = _minio_deployment(objs, spec)
+    dep = _minio_workload(objs, spec)
     creds: dict[str, str] = {}
     where = []
     if dep is not None:
@@ -145,7 +161,7 @@ def check_minio_not_default_credentials(objs: Objects, spec: StackSpec) -> Resul
     else:
         data = objs.secret_data(m.root_secret.name, m.namespace)
         if data is None:
-            raise CheckInputMissing(f"neither Deployment {m.fullname} nor Secret "
+            raise CheckInputMissing(f"neither {minio_workload_kind(spec)} {m.fullname} nor Secret "
                                     f"{m.root_secret.name} in {m.namespace}")
         creds = {"MINIO_ROOT_USER": data.get("rootUser", ""),
                  "MINIO_ROOT_PASSWORD": data.get("rootPassword", "")}
@@ -193,9 +209,9 @@ def check_backend_s3_user_not_root(objs: Objects, spec: StackSpec) -> Result:
 
 @check("MINIO-POD-001")
 def check_minio_pods_ready(objs: Objects, spec: StackSpec) -> Result:
-    return result(*_pods_ready(objs, _minio_deployment(objs, spec), "MinIO"))
+    return result(*_pods_ready(objs, _minio_workload(objs, spec), "MinIO"))
 
 
 @check("MINIO-POD-002")
 def check_minio_pod_security(objs: Objects, spec: StackSpec) -> Result:
-    return result(*_security_and_resources(_minio_deployment(objs, spec), "MinIO"))
+    return result(*_security_and_resources(_minio_workload(objs, spec), "MinIO"))
