@@ -18,6 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from ducklake_infra.provision import netpol
 from ducklake_infra.provision import render
 from ducklake_infra.provision.spec import DistributedSpec
 
@@ -165,7 +166,7 @@ def test_patroni_runs_with_its_api_probed_and_no_password_in_the_environment(ha)
     (c,) = sts["spec"]["template"]["spec"]["containers"]
     assert c["command"] == ["/bin/sh", "/opt/postgresql-chart/patroni.sh"]
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == \
-        {"tcp-postgresql": 5432, "patroni": 8008}
+        {"tcp-postgresql": 5432, "patroni": netpol.PATRONI_API_PORT}
     for probe, path in (("readinessProbe", "/readiness"), ("livenessProbe", "/liveness"),
                         ("startupProbe", "/liveness")):
         assert c[probe]["httpGet"] == {"path": path, "port": "patroni"}
@@ -272,7 +273,7 @@ def test_the_chart_refuses_one_member_and_an_unknown_anti_affinity(helm, spec, o
 
 
 # --------------------------------------------------------------------------
-# the spec's side
+# the spec's side: overrides and the network policy
 # --------------------------------------------------------------------------
 def test_the_distributed_overrides_come_from_the_spec(spec):
     args = render.postgresql_distributed_overrides(distributed(spec, pg_members=4, pg_sync_count=2,
@@ -283,6 +284,16 @@ def test_the_distributed_overrides_come_from_the_spec(spec):
                     "ha.antiAffinity": "required"}
     # not yet part of what `up` passes (design step 9: the image must come with it)
     assert "ha.enabled=true" not in render.postgres_overrides(distributed(spec), render.image_refs(spec, render.Options()))
+
+
+def test_the_replication_policy_opens_the_charts_ports_to_the_charts_pods(spec, ha):
+    """netpol.py names the members' ports and labels: they must be the chart's."""
+    (rule,) = {p["metadata"]["name"]: p for p in netpol.network_policies(distributed(spec))}[
+        "ducklake-postgresql-replication"]["spec"]["ingress"]
+    (c,) = one(ha, "StatefulSet")["spec"]["template"]["spec"]["containers"]
+    assert {p["containerPort"] for p in c["ports"]} == {p["port"] for p in rule["ports"]}
+    pod_labels = one(ha, "StatefulSet")["spec"]["template"]["metadata"]["labels"]
+    assert all(pod_labels.get(k) == v for k, v in netpol.postgres_pod_labels(spec).items())
 
 
 # --------------------------------------------------------------------------
