@@ -11,6 +11,7 @@ import base64
 import dataclasses
 import json
 import os
+import shlex
 import shutil
 import string
 import subprocess
@@ -213,10 +214,12 @@ def test_patroni_configuration(ha):
     assert conf["bootstrap"]["initdb"] == [{"encoding": "UTF8"}, {"locale": "C"}, "data-checksums",
                                            {"auth-local": "scram-sha-256"},
                                            {"auth-host": "scram-sha-256"}]
-    assert conf["bootstrap"]["post_bootstrap"] == "/opt/postgresql-chart/on-role.sh"
+    # Patroni splits these like a shell and runs them as they are: the ConfigMap's files
+    # are not executable, so sh runs the script
+    on_role = "/bin/sh /opt/postgresql-chart/on-role.sh"
+    assert conf["bootstrap"]["post_bootstrap"] == on_role
     pg = conf["postgresql"]
-    assert pg["callbacks"] == {"on_start": "/opt/postgresql-chart/on-role.sh",
-                               "on_role_change": "/opt/postgresql-chart/on-role.sh"}
+    assert pg["callbacks"] == {"on_start": on_role, "on_role_change": on_role}
     assert pg["connect_address"] == "10.244.2.5:5432" and pg["listen"] == "0.0.0.0:5432"
     assert conf["restapi"]["connect_address"] == "10.244.2.5:8008"
     assert pg["authentication"] == {"superuser": {"username": "postgres", "password": 'su"per'},
@@ -345,11 +348,12 @@ $B/pg_ctl -D $PGDATA -w -l /tmp/pg.log -o "-c hba_file=/opt/postgresql-chart/pg_
 export PGPASSWORD="$(cat /opt/postgresql-secrets/superuser/password)"
 catalogs() { $B/psql --no-psqlrc -tAq -h /var/run/postgresql -U postgres -d postgres \
   -c "SELECT count(*) FROM pg_database WHERE datname = 'ducklake_catalog'"; }
-sh /opt/postgresql-chart/on-role.sh on_start replica postgresql
+# as Patroni calls them: the configured command, then its arguments
+@ON_START@ on_start replica postgresql
 echo "replica: $(catalogs)"
-sh /opt/postgresql-chart/on-role.sh on_role_change primary postgresql
+@ON_ROLE_CHANGE@ on_role_change primary postgresql
 echo "primary: $(catalogs)"
-sh /opt/postgresql-chart/on-role.sh 'postgres://postgres@/postgres?host=/var/run/postgresql'
+@POST_BOOTSTRAP@ 'postgres://postgres@/postgres?host=/var/run/postgresql'
 echo "post_bootstrap again: $(catalogs)"
 # the same script without its PGOPTIONS: its first write waits for a standby forever
 sed '/^export PGOPTIONS/d' /opt/postgresql-chart/on-role.sh > /tmp/no-pgoptions.sh
@@ -376,12 +380,18 @@ def test_on_role_makes_the_catalog_on_a_strict_primary_and_nothing_on_a_replica(
         (secrets / name / "password").write_text(f"{name}-pw")
     for p in (tmp_path, *tmp_path.rglob("*")):
         p.chmod(0o755 if p.is_dir() else 0o644)
+    conf = patroni_config(ha)
+    script = ON_ROLE_RUN
+    for mark, cmd in (("@ON_START@", conf["postgresql"]["callbacks"]["on_start"]),
+                      ("@ON_ROLE_CHANGE@", conf["postgresql"]["callbacks"]["on_role_change"]),
+                      ("@POST_BOOTSTRAP@", conf["bootstrap"]["post_bootstrap"])):
+        script = script.replace(mark, shlex.join(shlex.split(cmd)))
     res = subprocess.run(
         [docker, "run", "--rm", "--network", "none", "--read-only",
          "-v", f"{chart}:/opt/postgresql-chart:ro", "-v", f"{secrets}:/opt/postgresql-secrets:ro",
          "--tmpfs", "/var/lib/postgresql/data:uid=999,gid=999,mode=0700",
          "--tmpfs", "/var/run/postgresql:uid=999,gid=999", "--tmpfs", "/tmp",
-         image, "sh", "-c", ON_ROLE_RUN], capture_output=True, text=True, timeout=120)
+         image, "sh", "-c", script], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "on-role: on_start as replica: nothing to do" in res.stdout
     assert [ln for ln in res.stdout.splitlines() if ": " in ln and ln.split(": ")[0] in
