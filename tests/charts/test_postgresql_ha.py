@@ -23,7 +23,7 @@ from ducklake_infra.provision import netpol
 from ducklake_infra.provision import render
 from ducklake_infra.provision.spec import DistributedSpec
 
-from .conftest import K8S_SCHEMA_VERSION, helm_args, render_chart
+from .conftest import K8S_SCHEMA_VERSION, helm_args, render_chart, run_helm
 from .golden_render import CHART, GOLDEN, masked, renders
 
 pytestmark = pytest.mark.bundle        # renders the chart with the bundle's helm
@@ -104,6 +104,15 @@ def test_ha_off_has_no_patroni_objects(postgres_objects):
 # --------------------------------------------------------------------------
 # HA on
 # --------------------------------------------------------------------------
+def test_helm_lint_strict_with_ha(helm, spec, opts):
+    d = distributed(spec)
+    name, chart, args = helm_args(d, opts, "postgresql")
+    args = [a for a in args if a not in ("--namespace", spec.releases["postgresql"].namespace)]
+    res = run_helm(helm, "lint", "--strict", chart, *args,
+                   *render.postgresql_distributed_overrides(d))
+    assert "0 chart(s) failed" in res.stdout
+
+
 def test_every_ha_object_validates_and_passes_the_restricted_profile(ha):
     from ducklake_infra.suites.objects import pod_spec
     from ducklake_infra.suites.security import restricted_violations
