@@ -32,6 +32,7 @@ DESCRIPTION = "Build the registry-free bundle and provision the DuckLake stack."
 EPILOG = """\
 examples:
   ducklake-infra bundle build            build or verify every image and tool (cached)
+  ducklake-infra bundle build --with postgresql-ha   also PostgreSQL + Patroni (distributed)
   ducklake-infra bundle status -o json   list the bundle's artifacts
   ducklake-infra bundle sbom             one CycloneDX SBOM per artifact in <cache>/sbom
   ducklake-infra plan --cluster kind     show every command 'up' would run (-o json)
@@ -54,7 +55,7 @@ def cmd_bundle_build(args) -> int:
     progress = Progress(log_path=runner.log_path)
     progress.say(f"bundle cache: {lay.root}   log: {runner.log_path}")
     start = time.monotonic()
-    build.build(runner, progress, lay, skip_host=args.skip_host)
+    build.build(runner, progress, lay, skip_host=args.skip_host, optional=args.optional)
     progress.say(f"bundle ready in {time.monotonic() - start:.1f}s")
     return 0
 
@@ -89,6 +90,7 @@ def cmd_bundle_sbom(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ducklake_infra.provision.bundle import images
     p = argparse.ArgumentParser(
         prog="ducklake-infra", description=DESCRIPTION,
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -105,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "stack images from package registries (idempotent, cached)")
     b.add_argument("--skip-host", action="store_true",
                    help="do not install or start the Docker engine (it must already run)")
+    b.add_argument("--with", dest="optional", action="append", default=[], metavar="IMAGE",
+                   choices=sorted(images.OPTIONAL_ROOTFS_IMAGES),
+                   help="also build an optional image: postgresql-ha (PostgreSQL with "
+                        "Patroni, for the distributed profile); repeatable")
     b.set_defaults(func=cmd_bundle_build)
     s = bsub.add_parser("status", help="table of every artifact: version, source, id, present")
     output_option(s)

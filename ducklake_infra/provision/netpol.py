@@ -18,6 +18,8 @@ from ducklake_infra.provision.spec import StackSpec
 MANAGED = {"app.kubernetes.io/part-of": "ducklake", "app.kubernetes.io/managed-by": "ducklake-infra"}
 # selector labels of the charts' pods (tests/charts checks them against the rendered charts)
 MINIO_JOB_APP = "minio-job"
+# Patroni's REST API: the chart's ha.restapiPort (tests/charts checks the two agree)
+PATRONI_API_PORT = 8008
 
 
 def minio_pod_labels(spec: StackSpec) -> dict[str, str]:
@@ -74,6 +76,13 @@ def network_policies(spec: StackSpec) -> list[dict]:
                            ["Ingress"], ingress=[{"from": [{"podSelector": {"matchLabels":
                                                                               minio_pod_labels(spec)}}],
                                                   "ports": tcp(m.api_port)}]))
+        # Patroni's members: streaming replication, pg_basebackup and pg_rewind on the
+        # PostgreSQL port, the REST API (failsafe, member status) on Patroni's
+        out.append(_policy("ducklake-postgresql-replication", pg.namespace,
+                           postgres_pod_labels(spec), ["Ingress"],
+                           ingress=[{"from": [{"podSelector": {"matchLabels":
+                                                               postgres_pod_labels(spec)}}],
+                                     "ports": [*tcp(pg.port), *tcp(PATRONI_API_PORT)]}]))
     dns = [{"namespaceSelector": _ns("kube-system"),
             "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
     out.append(_policy("ducklake-backend-egress", b.namespace, backend_pod_labels(spec),

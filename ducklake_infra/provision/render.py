@@ -174,6 +174,24 @@ def postgres_overrides(spec: StackSpec, refs: Mapping[str, str]) -> list[str]:
     ]
 
 
+def postgresql_distributed_overrides(spec: StackSpec) -> list[str]:
+    """PostgreSQL replicated with Patroni through the same chart (``ha.*``; docs/design/
+    distributed-profile.md section 3): ``members`` pods, one per node, a synchronous
+    standby count and strict mode from the spec, a PodDisruptionBudget of one.
+
+    Not yet among ``postgres_overrides``: the chart's HA mode needs the optional image
+    ``bundle:postgresql-ha`` (``bundle build --with postgresql-ha``) in the spec, which
+    ``up`` does not build or load yet (design step 9). TODO(step 9): add these to
+    ``postgres_overrides`` under ``profile: distributed``, with that image in
+    stack.distributed.yaml."""
+    d = spec.distributed
+    assert d is not None
+    return ["--set", "ha.enabled=true", "--set", f"ha.members={d.pg_members}",
+            "--set", f"ha.synchronousNodeCount={d.pg_sync_count}",
+            "--set", f"ha.synchronousModeStrict={'true' if d.pg_strict else 'false'}",
+            "--set", "ha.pdb.maxUnavailable=1", "--set-string", "ha.antiAffinity=required"]
+
+
 def release_overrides(spec: StackSpec, rel: ReleaseSpec, refs: Mapping[str, str]) -> list[str]:
     if rel.name == spec.minio.release:
         return minio_overrides(spec, refs)

@@ -82,10 +82,11 @@ def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess:
     return res
 
 
-def render_chart(helm: Path, spec, opts, key: str) -> list[dict]:
+def render_chart(helm: Path, spec, opts, key: str, *extra: str) -> list[dict]:
+    """The release's objects as `up` would install them (``extra``: more helm arguments)."""
     name, chart, args = helm_args(spec, opts, key)
     kube_version = pins.K8S_VERSION.lstrip("v")
-    res = run_helm(helm, "template", name, chart, *args, "--kube-version", kube_version)
+    res = run_helm(helm, "template", name, chart, *args, *extra, "--kube-version", kube_version)
     return [d for d in yaml.safe_load_all(res.stdout) if d]
 
 

@@ -56,3 +56,18 @@ catalog-password
 {{- randAlphaNum 32 | b64enc -}}
 {{- end -}}
 {{- end -}}
+
+{{/* psql running ensure-catalog.sql as the superuser over the local socket: the one way
+the catalog is made, by entrypoint.sh (single server) and on-role.sh (Patroni's primary).
+The caller sets BIN (the server's bin directory) and PGPASSWORD. */}}
+{{- define "postgresql.ensureCatalog" -}}
+"$BIN/psql" --no-psqlrc --quiet -v ON_ERROR_STOP=1 --host=/var/run/postgresql \
+  --port={{ .Values.service.port | int }} --username={{ .Values.auth.superuser | squote }} --dbname=postgres \
+  -v catalog_db={{ .Values.catalog.database | squote }} \
+  -v catalog_owner={{ .Values.catalog.owner | squote }} \
+  {{- if .Values.catalog.reader.role }}
+  -v reader_role={{ .Values.catalog.reader.role | squote }} \
+  -v reader_statement_timeout={{ .Values.catalog.reader.statementTimeout | squote }} \
+  {{- end }}
+  -f /opt/postgresql-chart/ensure-catalog.sql
+{{- end -}}

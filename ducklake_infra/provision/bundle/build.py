@@ -14,7 +14,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from ducklake_infra.provision import host
 from ducklake_infra.provision.bundle import disk, gobuild, imagegraph, integrity
@@ -87,7 +87,11 @@ def build_minio_chart(minio_dir: Path, lay: layout.Layout,
     return note
 
 
-def build(runner: Runner, progress: Progress, lay: layout.Layout, skip_host: bool = False) -> None:
+def build(runner: Runner, progress: Progress, lay: layout.Layout, skip_host: bool = False,
+          optional: Sequence[str] = ()) -> None:
+    """Everything the standalone stack needs, plus the optional images named
+    (``images.OPTIONAL_ROOTFS_IMAGES``)."""
+    imagegraph.optional_specs(optional)          # an unknown name fails before any work
     host.check_root()
     lay.root.mkdir(parents=True, exist_ok=True)
     if not lay.manifest.exists():
@@ -97,17 +101,19 @@ def build(runner: Runner, progress: Progress, lay: layout.Layout, skip_host: boo
     if not runner.which("go"):
         raise DucklakeInfraError("the go toolchain is needed to build the bundle "
                                  "(install Go 1.24+ and put it on PATH)")
-    integrity.sweep_partials(lay.root, lay.root / "build", lay.bin, lay.node_bin, lay.charts)
+    integrity.sweep_partials(lay.root, lay.root / "build", lay.bin, lay.node_bin, lay.charts,
+                             lay.root / "build" / "wheels")
     integrity.use_hash_store(lay.hash_store)
     where = disk.places(runner, lay)
     try:
-        _build_steps(runner, progress, lay, skip_host, lambda step: disk.check(step, where))
+        _build_steps(runner, progress, lay, skip_host, lambda step: disk.check(step, where),
+                     optional)
     finally:
         integrity.save_hash_store()
 
 
 def _build_steps(runner: Runner, progress: Progress, lay: layout.Layout, skip_host: bool,
-                 check_space: Callable[[str], None]) -> None:
+                 check_space: Callable[[str], None], optional: Sequence[str] = ()) -> None:
     bins = lay.node_bin
     go_version = gobuild.go_version(runner)
     for tool in pins.GO_TOOLS:
@@ -135,7 +141,7 @@ def _build_steps(runner: Runner, progress: Progress, lay: layout.Layout, skip_ho
     ctx = imagegraph.Context(runner, lay, imagegraph.sources(lay, minio_dir), kind_dir)
     after = {} if skip_host else {images.DEBIAN_BASE.ref: lambda: host.ensure_privileged(
         runner, progress, lay.logs, probe_image=images.DEBIAN_BASE.ref)}
-    imagegraph.build_images(ctx, progress, check_space, after)
+    imagegraph.build_images(ctx, progress, check_space, after, optional)
     with progress.step(f"chart minio {pins.MINIO_CHART_VERSION}") as info:
         info["note"] = build_minio_chart(minio_dir, lay, check_space)
     write_manifest(runner, lay, ctx)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from ducklake_infra.provision.bundle import images
 from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.bundle import nodeimage, pins
+from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
 from ducklake_infra.provision.runner import Runner
 
@@ -84,11 +85,29 @@ def _binary_step(img: images.BinaryImage) -> ImageStep:
                                                             ctx.sources, want))
 
 
-def steps() -> list[ImageStep]:
-    """In build order: every image after the images it is built on."""
+def optional_specs(names: Iterable[str]) -> list[images.RootfsImage]:
+    """The optional images named (keys of images.OPTIONAL_ROOTFS_IMAGES), in that order."""
+    unknown = sorted(set(names) - images.OPTIONAL_ROOTFS_IMAGES.keys())
+    if unknown:
+        raise DucklakeInfraError(f"no optional image {', '.join(unknown)} (known: "
+                                 f"{', '.join(sorted(images.OPTIONAL_ROOTFS_IMAGES))})")
+    return [spec for name, spec in images.OPTIONAL_ROOTFS_IMAGES.items() if name in names]
+
+
+def optional_present(runner: Runner, ctx: Context | None = None) -> list[str]:
+    """The optional images the Docker engine holds (status and SBOMs list those)."""
+    look = ctx.image if ctx else (lambda ref: images.inspect_image(runner, ref))
+    return [name for name, spec in images.OPTIONAL_ROOTFS_IMAGES.items()
+            if look(spec.ref) is not None]
+
+
+def steps(optional: Iterable[str] = ()) -> list[ImageStep]:
+    """In build order: every image after the images it is built on; of the optional
+    images, those named (nothing is built on them)."""
     node_deps = (nodeimage.NODE_BASE_IMAGE, *nodeimage.component_refs())
     return [
         *[_rootfs_step(spec) for spec in images.ROOTFS_IMAGES],
+        *[_rootfs_step(spec) for spec in optional_specs(optional)],
         *[_binary_step(img) for img in binary_images()],
         ImageStep(nodeimage.NODE_BASE_IMAGE,
                   f"image {nodeimage.NODE_BASE_IMAGE} (debootstrap + kind base files)",
@@ -107,10 +126,11 @@ def steps() -> list[ImageStep]:
 
 
 def build_images(ctx: Context, progress: Progress, check_space: Callable[[str], None],
-                 after: dict[str, Callable[[], None]] | None = None) -> None:
+                 after: dict[str, Callable[[], None]] | None = None,
+                 optional: Iterable[str] = ()) -> None:
     """Rebuild every image whose recorded inputs are not the wanted ones; ``check_space``
     runs before each build, ``after[ref]`` once the image is current."""
-    for step in steps():
+    for step in steps(optional):
         with progress.step(step.title) as info:
             want = step.inputs(ctx)
             have = ctx.image(step.ref)
@@ -134,10 +154,11 @@ class ImageState:
 
 
 def states(ctx: Context | None, runner: Runner) -> list[ImageState]:
-    """Each image's state. Without a context (no Go toolchain to find the kind and MinIO
-    modules), inputs are not checked: present or missing only."""
+    """Each image's state (of the optional images, those Docker holds). Without a context
+    (no Go toolchain to find the kind and MinIO modules), inputs are not checked: present
+    or missing only."""
     out: dict[str, ImageState] = {}
-    for step in steps():
+    for step in steps(optional_present(runner, ctx)):
         have = ctx.image(step.ref) if ctx else images.inspect_image(runner, step.ref)
         if have is None:
             out[step.ref] = ImageState(step, None, "missing")

@@ -10,6 +10,7 @@ inputs that changed and ``bundle build`` rebuilds it (``imagegraph``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 from ducklake_infra.provision.bundle import integrity
 from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.bundle import pins
+from ducklake_infra.provision.bundle import pywheel
 from ducklake_infra.provision.host import DOCKER
 from ducklake_infra.provision.runner import CommandError, Runner
 
@@ -103,11 +105,17 @@ class RootfsImage:
     changes: tuple[str, ...] = ()  # docker import --change lines
     post: tuple[tuple[str, ...], ...] = ()  # commands run with chroot <rootfs> ...
     why: str = ""
+    # pinned wheels put in the rootfs's /tmp before ``post`` runs (pywheel.install_commands)
+    wheels: tuple[pins.Wheel, ...] = ()
 
     def inputs(self) -> dict[str, str]:
-        # the recipe digest is what the stamp label held before inputs were itemized
-        return {"recipe": stamp_of(pins.DEBIAN_SUITE, pins.DEBIAN_MIRROR, self.packages,
-                                   self.changes, self.post, "rootfs-v2")}
+        # the recipe digest is what the stamp label held before inputs were itemized;
+        # an image without wheels digests exactly what it did before wheels existed
+        parts = [pins.DEBIAN_SUITE, pins.DEBIAN_MIRROR, self.packages, self.changes,
+                 self.post, "rootfs-v2"]
+        if self.wheels:
+            parts.append([[w.filename, w.sha256] for w in self.wheels])
+        return {"recipe": stamp_of(*parts)}
 
 
 PATH_ENV = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -139,6 +147,15 @@ POSTGRES = RootfsImage(
            "/var/log/postgresql", "/etc/postgresql")),
     why="PostgreSQL server from Debian's postgresql-15 (user postgres = 999:999)")
 
+POSTGRES_HA = dataclasses.replace(
+    POSTGRES, ref=layout.POSTGRES_HA_IMAGE,
+    packages=(*POSTGRES.packages, *pins.PATRONI_DEBIAN_PACKAGES),
+    post=(*POSTGRES.post,
+          *pywheel.install_commands(pins.PATRONI, "patroni.__main__", "patroni.dcs.kubernetes")),
+    wheels=(pins.PATRONI,),
+    why=f"the PostgreSQL image plus Patroni {pins.PATRONI.version} (PyPI wheel, pinned sha256) "
+        "on Debian's Python: the distributed profile's replicated catalog")
+
 NODE_PACKAGES = (
     # kind images/base/Dockerfile's apt list (without nfs/iscsi, which we do not use)
     "systemd", "conntrack", "iptables", "nftables", "iproute2", "ethtool", "util-linux",
@@ -149,6 +166,10 @@ NODE_PACKAGES = (
 )
 
 ROOTFS_IMAGES = (DEBIAN_BASE, DEBIAN_NET, PYTHON_BASE, POSTGRES)
+# Built only when asked (`bundle build --with NAME`, NAME a key of layout.STACK_IMAGES):
+# the standalone stack and the node image never need them, so a plain `bundle build`
+# (CI's) neither builds nor lists them; `bundle status` lists the ones Docker holds.
+OPTIONAL_ROOTFS_IMAGES = {"postgresql-ha": POSTGRES_HA}
 
 
 def debootstrap(runner: Runner, lay: layout.Layout, name: str, packages: tuple[str, ...],
@@ -201,7 +222,10 @@ def import_rootfs(runner: Runner, rootfs: Path, ref: str, changes: tuple[str, ..
 def build_rootfs_image(runner: Runner, lay: layout.Layout, spec: RootfsImage,
                        inputs: dict[str, str]) -> None:
     name = spec.ref.split("/")[-1].replace(":", "-")
+    wheels = [pywheel.fetch(runner, lay, w) for w in spec.wheels]   # before the long part
     root = debootstrap(runner, lay, name, spec.packages)
+    for w, path in zip(spec.wheels, wheels):
+        integrity.atomic_copy(path, root / "tmp" / w.filename, mode=0o644)
     for cmd in spec.post:
         runner.run(["chroot", str(root), *cmd], timeout=300)
     import_rootfs(runner, root, spec.ref, spec.changes, inputs)

@@ -111,6 +111,10 @@ PYTHON_BASE_IMAGE = f"{IMAGE_PREFIX}/python:{pins.PYTHON_VERSION}-{pins.DEBIAN_S
 MINIO_IMAGE = f"{IMAGE_PREFIX}/minio:{pins.MINIO_RELEASE_TAG}"
 MC_IMAGE = f"{IMAGE_PREFIX}/mc:{pins.MC_RELEASE_TAG}"
 POSTGRES_IMAGE = f"{IMAGE_PREFIX}/postgresql:{pins.POSTGRES_MAJOR}-{pins.DEBIAN_SUITE}"
+# The same PostgreSQL with Patroni (distributed profile): built only on request
+# (`bundle build --with postgresql-ha`), never baked into the node image.
+POSTGRES_HA_IMAGE = (f"{IMAGE_PREFIX}/postgresql-ha:{pins.POSTGRES_MAJOR}-patroni"
+                     f"{pins.PATRONI.version}-{pins.DEBIAN_SUITE}")
 
 # Images that live only inside the node image's containerd.
 NODE_NET_BASE_IMAGE = f"{IMAGE_PREFIX}/debian-net:{pins.DEBIAN_SUITE}"
@@ -129,4 +133,4 @@ COREDNS_IMAGE = f"{pins.REGISTRY_K8S}/coredns/coredns:{pins.COREDNS_VERSION}"
 PAUSE_IMAGE = f"{pins.REGISTRY_K8S}/pause:{pins.PAUSE_VERSION}"
 
 STACK_IMAGES = {"minio": MINIO_IMAGE, "mc": MC_IMAGE, "postgresql": POSTGRES_IMAGE,
-                "python-base": PYTHON_BASE_IMAGE}
+                "postgresql-ha": POSTGRES_HA_IMAGE, "python-base": PYTHON_BASE_IMAGE}

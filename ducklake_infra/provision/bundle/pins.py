@@ -1,7 +1,8 @@
 """Every version the bundle builds or installs, each with the reason for the pin.
 
 Nothing here is downloaded from outside the package registries: Go modules come
-from the Go module proxy, Debian packages from Debian's mirror, Python from PyPI.
+from the Go module proxy, Debian packages from Debian's mirror, Python from PyPI
+(a wheel by its pinned sha256).
 """
 
 from __future__ import annotations
@@ -59,6 +60,41 @@ PYTHON_VERSION = "3.11"
 POSTGRES_MAJOR = "15"
 
 REGISTRY_K8S = "registry.k8s.io"
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """A pure-Python wheel from PyPI, fetched by pip with ``--require-hashes`` and checked
+    again against ``sha256`` (``bundle/pywheel.py``). Installed ``--no-deps``: what it
+    imports comes from Debian packages, listed beside the pin."""
+
+    name: str
+    version: str
+    sha256: str
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}-{self.version}-py3-none-any.whl"
+
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version} --hash=sha256:{self.sha256}\n"
+
+
+# Patroni, for PostgreSQL in the distributed profile (docs/design/distributed-profile.md
+# section 3.1): 4.1.5 is the newest release on PyPI; Debian bookworm's own patroni is
+# 3.0.2 (2023, role label "master"), a fallback only. Its Kubernetes DCS speaks to the API
+# server through urllib3 (the "kubernetes" extra is empty). Installed --no-deps:
+# METADATA also requires py-consul with no extra marker, but dynamic_loader imports only
+# the configured DCS, so py-consul is never imported (`pip check` in the image flags it:
+# expected); ydiff is imported only by patronictl (patroni/ctl.py), not by the server.
+PATRONI = Wheel("patroni", "4.1.5",
+                "7aad8c1539e6c51c269a8005169dd54ddc7668437b7900fa6099d7894e224c84")
+# What Patroni imports at run time, from Debian bookworm instead of PyPI: python3 3.11,
+# urllib3 1.26, PyYAML, click, prettytable, dateutil, psutil, and psycopg2 2.9.5
+# (Patroni takes psycopg2 >= 2.5.4).
+PATRONI_DEBIAN_PACKAGES = ("python3", "python3-yaml", "python3-urllib3", "python3-click",
+                           "python3-prettytable", "python3-dateutil", "python3-psutil",
+                           "python3-psycopg2")
 
 
 @dataclass(frozen=True)

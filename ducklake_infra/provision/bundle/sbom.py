@@ -10,7 +10,8 @@ artifact, offline (``contents``):
 * every Go binary: its main module, each module built into it (purl ``pkg:golang``, the
   go.sum ``h1:`` hash as SHA-256) and the Go standard library of its toolchain;
 * every Debian image: its installed packages (``pkg:deb/debian/...?arch=&distro=``) and
-  the release, as an operating-system component;
+  the release, as an operating-system component; and the pinned wheels its build unpacked
+  (``pkg:pypi``, the wheel's sha256), which dpkg does not list;
 * an image built from binaries: the files the bundle copies in, from the cache;
 * the node image: its packages, the Kubernetes binaries, and every image baked into its
   containerd, each with what it holds;
@@ -26,12 +27,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 from ducklake_infra.provision.bundle import build
 from ducklake_infra.provision.bundle import contents
 from ducklake_infra.provision.bundle import cyclonedx
 from ducklake_infra.provision.bundle import images
 from ducklake_infra.provision.bundle import imagegraph, integrity, nodeimage, pins
+from ducklake_infra.provision.bundle import pywheel
 from ducklake_infra.provision.bundle import layout
 from ducklake_infra.provision.runner import Runner
 
@@ -47,8 +50,9 @@ def tool_artifacts() -> list[str]:
     return [f"bin/{t}" for t in build.HOST_TOOLS]
 
 
-def image_artifacts() -> list[str]:
-    return [f"image/{s.ref}" for s in imagegraph.steps()]
+def image_artifacts(optional: Iterable[str] = ()) -> list[str]:
+    """Every image of a plain build, and the optional images named."""
+    return [f"image/{s.ref}" for s in imagegraph.steps(optional)]
 
 
 # --------------------------------------------------------------------------
@@ -59,10 +63,12 @@ class Recipe:
     debian: bool                                  # has a dpkg database
     files: tuple[tuple[str, str], ...] = ()       # (source key, path in the image)
     images: tuple[str, ...] = ()                  # images baked into it (the node's)
+    wheels: tuple[pins.Wheel, ...] = ()           # pinned wheels unpacked into it (no dpkg entry)
 
 
 def recipes() -> dict[str, Recipe]:
-    out = {spec.ref: Recipe(True) for spec in images.ROOTFS_IMAGES}
+    rootfs = (*images.ROOTFS_IMAGES, *images.OPTIONAL_ROOTFS_IMAGES.values())
+    out = {spec.ref: Recipe(True, wheels=spec.wheels) for spec in rootfs}
     out.update({img.ref: Recipe(img.base != "scratch", img.files)
                 for img in imagegraph.binary_images()})
     out[nodeimage.NODE_BASE_IMAGE] = Recipe(True)
@@ -150,6 +156,14 @@ class Generator:
             ref = cyclonedx.purl("deb", f"debian/{p.name}", p.version, quals)
             bom.add(cyclonedx.Component(ref, "library", p.name, p.version, ref), holder)
 
+    def add_wheel(self, bom: cyclonedx.Bom, wheel: pins.Wheel, holder: str) -> None:
+        """A wheel the build unpacked into the image: dpkg does not list it, so its pin
+        does (name, version, the sha256 the build verified)."""
+        ref = cyclonedx.purl("pypi", wheel.name, wheel.version)
+        bom.add(cyclonedx.Component(ref, "library", wheel.name, wheel.version, ref, wheel.sha256,
+                                    properties={"dist": wheel.filename,
+                                                "path": pywheel.SITE_PACKAGES}), holder)
+
     def image_component(self, ref: str, state: imagegraph.ImageState | None) -> cyclonedx.Component:
         repo, tag = _repo_tag(ref)
         props = {"image": ref}
@@ -163,6 +177,8 @@ class Generator:
                            states: dict[str, imagegraph.ImageState]) -> None:
         if recipe.debian:
             self.add_debian(bom, self.debian_image(ref), holder)
+        for wheel in recipe.wheels:
+            self.add_wheel(bom, wheel, holder)
         for key, dest in recipe.files:
             src = self.sources.get(key, self.lay.node_bin / key)
             self.add_file(bom, f"{holder}#{dest}", key, src, {"path": dest}, holder)
@@ -304,7 +320,7 @@ def mark_states(arts: list[build.Artifact], lay: layout.Layout) -> None:
     """Each artifact's SBOM in ``<cache>/sbom``: present (of this very artifact), stale (of
     another build of it), missing, or ``-`` (none is made for this kind of artifact, or
     the artifact is missing)."""
-    named = set(tool_artifacts()) | set(image_artifacts())
+    named = set(tool_artifacts()) | set(image_artifacts(images.OPTIONAL_ROOTFS_IMAGES))
     for a in arts:
         if a.name not in named or a.id is None:
             a.sbom = "-"
