@@ -25,8 +25,10 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-echo "==> ducklake-infra bundle build"
-.venv/bin/ducklake-infra bundle build
+# --with postgresql-ha: the distributed profile's PostgreSQL + Patroni image (about 1 min
+# cold, then cached); the chart tests run Patroni and on-role.sh in it.
+echo "==> ducklake-infra bundle build --with postgresql-ha"
+.venv/bin/ducklake-infra bundle build --with postgresql-ha
 
 # The SBOMs the audit matches running images against (SUPPLY-SBOM-001); about 6 s.
 echo "==> ducklake-infra bundle sbom"

@@ -179,11 +179,8 @@ def postgresql_distributed_overrides(spec: StackSpec) -> list[str]:
     distributed-profile.md section 3): ``members`` pods, one per node, a synchronous
     standby count and strict mode from the spec, a PodDisruptionBudget of one.
 
-    Not yet among ``postgres_overrides``: the chart's HA mode needs the optional image
-    ``bundle:postgresql-ha`` (``bundle build --with postgresql-ha``) in the spec, which
-    ``up`` does not build or load yet (design step 9). TODO(step 9): add these to
-    ``postgres_overrides`` under ``profile: distributed``, with that image in
-    stack.distributed.yaml."""
+    Needs the image ``bundle:postgresql-ha`` (Patroni; ``bundle build --with
+    postgresql-ha``), which stack.distributed.yaml names for PostgreSQL."""
     d = spec.distributed
     assert d is not None
     return ["--set", "ha.enabled=true", "--set", f"ha.members={d.pg_members}",
@@ -196,7 +193,8 @@ def release_overrides(spec: StackSpec, rel: ReleaseSpec, refs: Mapping[str, str]
     if rel.name == spec.minio.release:
         return minio_overrides(spec, refs)
     if rel.name == spec.postgresql.release:
-        return postgres_overrides(spec, refs)
+        return postgres_overrides(spec, refs) + (
+            postgresql_distributed_overrides(spec) if spec.profile == "distributed" else [])
     return _image_sets(rel, refs)
 
 

@@ -60,17 +60,24 @@ def up(cluster, spec: StackSpec, runner: Runner, progress: Progress,
     if not runner.dry_run:
         check_charts(spec, opts)
     overlap = cluster.is_kind and opts.registry is None and not runner.dry_run
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backend-image") as pool:
-        loading = None
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="images") as pool:
+        loading = stack_loaded = None
         if overlap:
             # the backend image builds while the kind cluster starts, then loads into the
             # node while the namespaces, Secrets and Helm releases go in: only the backend
-            # Deployment needs it (a plan keeps the sequential order instead)
+            # Deployment needs it. The releases' images (baked into the node image; an
+            # image of another profile, e.g. postgresql-ha, is not) are loaded meanwhile
+            # when the node lacks them, and the Helm releases wait for that. A plan keeps
+            # the sequential order instead.
             built = pool.submit(_step, progress, "backend image",
                                 stack_steps.build_backend_image, ctx, refs)
             _step(progress, "cluster", stack_steps.ensure_cluster, ctx)
             built.result()
-            loading = pool.submit(_load_and_record, progress, ctx, refs)
+            release_keys = [k for k in stack_steps.cluster_image_keys(spec)
+                            if k != BACKEND_IMAGE_KEY]
+            stack_loaded = pool.submit(_step, progress, "release images into kind",
+                                       stack_steps.load_images, ctx, refs, release_keys)
+            loading = pool.submit(_load_and_record, progress, ctx, refs, stack_loaded)
         else:
             _step(progress, "cluster", stack_steps.ensure_cluster, ctx)
             if opts.registry is not None:
@@ -83,7 +90,7 @@ def up(cluster, spec: StackSpec, runner: Runner, progress: Progress,
             if not runner.dry_run and (cluster.is_kind or opts.registry is not None):
                 _step(progress, "provenance (SBOM, digests)", stack_steps.record_provenance,
                       ctx, refs)
-        _install_cluster_objects(ctx, refs)
+        _install_cluster_objects(ctx, refs, stack_loaded)
         if loading is not None:
             loading.result()
     with progress.step("backend deployment") as info:
@@ -93,15 +100,18 @@ def up(cluster, spec: StackSpec, runner: Runner, progress: Progress,
     return refs
 
 
-def _load_and_record(progress: Progress, ctx: stack_steps.Context, refs) -> None:
-    _step(progress, "load images into kind", stack_steps.load_images, ctx, refs)
+def _load_and_record(progress: Progress, ctx: stack_steps.Context, refs, stack_loaded) -> None:
+    _step(progress, "backend image into kind", stack_steps.load_images, ctx, refs,
+          [BACKEND_IMAGE_KEY])
+    stack_loaded.result()     # the digests of every image the node runs
     _step(progress, "provenance (SBOM, digests)", stack_steps.record_provenance, ctx, refs)
 
 
-def _install_cluster_objects(ctx: stack_steps.Context, refs) -> None:
+def _install_cluster_objects(ctx: stack_steps.Context, refs, release_images=None) -> None:
     """Namespaces, Secrets, NetworkPolicies, the pull secret and the Helm releases: what
     needs only the API server (not the backend image, not a Ready node: Helm waits for
-    its pods)."""
+    its pods). ``release_images``: the loading of the releases' images, which the Helm
+    releases wait for (a pod whose image is missing would try to pull it and back off)."""
     progress, runner, opts, spec = ctx.progress, ctx.runner, ctx.opts, ctx.spec
     with progress.step("namespaces") as info:
         info["note"] = stack_steps.ensure_namespaces(ctx)
@@ -119,6 +129,8 @@ def _install_cluster_objects(ctx: stack_steps.Context, refs) -> None:
             oci.verify_present(runner, opts.registry,
                                {k: refs[k] for k in stack_steps.cluster_image_keys(spec)})
             info["note"] = "all present by digest"
+    if release_images is not None:
+        release_images.result()
     with progress.step("helm releases (parallel)") as info:
         info["note"] = stack_steps.install_releases(ctx, refs)
 

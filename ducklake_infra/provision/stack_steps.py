@@ -232,8 +232,10 @@ def build_backend_image(ctx: Context, refs: Mapping[str, str]) -> str:
     return f"{ref} (built)"
 
 
-def load_images(ctx: Context, refs: Mapping[str, str]) -> str:
-    images = [refs[k] for k in cluster_image_keys(ctx.spec)]
+def load_images(ctx: Context, refs: Mapping[str, str], keys: list[str] | None = None) -> str:
+    """Load into the kind node(s) the images of ``keys`` (default: every image the cluster
+    runs) that the node lacks."""
+    images = [refs[k] for k in (cluster_image_keys(ctx.spec) if keys is None else keys)]
     try:
         loaded = ctx.cluster.load_images(images)
     except DucklakeInfraError:

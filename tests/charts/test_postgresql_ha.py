@@ -238,6 +238,8 @@ def test_patroni_configuration(ha):
     assert pg["parameters"]["hba_file"] == "/opt/postgresql-chart/pg_hba.conf"
     assert pg["parameters"]["lc_messages"] == "C"
     assert pg["data_dir"] == "/var/lib/postgresql/data/pgdata"
+    # a new replica does not wait for a spread checkpoint (minutes) before copying
+    assert pg["basebackup"] == [{"checkpoint": "fast"}]
 
 
 def test_replication_is_allowed_by_pg_hba(ha):
@@ -309,14 +311,15 @@ def test_the_replication_policy_opens_the_charts_ports_to_the_charts_pods(spec, 
 
 
 # --------------------------------------------------------------------------
-# Patroni itself reads the configuration (the optional image, when built)
+# Patroni itself reads the configuration (the image postgresql-ha: scripts/bootstrap.sh builds it)
 # --------------------------------------------------------------------------
 def test_patroni_accepts_the_configuration_patroni_sh_writes(ha, tmp_path):
     from ducklake_infra.provision.bundle import layout
     docker = shutil.which("docker")
     image = layout.POSTGRES_HA_IMAGE
     if not docker or subprocess.run([docker, "image", "inspect", image], capture_output=True).returncode:
-        pytest.skip(f"optional image {image} not built (bundle build --with postgresql-ha)")
+        pytest.fail(f"image {image} is not built: run `ducklake-infra bundle build --with "
+                    "postgresql-ha` (scripts/bootstrap.sh does)", pytrace=False)
     chart, secrets, run = tmp_path / "chart", tmp_path / "secrets", tmp_path / "run"
     for key, text in one(ha, "ConfigMap")["data"].items():
         chart.mkdir(exist_ok=True)
@@ -379,7 +382,8 @@ def test_on_role_makes_the_catalog_on_a_strict_primary_and_nothing_on_a_replica(
     docker = shutil.which("docker")
     image = layout.POSTGRES_HA_IMAGE
     if not docker or subprocess.run([docker, "image", "inspect", image], capture_output=True).returncode:
-        pytest.skip(f"optional image {image} not built (bundle build --with postgresql-ha)")
+        pytest.fail(f"image {image} is not built: run `ducklake-infra bundle build --with "
+                    "postgresql-ha` (scripts/bootstrap.sh does)", pytrace=False)
     chart, secrets = tmp_path / "chart", tmp_path / "secrets"
     chart.mkdir()
     for key, text in one(ha, "ConfigMap")["data"].items():

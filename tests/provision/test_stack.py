@@ -61,9 +61,15 @@ def test_up_on_fresh_kind_runs_every_phase(spec, progress, fake_layout):
     assert tag == render.backend_image_tag(spec) and len(tag) == 12
 
     load = r.executed(r"^kind load docker-image")
-    assert len(load) == 1
-    for image in (layout.MINIO_IMAGE, layout.MC_IMAGE, layout.POSTGRES_IMAGE, refs["backend"]):
-        assert image in load[0].argv
+    assert len(load) == 2      # the releases' images, and the backend's meanwhile
+    (releases,) = [c for c in load if refs["backend"] not in c.argv]
+    for image in (layout.MINIO_IMAGE, layout.MC_IMAGE, layout.POSTGRES_IMAGE):
+        assert image in releases.argv
+    assert any(c.argv[-1] == refs["backend"] for c in load)
+    # a release's pod never starts before its image is in the node (it would try to pull)
+    order = [c.line for c in r.calls]
+    first_release = min(i for i, c in enumerate(r.calls) if "upgrade --install" in c.line)
+    assert order.index(releases.line) < first_release
 
     helm = r.executed(r"^helm .* upgrade --install")
     assert len(helm) == 2
