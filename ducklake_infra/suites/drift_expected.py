@@ -88,6 +88,8 @@ def replicas_source(spec: StackSpec, component: str) -> str:
         return "stack.yaml backend.replicas"
     if component == "minio" and spec.profile == "distributed" and spec.distributed:
         return "stack.yaml distributed.minio.servers"
+    if component == "postgresql" and spec.profile == "distributed" and spec.distributed:
+        return "stack.yaml distributed.postgresql.members"
     return ", ".join(Path(f).name for f in release_of(spec, component).values)
 
 
@@ -96,6 +98,8 @@ def expected_replicas(spec: StackSpec, component: str) -> int:
         return spec.backend.replicas
     if component == "minio" and spec.profile == "distributed" and spec.distributed:
         return spec.distributed.minio_servers       # up renders replicas from the spec
+    if component == "postgresql" and spec.profile == "distributed" and spec.distributed:
+        return spec.distributed.pg_members
     vals = release_values(spec, release_of(spec, component))
     r = vals.get("replicas", 1)
     # standalone MinIO and the single-node PostgreSQL chart run exactly one pod

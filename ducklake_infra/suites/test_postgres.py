@@ -21,8 +21,8 @@ def test_pg_release_pinned(objs, spec):
 
 
 @pytest.mark.control("PG-REP-001")
-def test_pg_single_node(objs, spec):
-    verdict(checks.check_pg_single_node(objs, spec))
+def test_pg_members(objs, spec):
+    verdict(checks.check_pg_members(objs, spec))
 
 
 @pytest.mark.control("PG-PVC-001")

@@ -88,3 +88,28 @@ def test_ha_controls_are_part_of_a_distributed_run_only():
     distributed = {r.control.id for r in rep.aggregate(reg, recs, profile="distributed")}
     assert not set(HA) & standalone and set(HA) <= distributed
     assert "MINIO-SVC-001" in standalone and "MINIO-SVC-001" in distributed
+
+
+def postgresql(members=3) -> list[dict]:
+    labels = {"app.kubernetes.io/name": "postgresql", "app.kubernetes.io/instance": "postgresql"}
+    sts = {"kind": "StatefulSet", "metadata": {"name": "postgresql", "namespace": "storage",
+                                               "labels": dict(labels)},
+           "spec": {"replicas": members, "selector": {"matchLabels": dict(labels)},
+                    "template": {"metadata": {"labels": dict(labels)}, "spec": {"containers": [
+                        {"name": "postgresql"}]}}}}
+    pods = [{"kind": "Pod", "metadata": {"name": f"postgresql-{i}", "namespace": "storage",
+                                         "labels": dict(labels)},
+             "spec": {"containers": [{"name": "postgresql"}]}, "status": {"phase": "Running"}}
+            for i in range(members)]
+    return [sts, *pods]
+
+
+@pytest.mark.parametrize("cid", ["PG-REP-001", "DRIFT-REPL-002"])
+def test_postgresql_members_follow_the_profile(cid, spec):
+    standalone = spec_file.load()
+    assert run(cid, postgresql(3), spec).status == PASS            # distributed: 3 members
+    res = run(cid, postgresql(1), spec)
+    assert res.status == FAIL and any("expected 3" in e for e in res.evidence), res.evidence
+    res = run(cid, postgresql(3), standalone)                      # standalone: one
+    assert res.status == FAIL and any("expected 1" in e for e in res.evidence), res.evidence
+    assert run(cid, postgresql(1), standalone).status == PASS

@@ -33,7 +33,7 @@ from ducklake_infra.suites.checks.postgresql import (  # noqa: F401
     check_pg_release,
     check_pg_secrets,
     check_pg_services,
-    check_pg_single_node,
+    check_pg_members,
     lc_messages_is_english)
 from ducklake_infra.suites.checks.backend import (  # noqa: F401
     CREDENTIAL_ENV,

@@ -17,18 +17,24 @@ def check_pg_release(objs: Objects, spec: StackSpec) -> Result:
     return _release_check(objs, spec.releases[spec.postgresql.release])
 
 
+def pg_members(spec: StackSpec) -> int:
+    """PostgreSQL's pods in the spec's profile: one, or the distributed profile's members."""
+    return spec.distributed.pg_members if spec.profile == "distributed" and spec.distributed else 1
+
+
 @check("PG-REP-001")
-def check_pg_single_node(objs: Objects, spec: StackSpec) -> Result:
+def check_pg_members(objs: Objects, spec: StackSpec) -> Result:
     pg = spec.postgresql
+    want = pg_members(spec)
     sts = _pg_statefulset(objs, spec)
     if sts is None:
         return Result(FAIL, [f"no StatefulSet {pg.namespace}/{pg.fullname}"])
     problems, good = [], []
     replicas = sts.get("spec", {}).get("replicas", 1)
-    if replicas != 1:
-        problems.append(f"{name_of(sts)} has replicas {replicas}, expected 1")
+    if replicas != want:
+        problems.append(f"{name_of(sts)} has replicas {replicas}, expected {want}")
     else:
-        good.append(f"{name_of(sts)} replicas 1")
+        good.append(f"{name_of(sts)} replicas {want}")
     others = [o for kind in ("StatefulSet", "Deployment")
               for o in _release_objects(objs, kind, pg.namespace, pg.release) if o is not sts
               and o["metadata"]["name"] != pg.fullname]
@@ -36,10 +42,10 @@ def check_pg_single_node(objs: Objects, spec: StackSpec) -> Result:
         problems.append(f"release {pg.release} runs more workloads: {[name_of(o) for o in others]}")
     pods = objs.pods_of(sts)
     if objs.all("Pod", pg.namespace) or (sts.get("status") or {}):
-        if len(pods) != 1:
-            problems.append(f"{len(pods)} PostgreSQL pods, expected 1")
+        if len(pods) != want:
+            problems.append(f"{len(pods)} PostgreSQL pods, expected {want}")
         else:
-            good.append(f"one pod {pods[0]['metadata']['name']}")
+            good.append(f"{want} pod(s) {', '.join(sorted(p['metadata']['name'] for p in pods))}")
     return result(problems, good)
 
 
