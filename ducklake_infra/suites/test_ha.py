@@ -24,3 +24,13 @@ def test_minio_parity_as_planned(objs, spec):
 @pytest.mark.control("HA-PDB-001")
 def test_minio_disruption_budget(objs, spec):
     verdict(checks.check_minio_disruption_budget(objs, spec))
+
+
+@pytest.mark.control("HA-PG-001")
+def test_postgresql_primary_and_sync_standbys(objs, spec):
+    verdict(checks.check_pg_primary_and_sync_standbys(objs, spec))
+
+
+@pytest.mark.control("HA-PG-002")
+def test_postgresql_members_spread(objs, spec):
+    verdict(checks.check_pg_members_spread(objs, spec))

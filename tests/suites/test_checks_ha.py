@@ -113,3 +113,88 @@ def test_postgresql_members_follow_the_profile(cid, spec):
     res = run(cid, postgresql(3), standalone)                      # standalone: one
     assert res.status == FAIL and any("expected 1" in e for e in res.evidence), res.evidence
     assert run(cid, postgresql(1), standalone).status == PASS
+
+
+PG_LABELS = {"app.kubernetes.io/name": "postgresql", "app.kubernetes.io/instance": "postgresql"}
+
+
+def patroni(primary=1, sync="postgresql-2", nodes=("w1", "w2", "w3"), strict=True, sync_count=1,
+            selector_role=True, endpoints=None, pdb=1, state="running", failsafe=True,
+            leader=None, roles=None) -> list[dict]:
+    """A healthy Patroni cluster of 3 as the API server shows it (ConfigMap mode)."""
+    import json
+    roles = roles or {i: "primary" if i == primary else "replica" for i in range(3)}
+    ip = lambda i: f"10.244.{i}.4"  # noqa: E731
+    sts = {"kind": "StatefulSet", "metadata": {"name": "postgresql", "namespace": "storage"},
+           "spec": {"replicas": 3, "selector": {"matchLabels": dict(PG_LABELS)},
+                    "template": {"metadata": {"labels": dict(PG_LABELS)},
+                                 "spec": {"containers": [{"name": "postgresql"}]}}}}
+    pods = [{"kind": "Pod", "metadata": {
+        "name": f"postgresql-{i}", "namespace": "storage",
+        "labels": {**PG_LABELS, **({"role": roles[i]} if roles.get(i) else {})},
+        "annotations": {"status": json.dumps({"state": state, "role": roles.get(i),
+                                              "replication_state": None if roles.get(i) == "primary"
+                                              else "streaming"})}},
+        "spec": {"nodeName": nodes[i], "containers": [{"name": "postgresql"}]},
+        "status": {"phase": "Running", "podIP": ip(i),
+                   "conditions": [{"type": "Ready", "status": "True"}]}} for i in range(3)]
+    name = f"postgresql-{primary}"
+    cms = [{"kind": "ConfigMap", "metadata": {"name": f"postgresql-{k}", "namespace": "storage",
+                                              "annotations": a}} for k, a in (
+        ("leader", {"leader": leader or name, "transitions": "0"}),
+        ("sync", {"leader": name, "sync_standby": sync}),
+        ("config", {"config": json.dumps({"synchronous_mode": True,
+                                          "synchronous_mode_strict": strict,
+                                          "synchronous_node_count": sync_count,
+                                          "failsafe_mode": failsafe})}))]
+    svc = {"kind": "Service", "metadata": {"name": "postgresql", "namespace": "storage"},
+           "spec": {"clusterIP": "10.96.0.9", "selector": {
+               **PG_LABELS, **({"role": "primary"} if selector_role else {})}}}
+    es = {"kind": "EndpointSlice", "metadata": {
+        "name": "postgresql-abc", "namespace": "storage",
+        "labels": {"kubernetes.io/service-name": "postgresql"}},
+        "endpoints": [{"addresses": [a]} for a in (endpoints or [ip(primary)])]}
+    out = [sts, *pods, *cms, svc, es]
+    if pdb is not None:
+        out.append({"kind": "PodDisruptionBudget", "metadata": {"name": "postgresql",
+                                                                "namespace": "storage"},
+                    "spec": {"maxUnavailable": pdb, "selector": {"matchLabels": dict(PG_LABELS)}},
+                    "status": {"disruptionsAllowed": 1, "currentHealthy": 3, "expectedPods": 3}})
+    return out
+
+
+@pytest.mark.parametrize("cid", ["HA-PG-001", "HA-PG-002"])
+def test_a_healthy_patroni_cluster_passes(cid, spec):
+    res = run(cid, patroni(), spec)
+    assert res.status == PASS and res.evidence, (cid, res.evidence)
+
+
+@pytest.mark.parametrize("cid,items,needle", [
+    ("HA-PG-001", patroni(roles={0: "primary", 1: "primary", 2: "replica"}),
+     "2 members labelled role=primary"),
+    ("HA-PG-001", patroni(roles={0: "replica", 1: "replica", 2: "replica"}),
+     "0 members labelled role=primary"),
+    ("HA-PG-001", patroni(leader="postgresql-0"), "names 'postgresql-0'"),
+    ("HA-PG-001", patroni(sync=""), "0 in-sync standby(s)"),
+    ("HA-PG-001", patroni(sync="postgresql-7"), "postgresql-7 is not a running member"),
+    ("HA-PG-001", patroni(state="starting"), "is 'starting'"),
+    ("HA-PG-001", patroni(strict=False), "synchronous_mode_strict False"),
+    ("HA-PG-001", patroni(sync_count=0), "synchronous_node_count 0"),
+    ("HA-PG-001", patroni(selector_role=False), "without role=primary"),
+    ("HA-PG-001", patroni(endpoints=["10.244.1.4", "10.244.0.4"]), "the primary is 10.244.1.4"),
+    ("HA-PG-001", [o for o in patroni() if o["metadata"]["name"] != "postgresql-sync"],
+     "synchronous replication is not on"),
+    ("HA-PG-002", patroni(nodes=("w1", "w1", "w2")), "share node w1"),
+    ("HA-PG-002", patroni(pdb=None), "no PodDisruptionBudget"),
+    ("HA-PG-002", patroni(pdb=2), "expected maxUnavailable 1"),
+    ("HA-PG-002", [o for o in patroni() if o["metadata"]["name"] != "postgresql-2"],
+     "2 members, the plan says 3"),
+])
+def test_each_way_of_breaking_patroni_fails(spec, cid, items, needle):
+    res = run(cid, items, spec)
+    assert res.status == FAIL and any(needle in e for e in res.evidence), (cid, res.evidence)
+
+
+def test_failsafe_off_is_a_warning(spec):
+    res = run("HA-PG-001", patroni(failsafe=False), spec)
+    assert res.status == "WARN" and any("failsafe_mode is off" in e for e in res.evidence)
