@@ -186,3 +186,34 @@ def pods_ready_since(pods: list[dict], since: float | None) -> bool:
                     at.replace("Z", "+00:00")).timestamp() < since - 1):
                 return False
     return True
+
+
+def judge_failover(ledger: Result, old_primary: str, new_primary: str | None,
+                   sync_standby: list[str], failover_s: float | None, limit_s: float,
+                   most_primaries: int) -> Result:
+    """The PostgreSQL primary was deleted under write load (distributed profile): the
+    ledger holds (no acknowledged commit lost), a new primary took over within
+    ``limit_s``, it was an in-sync standby (synchronous mode promotes no other), and never
+    were two live members labelled primary at once (sampled every 0.5 s)."""
+    problems = [e for e in ledger.evidence if not e.startswith("ok: ")] \
+        if ledger.status == FAIL else []
+    good = [e for e in ledger.evidence if ledger.status != FAIL or e.startswith("ok: ")]
+    if new_primary is None or failover_s is None:
+        problems.append(f"no member took over from {old_primary} (no other pod labelled "
+                        "role=primary)")
+    else:
+        if failover_s > limit_s:
+            problems.append(f"{new_primary} took over {failover_s:.1f}s after {old_primary} was "
+                            f"deleted (limit {limit_s:.0f}s)")
+        else:
+            good.append(f"{new_primary} primary {failover_s:.1f}s after {old_primary} was deleted")
+        if sync_standby and new_primary not in sync_standby:
+            problems.append(f"{new_primary} was promoted, but the in-sync standby was "
+                            f"{', '.join(sync_standby)}: commits acknowledged on the old "
+                            "primary may be missing on it")
+        elif sync_standby:
+            good.append(f"{new_primary} was the in-sync standby")
+    if most_primaries > 1:
+        problems.append(f"{most_primaries} live members were labelled primary at once "
+                        "(split brain: the Service could route writes to both)")
+    return result(problems, good)

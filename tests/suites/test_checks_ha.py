@@ -198,3 +198,31 @@ def test_each_way_of_breaking_patroni_fails(spec, cid, items, needle):
 def test_failsafe_off_is_a_warning(spec):
     res = run("HA-PG-001", patroni(failsafe=False), spec)
     assert res.status == "WARN" and any("failsafe_mode is off" in e for e in res.evidence)
+
+
+def _ledger(status="PASS"):
+    from ducklake_infra.suites.catalog import Result
+    return Result(status, ["10 batch(es) sent, 10 acknowledged, lost 0"] if status == "PASS"
+                  else ["2 acknowledged batch(es) not found whole: [3, 4]", "ok: duplicates 0"])
+
+
+def test_a_clean_failover_passes():
+    from ducklake_infra.suites.resilience import judge_failover
+    res = judge_failover(_ledger(), "postgresql-1", "postgresql-2", ["postgresql-2"], 6.5, 30, 1)
+    assert res.status == PASS
+    assert any("postgresql-2 primary 6.5s after" in e for e in res.evidence)
+
+
+@pytest.mark.parametrize("kw,needle", [
+    ({"ledger": "FAIL"}, "not found whole"),
+    ({"new": None, "after": None}, "no member took over"),
+    ({"after": 45.0}, "limit 30s"),
+    ({"new": "postgresql-0"}, "the in-sync standby was postgresql-2"),
+    ({"most": 2}, "split brain"),
+])
+def test_each_way_a_failover_goes_wrong_fails(kw, needle):
+    from ducklake_infra.suites.resilience import judge_failover
+    res = judge_failover(_ledger(kw.get("ledger", "PASS")), "postgresql-1",
+                         kw.get("new", "postgresql-2"), ["postgresql-2"],
+                         kw.get("after", 6.5), 30, kw.get("most", 1))
+    assert res.status == FAIL and any(needle in e for e in res.evidence), res.evidence

@@ -172,10 +172,6 @@ def write_again_s(objs, spec, runner, cluster, table: str) -> tuple[float, dict[
 @pytest.mark.control("RES-DISK-001")
 def test_minio_volume_full(objs, spec, runner, cluster, kubectl):
     _only_on_the_suites_kind_cluster(cluster, "moves MinIO onto a small volume of its own")
-    if spec.profile != "standalone":
-        pytest.skip("not evaluated: the small volume replaces the claim of a standalone MinIO "
-                    "(the chart's existingClaim); the distributed profile's servers each have "
-                    "a claim of their own (issue 16)")
     moved = fault_volume.move(spec, cluster, runner, kubectl)
     try:
         load = Load(_table(), writers=2, write_s=4 + FULL_WRITE_S, fault_at_s=4, steady_s=1,
