@@ -226,14 +226,14 @@ def test_svg_boxes_come_from_the_controls_and_are_the_same_as_before():
 # BE-STOP-001, RES-DISK-001, HA-MINIO-001, HA-MINIO-002, HA-PDB-001)
 PICTURE_BOXES = {
     "minio-release": {"MINIO-REL-001", "MINIO-MODE-001", "DRIFT-CHART-001"},
-    "minio-deploy": {"HA-MINIO-001", "HA-MINIO-002", "HA-PDB-001", "MINIO-MODE-001", "STORE-RWO-001", "RES-MINIO-001", "RES-NODE-001", "MINIO-POD-001",
+    "minio-deploy": {"HA-MINIO-001", "HA-MINIO-002", "HA-PDB-001", "RES-MINIO-002", "MINIO-MODE-001", "STORE-RWO-001", "RES-MINIO-001", "RES-NODE-001", "MINIO-POD-001",
                      "MINIO-POD-002", "MINIO-BKT-001", "MINIO-IAM-002", "DRIFT-IMG-001",
                      "DRIFT-REPL-001", "DRIFT-RES-001"},
     "minio-svc": {"MINIO-SVC-001", "DRIFT-SVC-001"},
     "minio-pvc": {"MINIO-PVC-001", "DRIFT-PVC-001", "RES-LIFE-001", "RES-DISK-001"},
     "minio-secret": {"MINIO-SEC-001", "MINIO-SEC-002"},
     "pg-release": {"PG-REL-001", "DRIFT-CHART-002"},
-    "pg-sts": {"PG-REP-001", "RES-PG-001", "RES-NODE-001", "PG-POD-001", "PG-DB-001", "PG-CFG-001",
+    "pg-sts": {"HA-PG-001", "HA-PG-002", "RES-PG-002", "PG-REP-001", "RES-PG-001", "RES-NODE-001", "PG-POD-001", "PG-DB-001", "PG-CFG-001",
                "PG-PERSIST-001", "DRIFT-IMG-002", "DRIFT-REPL-002", "DRIFT-RES-002"},
     "pg-svc": {"PG-SVC-001", "DRIFT-SVC-002"},
     "pg-pvc": {"PG-PVC-001", "PG-PERSIST-001", "DRIFT-PVC-002", "RES-LIFE-001"},

@@ -16,6 +16,7 @@ from ducklake_infra.suites.faults import loadgen
 from ducklake_infra.suites.faults import volume as fault_volume
 from ducklake_infra.suites.catalog import (FAIL, PASS, WARN, CheckError, Result, evidence, figures,
                                            verdict)
+from ducklake_infra.suites.checks.core import minio_workload_kind
 from ducklake_infra.suites.live import PortForward, backend_token, gather
 from ducklake_infra.suites.faults.loadgen import Load
 from ducklake_infra.suites.resilience import (judge_full_volume, judge_ledger, ledger_figures,
@@ -236,7 +237,7 @@ def _wait_stack_ready(spec, kubectl, deadline: float, since: float | None = None
     out["API server"] = time.monotonic() - start
     m, p, b = spec.minio, spec.postgresql, spec.backend
     for what, ns, kind, name in (("CoreDNS", "kube-system", "Deployment", "coredns"),
-                                 ("MinIO", m.namespace, "Deployment", m.fullname),
+                                 ("MinIO", m.namespace, minio_workload_kind(spec), m.fullname),
                                  ("PostgreSQL", p.namespace, "StatefulSet", p.fullname),
                                  ("backend", b.namespace, "Deployment", b.deployment)):
         while True:
