@@ -227,8 +227,30 @@ class StackSpec:
         return tuple(PvcSpec(f"export-{self.minio.fullname}-{i}", first.namespace, first.size,
                              first.storage_class) for i in range(self.distributed.minio_servers))
 
+    @property
+    def postgresql_claims(self) -> tuple[PvcSpec, ...]:
+        """PostgreSQL's claims: the spec's ``postgresql.pvcs``; distributed, one per
+        member from the chart's volumeClaimTemplate ``data`` (``data-<fullname>-<i>``), each
+        of the size and class of the spec's first."""
+        if self.profile != "distributed" or self.distributed is None:
+            return self.postgresql.pvcs
+        first = self.postgresql.pvcs[0]
+        return tuple(PvcSpec(f"data-{self.postgresql.fullname}-{i}", first.namespace,
+                             first.size, first.storage_class)
+                     for i in range(self.distributed.pg_members))
+
+    @property
+    def patroni_configmaps(self) -> tuple[str, ...]:
+        """Patroni's DCS ConfigMaps (distributed profile): not Helm's, kept by ``down`` with
+        the data they describe (``-config`` holds the cluster's system id), deleted by
+        ``down --purge`` with it; none under standalone."""
+        if self.profile != "distributed":
+            return ()
+        return tuple(f"{self.postgresql.release}-{k}" for k in ("config", "leader", "sync",
+                                                                "failover"))
+
     def all_pvcs(self) -> list[PvcSpec]:
-        return [*self.minio_claims, *self.postgresql.pvcs]
+        return [*self.minio_claims, *self.postgresql_claims]
 
     def all_secrets(self) -> list[SecretSpec]:
         return [self.minio.root_secret, self.minio.backend_user.secret,

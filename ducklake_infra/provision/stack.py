@@ -264,6 +264,8 @@ def _purge(cluster, spec: StackSpec, runner: Runner, progress: Progress, generat
             by_ns.setdefault(p.namespace, []).append(f"persistentvolumeclaim/{p.name}")
         for x in generated:
             by_ns.setdefault(x.namespace, []).append(f"secret/{x.name}")
+        for name in spec.patroni_configmaps:   # a fresh bootstrap must not find the old id
+            by_ns.setdefault(spec.postgresql.namespace, []).append(f"configmap/{name}")
         for ns, objs in sorted(by_ns.items()):
             runner.run([*cluster.kubectl(), "delete", "--namespace", ns, "--ignore-not-found",
                         "--wait=true", *objs], timeout=300, mutating=True)

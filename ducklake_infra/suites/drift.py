@@ -385,7 +385,7 @@ def check_resources_drift(objs: Objects, spec: StackSpec, component: str) -> Res
 def check_pvc_drift(objs: Objects, spec: StackSpec, component: str) -> Result:
     """PVC requested size and storage class vs stack.yaml."""
     def run() -> Result:
-        pvcs = {"minio": spec.minio_claims, "postgresql": spec.postgresql.pvcs}[component]
+        pvcs = {"minio": spec.minio_claims, "postgresql": spec.postgresql_claims}[component]
         problems, good = [], []
         for p in pvcs:
             pvc = objs.get("PersistentVolumeClaim", p.name, p.namespace)

@@ -308,3 +308,25 @@ def test_up_with_a_registry_records_each_pushed_digest(spec, progress, fake_layo
     got = image_digests.read(fake_layout.sbom)
     assert list(got) == [D1]                    # every push answered the same digest here
     assert got[D1].image_id == local_id and got[D1].where == f"registry {REG}"
+
+
+def test_down_purge_of_the_distributed_profile_deletes_every_claim_and_patronis_configmaps(
+        spec, progress):
+    import dataclasses
+    from ducklake_infra.provision.spec import DistributedSpec
+    dspec = dataclasses.replace(spec, profile="distributed", distributed=DistributedSpec())
+    r = FakeRunner()
+    r.on(r"get namespaces -l", stdout="")
+    stack.down(ExistingCluster(r, context="prod"), dspec, r, progress, purge=True)
+    deleted = " ".join(c.line for c in r.executed(r" delete "))
+    for i in range(4):
+        assert f"persistentvolumeclaim/export-minio-{i}" in deleted
+    for i in range(3):
+        assert f"persistentvolumeclaim/data-postgresql-{i}" in deleted
+    for k in ("config", "leader", "sync", "failover"):
+        assert f"configmap/postgresql-{k}" in deleted
+    r = FakeRunner()       # standalone: the spec's claims, no Patroni ConfigMap
+    r.on(r"get namespaces -l", stdout="")
+    stack.down(ExistingCluster(r, context="prod"), spec, r, progress, purge=True)
+    deleted = " ".join(c.line for c in r.executed(r" delete "))
+    assert "configmap/postgresql-" not in deleted and "export-minio" not in deleted

@@ -58,7 +58,7 @@ def _pg_data_path(container: Mapping) -> str | None:
 def check_pg_pvc(objs: Objects, spec: StackSpec) -> Result:
     problems, good = [], []
     sts = _pg_statefulset(objs, spec)
-    for pvc in spec.postgresql.pvcs:
+    for pvc in spec.postgresql_claims:
         p, g = _pvc_check(objs, pvc, sts, _pg_data_path)
         problems += p
         good += g
