@@ -42,7 +42,7 @@ COMPONENTS = ("minio", "postgresql", "backend", "dataplane", "secrets")
 # the boxes of the stack picture (svg.py draws them): a control colours those it names
 BOXES = ("minio-release", "minio-deploy", "minio-svc", "minio-pvc", "minio-secret",
          "pg-release", "pg-sts", "pg-svc", "pg-pvc", "pg-secret",
-         "be-deploy", "be-svc", "be-cm", "be-secret", "dataplane", "hygiene")
+         "be-deploy", "be-svc", "be-cm", "be-secret", "dataplane", "hygiene", "nodes")
 _ID = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*-[0-9]{3}$")
 
 

@@ -40,6 +40,7 @@ class State:
     results: list | None = None
     written: list[Path] = field(default_factory=list)
     evidence: object = None   # suites.evidence.Recorder: every object inspected
+    objects: object = None    # the session's gathered objects (the picture places pods on nodes)
     # time to green: (phase, seconds, note) for cluster, each up phase, suites
     phases: list = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)

@@ -171,8 +171,11 @@ def pytest_sessionfinish_leak_probe(session, exitstatus):
 def _svg(config) -> str:
     spec = _spec_or_none(config)
     statuses = {r.control.id: r.status for r in _results(config)}
+    objs = _state(config).objects
+    nodes = svg.placement(objs, spec) if objs is not None else None
     return _redact(config, svg.render(spec, statuses, title=f"DuckLake stack on "
-                                      f"{config.getoption('--cluster', default='?')}"))
+                                      f"{config.getoption('--cluster', default='?')}",
+                                      nodes=nodes))
 
 
 @pytest.hookimpl(optionalhook=True)

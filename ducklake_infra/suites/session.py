@@ -64,6 +64,7 @@ def objs(pytestconfig, stack, kubectl, runner, cluster, spec):
     o = gather(kubectl, runner, cluster, spec, rules_review=pytestconfig.getoption("--readonly"))
     _evidence_start(pytestconfig, cluster, kubectl)  # evidence bundle
     record_inspected(pytestconfig, o)                # evidence bundle
+    _state(pytestconfig).objects = o                 # the picture's nodes
     return o
 
 

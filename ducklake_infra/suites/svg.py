@@ -55,10 +55,46 @@ def _ns(x, y, w, h, name) -> str:
             f'fill="#455a64">namespace {escape(name)}</text>')
 
 
-def render(spec: StackSpec, statuses: Mapping[str, str], title: str = "") -> str:
+def placement(objs, spec: StackSpec) -> dict[str, list[str]]:
+    """Node -> the stack's pods on it (a Patroni member with its role), from the gathered
+    Pods' ``spec.nodeName``: what a read-only audit sees too."""
+    out: dict[str, list[str]] = {}
+    for ns in sorted(set(spec.namespaces.values())):
+        for p in objs.all("Pod", ns):
+            md, node = p.get("metadata") or {}, (p.get("spec") or {}).get("nodeName")
+            if not node or (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            role = (md.get("labels") or {}).get("role")
+            out.setdefault(node, []).append(md.get("name", "?") + (f" ({role})" if role else ""))
+    return {n: sorted(ps) for n, ps in sorted(out.items())}
+
+
+def _claims_line(claims) -> list[str]:
+    """One line per claim, or one for a StatefulSet's claims of one size and class."""
+    if len(claims) <= 2:
+        return [f"{p.name} {p.size} ({p.storage_class})" for p in claims]
+    first = claims[0]
+    return [f"{first.name.rsplit('-', 1)[0]}-{{0..{len(claims) - 1}}} {first.size} "
+            f"({first.storage_class}) x{len(claims)}"]
+
+
+def _nodes_band(y: int, nodes: Mapping[str, list[str]], statuses) -> tuple[str, int]:
+    """One column per node listing the stack's pods on it; the band's height."""
+    rows = max((len(ps) for ps in nodes.values()), default=0)
+    h = 30 + 15 * max(rows, 1)
+    w = (1060 - 10 * (len(nodes) - 1)) // max(len(nodes), 1)
+    parts = [_box(10 + i * (w + 10), y, w, h, f"node {n}", ps, "nodes", statuses)
+             for i, (n, ps) in enumerate(nodes.items())]
+    return "\n".join(parts), h
+
+
+def render(spec: StackSpec, statuses: Mapping[str, str], title: str = "",
+           nodes: Mapping[str, list[str]] | None = None) -> str:
+    """The picture; ``nodes`` (from :func:`placement`): a band with the pods per node."""
     # long: one picture laid out by hand, its coordinates read best side by side
     m, pg, b = spec.minio, spec.postgresql, spec.backend
     mrel, prel = spec.releases[m.release], spec.releases[pg.release]
+    d = spec.distributed if spec.profile == "distributed" else None
     parts = []
     W, H = 1080, 560
     parts.append(_ns(10, 40, 640, 500, m.namespace))
@@ -66,14 +102,15 @@ def render(spec: StackSpec, statuses: Mapping[str, str], title: str = "") -> str
     # MinIO release
     parts.append(_box(25, 70, 300, 40, f"helm: {mrel.name} ({mrel.chart.name} {mrel.chart.version})",
                       [], "minio-release", statuses, rx=3))
-    parts.append(_box(25, 120, 300, 80, f"Deployment {m.fullname}",
-                      ["MinIO standalone", f"buckets: {spec.raw_bucket}, {spec.lake_bucket}",
+    parts.append(_box(25, 120, 300, 80, f"{'StatefulSet' if d else 'Deployment'} {m.fullname}",
+                      [f"MinIO distributed: {d.minio_servers} servers, EC:{d.minio_parity}" if d
+                       else "MinIO standalone", f"buckets: {spec.raw_bucket}, {spec.lake_bucket}",
                        f"backend user: {m.backend_user.access_key}"], "minio-deploy", statuses))
     parts.append(_box(25, 210, 300, 30 + 15 * len(m.services), "Services",
                       [f"{s.name} {s.type} :{','.join(map(str, s.ports))}" for s in m.services],
                       "minio-svc", statuses))
-    parts.append(_box(25, 290, 300, 30 + 15 * len(m.pvcs), "PVC",
-                      [f"{p.name} {p.size} ({p.storage_class})" for p in m.pvcs], "minio-pvc", statuses))
+    parts.append(_box(25, 290, 300, 30 + 15 * len(_claims_line(spec.minio_claims)), "PVC",
+                      _claims_line(spec.minio_claims), "minio-pvc", statuses))
     parts.append(_box(25, 350, 300, 60, "Secrets",
                       [f"{m.root_secret.name} (root)", f"{m.backend_user.secret.name} (backend user)"],
                       "minio-secret", statuses))
@@ -81,13 +118,15 @@ def render(spec: StackSpec, statuses: Mapping[str, str], title: str = "") -> str
     parts.append(_box(340, 70, 300, 40, f"helm: {prel.name} ({prel.chart.name} {prel.chart.version})",
                       [], "pg-release", statuses, rx=3))
     parts.append(_box(340, 120, 300, 80, f"StatefulSet {pg.fullname}",
-                      ["single node", f"catalog db: {pg.catalog.database}",
+                      [f"Patroni: {d.pg_members} members, sync {d.pg_sync_count}"
+                       f"{' strict' if d.pg_strict else ''}" if d else "single node",
+                       f"catalog db: {pg.catalog.database}",
                        f"owner: {pg.catalog.owner}"], "pg-sts", statuses))
     parts.append(_box(340, 210, 300, 30 + 15 * len(pg.services), "Services",
                       [f"{s.name} {s.type} :{','.join(map(str, s.ports))}" for s in pg.services],
                       "pg-svc", statuses))
-    parts.append(_box(340, 290, 300, 30 + 15 * len(pg.pvcs), "PVC",
-                      [f"{p.name} {p.size} ({p.storage_class})" for p in pg.pvcs], "pg-pvc", statuses))
+    parts.append(_box(340, 290, 300, 30 + 15 * len(_claims_line(spec.postgresql_claims)), "PVC",
+                      _claims_line(spec.postgresql_claims), "pg-pvc", statuses))
     parts.append(_box(340, 350, 300, 60, "Secrets",
                       [f"{pg.superuser_secret.name} (superuser)", f"{pg.catalog.secret.name} (catalog owner)"],
                       "pg-secret", statuses))
@@ -116,6 +155,10 @@ def render(spec: StackSpec, statuses: Mapping[str, str], title: str = "") -> str
                  'marker-end="url(#arr)"><title>S3 API</title></path>')
     parts.append('<path d="M685,130 C665,130 665,175 642,175" fill="none" stroke="#455a64" '
                  'marker-end="url(#arr)"><title>catalog</title></path>')
+    if nodes:
+        band, h = _nodes_band(H - 10, nodes, statuses)
+        parts.append(band)
+        H += h + 10
     # legend
     lx = 10
     for st in (PASS, WARN, FAIL, ERROR, NOT_EVALUATED, NOT_RUN):

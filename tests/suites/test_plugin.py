@@ -217,8 +217,33 @@ def test_svg_boxes_come_from_the_controls_and_are_the_same_as_before():
     boxes = svg.box_controls()
     assert set(boxes) == set(catalog.BOXES)
     assert {box: set(ids) for box, ids in boxes.items()} == PICTURE_BOXES
-    out = svg.render(spec_file.load(), {})
+    out = svg.render(spec_file.load(), {}, nodes={"n1": ["minio-abc"]})
     assert {box for box in catalog.BOXES if f'data-key="{box}"' in out} == set(catalog.BOXES)
+    assert 'data-key="nodes"' not in svg.render(spec_file.load(), {})   # no placement: no band
+
+
+def test_svg_of_the_distributed_profile_shows_its_shape_and_the_pods_per_node():
+    import dataclasses
+    from ducklake_infra.provision.spec import DistributedSpec
+    from ducklake_infra.suites.objects import Objects
+    spec = dataclasses.replace(spec_file.load(), profile="distributed",
+                               distributed=DistributedSpec())
+    pods = [{"kind": "Pod", "metadata": {"name": n, "namespace": ns, "labels": labels},
+             "spec": {"nodeName": node}, "status": {"phase": phase}}
+            for n, ns, labels, node, phase in (
+                ("minio-0", "storage", {}, "cp", "Running"),
+                ("postgresql-1", "storage", {"role": "primary"}, "w1", "Running"),
+                ("postgresql-0", "storage", {"role": "replica"}, "w2", "Running"),
+                ("minio-post-job-x", "storage", {}, "w2", "Succeeded"),
+                ("elsewhere", "kube-system", {}, "w1", "Running"))]
+    nodes = svg.placement(Objects(pods), spec)
+    assert nodes == {"cp": ["minio-0"], "w1": ["postgresql-1 (primary)"],
+                     "w2": ["postgresql-0 (replica)"]}
+    out = svg.render(spec, {"HA-PG-002": "FAIL"}, nodes=nodes)
+    assert "StatefulSet minio" in out and "MinIO distributed: 4 servers, EC:2" in out
+    assert "Patroni: 3 members, sync 1 strict" in out
+    assert "export-minio-{0..3} 5Gi (standard) x4" in out and "data-postgresql-{0..2}" in out
+    assert 'data-key="nodes" data-status="FAIL"' in out and "postgresql-1 (primary)" in out
 
 
 # the picture's boxes as they were drawn when svg.py still listed them itself, plus the
@@ -247,6 +272,7 @@ PICTURE_BOXES = {
     "be-secret": {"BE-CFG-001", "MINIO-IAM-001", "BE-QRY-001", "BE-QRY-002"},
     "dataplane": {"DP-ING-001", "DP-S3-001", "DP-CAT-001", "DP-TT-001", "DP-DUCK-001",
                   "DP-READ-001"},
+    "nodes": {"HA-MINIO-001", "HA-PG-002"},
     "hygiene": {"SEC-CM-001", "SEC-ENV-001", "SEC-ANN-001", "SEC-LOG-001", "SEC-RPT-001",
                 "NET-POL-001", "NET-CNI-001", "NET-ENF-001", "SEC-PSS-001", "SEC-ACC-001",
                 "SUPPLY-PIN-001", "SUPPLY-SRC-001", "SUPPLY-SBOM-001"},
