@@ -165,8 +165,50 @@ def release_is_current(ctx: Context, rel: ReleaseSpec, digest: str) -> bool:
     return (values.get("ducklakeInfra") or {}).get("specHash") == digest
 
 
+def installed_profile(workloads: Sequence[dict], spec) -> dict[str, str]:
+    """What the installed workloads say the profile is, per component ('minio',
+    'postgresql'); absent: not installed. MinIO: a Deployment (standalone) or StatefulSet
+    (distributed) of its name; PostgreSQL: Patroni in its pod template (distributed)."""
+    out: dict[str, str] = {}
+    for w in workloads:
+        md = w.get("metadata") or {}
+        name, ns, kind = md.get("name"), md.get("namespace"), w.get("kind")
+        if (name, ns) == (spec.minio.fullname, spec.minio.namespace):
+            out["minio"] = "distributed" if kind == "StatefulSet" else "standalone"
+        elif (name, ns, kind) == (spec.postgresql.fullname, spec.postgresql.namespace,
+                                  "StatefulSet"):
+            cmds = " ".join(" ".join([*(c.get("command") or []), *(c.get("args") or [])])
+                            for c in (((w.get("spec") or {}).get("template") or {}).get("spec")
+                                      or {}).get("containers") or [])
+            out["postgresql"] = "distributed" if "patroni" in cmds else "standalone"
+    return out
+
+
+def refuse_profile_switch(ctx: Context) -> None:
+    """A release installed in another profile is not converted in place: MinIO's
+    Deployment volume does not become a StatefulSet's claims, a single PostgreSQL's data
+    directory does not become a Patroni cluster. Refused, with the way out."""
+    spec = ctx.spec
+    namespaces = sorted({spec.minio.namespace, spec.postgresql.namespace})
+    workloads: list[dict] = []
+    for ns in namespaces:
+        res = ctx.read(ctx.kubectl("get", "deployments,statefulsets", "-n", ns, "-o", "json"))
+        if res is None or res.returncode != 0:
+            return      # nothing readable (no namespace yet, or a plan offline): nothing to refuse
+        workloads += json.loads(res.stdout or "{}").get("items", [])
+    wrong = {c: p for c, p in installed_profile(workloads, spec).items() if p != spec.profile}
+    if wrong:
+        raise DucklakeInfraError(
+            f"the stack runs in another profile than the spec's {spec.profile!r} ("
+            + ", ".join(f"{c}: {p}" for c, p in sorted(wrong.items())) + "): a release is not "
+            "converted in place (its data would not follow). Either keep the installed profile "
+            "in the spec, or remove the stack with its data first (`ducklake-infra down --purge`; "
+            "copy the lake out before, e.g. `mc mirror`), then `up`")
+
+
 def install_releases(ctx: Context, refs: Mapping[str, str]) -> str:
     """helm upgrade --install every release in parallel; skip unchanged ones."""
+    refuse_profile_switch(ctx)
     notes: dict[str, str] = {}
     errors: list[tuple[str, BaseException]] = []
     lock = threading.Lock()

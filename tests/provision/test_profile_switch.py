@@ -1,0 +1,68 @@
+"""up and plan refuse to convert an installed stack to another profile in place (design
+note section 1): MinIO's Deployment volume does not become a StatefulSet's claims, a single
+PostgreSQL's data directory does not become a Patroni cluster."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from ducklake_infra.provision import stack, stack_steps
+from ducklake_infra.provision.errors import DucklakeInfraError
+from ducklake_infra.provision.spec import DistributedSpec
+
+from .fakes import FakeRunner
+from .test_stack import _kind, _opts
+
+
+def _distributed(spec):
+    return dataclasses.replace(spec, profile="distributed", distributed=DistributedSpec())
+
+
+def _workloads(minio_kind: str | None, patroni: bool | None) -> str:
+    items = []
+    if minio_kind:
+        items.append({"kind": minio_kind, "metadata": {"name": "minio", "namespace": "storage"}})
+    if patroni is not None:
+        cmd = ["/bin/sh", "/opt/postgresql-chart/patroni.sh"] if patroni else \
+            ["/bin/sh", "/opt/postgresql-chart/entrypoint.sh"]
+        items.append({"kind": "StatefulSet", "metadata": {"name": "postgresql", "namespace": "storage"},
+                      "spec": {"template": {"spec": {"containers": [{"name": "postgresql",
+                                                                     "command": cmd}]}}}})
+    return json.dumps({"kind": "List", "items": items})
+
+
+@pytest.mark.parametrize("minio_kind,patroni,profile,refused", [
+    ("Deployment", False, "standalone", None),
+    ("StatefulSet", True, "distributed", None),
+    (None, None, "distributed", None),                       # nothing installed yet
+    ("Deployment", False, "distributed", "minio: standalone"),
+    ("StatefulSet", True, "standalone", "minio: distributed, postgresql: distributed"),
+    ("StatefulSet", False, "distributed", "postgresql: standalone"),
+])
+def test_a_profile_switch_over_installed_releases_is_refused(spec, progress, fake_layout,
+                                                             minio_kind, patroni, profile, refused):
+    s = _distributed(spec) if profile == "distributed" else spec
+    r = FakeRunner()
+    r.on(r"get deployments,statefulsets -n storage", stdout=_workloads(minio_kind, patroni))
+    r.on(r"^helm .* list ", stdout="[]")
+    ctx = stack_steps.Context(_kind(r, s), s, r, progress, _opts(fake_layout))
+    if refused is None:
+        stack_steps.refuse_profile_switch(ctx)
+        return
+    with pytest.raises(DucklakeInfraError) as exc:
+        stack_steps.refuse_profile_switch(ctx)
+    msg = str(exc.value)
+    assert refused in msg and "down --purge" in msg and "\n" not in msg
+
+
+def test_up_installs_nothing_when_the_profile_would_switch(spec, progress, fake_layout):
+    from .test_stack import fresh_runner
+    r = fresh_runner()
+    r.on(r"get deployments,statefulsets -n storage", stdout=_workloads("StatefulSet", True))
+    r.on(r"^helm .* list ", stdout="[]")
+    with pytest.raises(DucklakeInfraError, match="another profile"):
+        stack.up(_kind(r, spec), spec, r, progress, _opts(fake_layout))
+    assert not r.executed(r"upgrade --install")
