@@ -173,6 +173,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.add_middleware(TokenAuth, token=settings.api_token)
     app.state.lake = lake
     app.state.settings = settings
+    app.state.maintenance = maintenance
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
