@@ -151,3 +151,35 @@ def test_the_query_s3_user_can_only_list_and_read_the_lake(identities, backend):
         with pytest.raises(S3Error) as ei:
             attempt()
         assert ei.value.code == "AccessDenied", ei.value.code
+
+
+def test_the_catalog_reader_cannot_read_the_maintenance_lease(identities, backend):
+    """The backend (as the catalog owner, no superuser) makes its own schema in the catalog
+    database on its first maintenance run; the chart's reader role, with SELECT on the
+    owner's present and future tables in public, gets nothing there."""
+    from ducklake_backend.catalog_state import LEASE_TABLE, RUN_TABLE, SCHEMA
+    r = backend.post("/maintenance")
+    assert r.status_code == 200, r.text
+    assert backend.get("/maintenance").json()["last"]["ok"]
+    pg, _ = identities
+    with psycopg.connect(f"host={pg.host} port={pg.port} dbname={DB} user={OWNER} password={OWNER_PW}",
+                         autocommit=True) as owner:
+        assert owner.execute(f"SELECT count(*) FROM {RUN_TABLE}").fetchone() == (1,)
+        assert owner.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = %s",
+                             (SCHEMA,)).fetchone() == (OWNER,)
+    with _reader_conn(pg) as con:
+        for table in (LEASE_TABLE, RUN_TABLE):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as ei:
+                con.execute(f"SELECT * FROM {table}")
+            assert "permission denied" in str(ei.value), str(ei.value)
+        # not the table's privileges either (a later USAGE grant on the schema alone
+        # would not open it)
+        privileges = con.execute(
+            "SELECT has_table_privilege(c.oid, 'SELECT'), has_table_privilege(c.oid, 'UPDATE') "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r'", (SCHEMA,)).fetchall()
+        assert privileges == [(False, False), (False, False)], privileges
+        assert con.execute("SELECT has_schema_privilege(%s, 'USAGE')", (SCHEMA,)).fetchone() == (False,)
+    # the query path (the reader's attach) still answers with the schema there
+    q = backend.post("/query", json={"sql": "SELECT count(*) FROM qid"})
+    assert q.status_code == 200 and q.json()["rows"] == [[50]], q.text

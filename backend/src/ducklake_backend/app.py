@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import hmac
 import logging
 import tempfile
@@ -22,6 +21,7 @@ from . import __version__
 from .config import Settings
 from .errors import ApiError, BadRequest, PayloadTooLarge, TooManyRequests, UnsupportedMediaType
 from .lake import CSV, PARQUET, Lake, body_is_parquet
+from .maintenance import Maintenance
 from .logs import configure_logging, redact, redactor
 from .sqlsafety import validate_dataset_name, validate_identifier
 
@@ -62,9 +62,11 @@ _WHY = {400: "invalid input, or SQL outside the allowlist (the detail names it)"
         503: "PostgreSQL or MinIO is unreachable"}
 
 
-def _responses(*codes: int) -> dict[int, dict]:
-    """OpenAPI entries for the error codes an endpoint returns (all as ErrorBody)."""
-    return {c: {"model": ErrorBody, "description": _WHY[c]} for c in (401, *codes)}
+def _responses(*codes: int, why: dict[int, str] | None = None) -> dict[int, dict]:
+    """OpenAPI entries for the error codes an endpoint returns (all as ErrorBody); ``why``
+    says what a code means for this endpoint, where that is not _WHY's."""
+    why = {**_WHY, **(why or {})}
+    return {c: {"model": ErrorBody, "description": why[c]} for c in (401, *codes)}
 
 
 class QueryRequest(BaseModel):
@@ -135,38 +137,6 @@ def _initialize_until_done(lake: Lake, stop: threading.Event) -> None:
         delay = min(delay * 2, 10.0)
 
 
-class Maintenance:
-    """Runs the lake's maintenance (on request or every ``interval_s``) and remembers
-    the last run, which GET /maintenance reports (a control checks it)."""
-
-    def __init__(self, lake: Lake, settings: Settings) -> None:
-        self.lake, self.settings = lake, settings
-        self.last: dict[str, Any] | None = None
-        self._lock = threading.Lock()
-
-    def run(self) -> dict[str, Any]:
-        started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        with self._lock:
-            try:
-                result = self.lake.maintain(self.settings.maintenance_keep_s)
-            except ApiError as exc:
-                self.last = {"ok": False, "started_at": started, "error": exc.message}
-                raise
-            self.last = {"ok": True, "started_at": started, **result}
-            return self.last
-
-    def every(self, stop: threading.Event) -> None:
-        while not stop.wait(self.settings.maintenance_interval_s):
-            try:
-                self.run()
-            except ApiError as exc:
-                log.warning("scheduled maintenance failed", extra={"ctx_detail": exc.message})
-
-    def status(self) -> dict[str, Any]:
-        return {"interval_s": self.settings.maintenance_interval_s,
-                "keep_s": self.settings.maintenance_keep_s, "last": self.last}
-
-
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
     settings = settings or Settings.from_env()
     redactor.add(*settings.secret_values())
@@ -203,6 +173,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.add_middleware(TokenAuth, token=settings.api_token)
     app.state.lake = lake
     app.state.settings = settings
+    app.state.maintenance = maintenance
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -354,15 +325,19 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         validate_identifier(table)
         return lake.snapshots(table)
 
-    @app.post("/maintenance", tags=["maintenance"], responses=_responses(409, 503))
+    @app.post("/maintenance", tags=["maintenance"], responses=_responses(409, 503, why={
+        409: "maintenance runs on another replica (error lease_held), or its commits "
+             "conflicted with other writers (error conflict)"}))
     def run_maintenance() -> dict[str, Any]:
         """Compact small files, expire old snapshots, delete files no kept snapshot needs
-        (what the schedule runs every DUCKLAKE_MAINTENANCE_INTERVAL_S seconds)."""
+        (what the schedule runs every DUCKLAKE_MAINTENANCE_INTERVAL_S seconds). One run at
+        a time among the backends sharing the catalog: a 409 while another replica runs."""
         return maintenance.run()
 
-    @app.get("/maintenance", tags=["maintenance"])
+    @app.get("/maintenance", tags=["maintenance"], responses=_responses(503))
     def maintenance_status() -> dict[str, Any]:
-        """The schedule (interval, how long snapshots are kept) and the last run."""
+        """The schedule (interval, how long snapshots are kept) and the last run of any
+        replica on this catalog (``replica`` names which), from the catalog database."""
         return maintenance.status()
 
     query_slots = threading.BoundedSemaphore(settings.query_concurrency)

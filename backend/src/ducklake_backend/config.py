@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -122,6 +123,11 @@ class Settings:
     # keep seconds are kept, so readers of recent snapshots are never cut off
     maintenance_interval_s: int = 0
     maintenance_keep_s: int = 86400
+    # one maintenance runner among the backends sharing a catalog: a lease in the catalog
+    # database, held for lease seconds and renewed while a run lasts (a crashed holder's
+    # lease runs out by itself); the replica's name is recorded with the lease and the run
+    maintenance_lease_s: int = 60
+    replica_name: str = field(default_factory=socket.gethostname)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -162,6 +168,8 @@ class Settings:
             query_concurrency=_int(env, "DUCKLAKE_QUERY_CONCURRENCY", 4, minimum=1),
             maintenance_interval_s=_int(env, "DUCKLAKE_MAINTENANCE_INTERVAL_S", 0, minimum=0),
             maintenance_keep_s=_int(env, "DUCKLAKE_MAINTENANCE_KEEP_S", 86400, minimum=0),
+            maintenance_lease_s=_int(env, "DUCKLAKE_MAINTENANCE_LEASE_S", 60, minimum=3),
+            replica_name=_replica_name(env),
             query_max_response_bytes=_int(env, "DUCKLAKE_QUERY_MAX_RESPONSE_BYTES", 8 * 1024 * 1024,
                                           minimum=1024),
         )
@@ -202,6 +210,14 @@ class Settings:
             fields = (self.pg_host, str(self.pg_port), self.pg_db, user, password)
             out.append(":".join(f.replace("\\", "\\\\").replace(":", "\\:") for f in fields))
         return "\n".join(sorted(out)) + "\n"
+
+
+def _replica_name(env: Mapping[str, str]) -> str:
+    """DUCKLAKE_REPLICA_NAME, else the host name (a pod's name in Kubernetes)."""
+    value = env.get("DUCKLAKE_REPLICA_NAME", "").strip() or socket.gethostname()
+    if not value or len(value) > 253 or not value.isprintable():
+        raise ConfigError(f"DUCKLAKE_REPLICA_NAME must be 1-253 printable characters, got {value!r}")
+    return value
 
 
 def _libpq_quote(value: str) -> str:

@@ -51,6 +51,8 @@ from .sqlsafety import (
 log = logging.getLogger("ducklake_backend.lake")
 
 CATALOG = "lake"
+# the catalog's PostgreSQL database as DuckLake attaches it (postgres extension)
+CATALOG_DB = f"__ducklake_metadata_{CATALOG}"
 SCHEMA = "main"
 CSV = "text/csv"
 PARQUET = "application/vnd.apache.parquet"
@@ -435,6 +437,12 @@ class Lake:
         cur = (self._reader_db() if read_only else self._writer_db()).cursor()
         cur.execute(f"USE {CATALOG}.{SCHEMA}")
         return cur
+
+    def catalog_db_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of the read-write database, whose attach reaches the catalog's
+        PostgreSQL database as ``CATALOG_DB`` (postgres_execute / postgres_query): the
+        backend's own tables there (catalog_state.py), as the catalog owner."""
+        return self._writer_db().cursor()
 
     def close(self) -> None:
         with self._init_lock:
