@@ -64,6 +64,13 @@ def decode_secret(secret: Mapping) -> dict[str, str]:
     return out
 
 
+def sync_standbys(configmap: Mapping | None) -> list[str]:
+    """The members Patroni publishes as in-sync standbys: annotation ``sync_standby``
+    (comma list) of its ``<scope>-sync`` ConfigMap (Kubernetes DCS, ConfigMap mode)."""
+    ann = ((configmap or {}).get("metadata") or {}).get("annotations") or {}
+    return [s for s in (ann.get("sync_standby") or "").split(",") if s]
+
+
 def diagnose(runner: Runner, kubectl: Sequence[str], namespace: str,
              selector: str | None = None) -> str:
     """Pods, recent warning events and log tails of unready pods (never raises)."""

@@ -91,6 +91,8 @@ def up(cluster, spec: StackSpec, runner: Runner, progress: Progress,
                 _step(progress, "provenance (SBOM, digests)", stack_steps.record_provenance,
                       ctx, refs)
         _install_cluster_objects(ctx, refs, stack_loaded)
+        if spec.profile == "distributed":
+            _step(progress, "patroni in-sync standby", stack_steps.wait_sync_standby, ctx)
         if loading is not None:
             loading.result()
     with progress.step("backend deployment") as info:

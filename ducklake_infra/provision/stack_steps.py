@@ -206,6 +206,37 @@ def refuse_profile_switch(ctx: Context) -> None:
             "copy the lake out before, e.g. `mc mirror`), then `up`")
 
 
+SYNC_STANDBY_WAIT_S = 180
+
+
+def wait_sync_standby(ctx: Context, timeout_s: float = SYNC_STANDBY_WAIT_S) -> str:
+    """Distributed profile: Helm's --wait ends when the members are Ready, but Patroni
+    publishes the in-sync standby on a later loop (up to loop_wait). ``up`` returns once
+    the planned number is published, so a commit acknowledged from then on is on two
+    members (HA-PG-001 checks the same)."""
+    spec, d = ctx.spec, ctx.spec.distributed
+    pg = spec.postgresql
+    argv = ctx.kubectl("get", "configmap", f"{pg.release}-sync", "-n", pg.namespace, "-o", "json")
+    if ctx.offline or ctx.runner.dry_run:       # a plan lists the read
+        ctx.runner.record(argv, read=True)
+        return "listed"
+    deadline = time.monotonic() + timeout_s
+    standbys: list[str] = []
+    while True:
+        res = ctx.read(argv)
+        if res is not None and res.returncode == 0:
+            standbys = kube.sync_standbys(json.loads(res.stdout or "{}"))
+            if len(standbys) >= d.pg_sync_count:
+                return f"in sync: {', '.join(standbys)}"
+        if time.monotonic() > deadline:
+            diag = kube.diagnose(ctx.runner, ctx.cluster.kubectl(), pg.namespace)
+            raise DucklakeInfraError(ctx.runner.redactor(
+                f"PostgreSQL (Patroni) published {len(standbys)} in-sync standby(s) within "
+                f"{timeout_s:.0f}s, the plan says {d.pg_sync_count}: see `kubectl -n "
+                f"{pg.namespace} logs` of the members") + f"\n{ctx.runner.redactor(diag)}")
+        time.sleep(1)
+
+
 def install_releases(ctx: Context, refs: Mapping[str, str]) -> str:
     """helm upgrade --install every release in parallel; skip unchanged ones."""
     refuse_profile_switch(ctx)

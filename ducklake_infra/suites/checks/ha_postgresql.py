@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from ducklake_infra.provision import kube
 from ducklake_infra.provision.spec import StackSpec
 from ducklake_infra.suites.catalog import Result, result
 from ducklake_infra.suites.checks.core import _pg_statefulset, _ready, check
@@ -65,7 +66,7 @@ def check_pg_primary_and_sync_standbys(objs: Objects, spec: StackSpec) -> Result
         good.append(f"primary {primary} holds the leader lock ({leader.get('transitions', '?')} "
                     "transitions)")
     sync = _annotations(objs, f"{scope}-sync", ns)
-    standbys = [s for s in ((sync or {}).get("sync_standby") or "").split(",") if s]
+    standbys = kube.sync_standbys(objs.get("ConfigMap", f"{scope}-sync", ns))
     if sync is None:
         problems.append(f"no ConfigMap {ns}/{scope}-sync: synchronous replication is not on")
     elif primary and sync.get("leader") != primary:

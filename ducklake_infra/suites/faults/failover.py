@@ -8,6 +8,8 @@ import json
 import threading
 import time
 
+from ducklake_infra.provision import kube
+
 
 def primaries(kubectl, ns: str, selector: str) -> list[str]:
     """Live (not terminating) pods labelled role=primary."""
@@ -23,10 +25,7 @@ def sync_standbys(kubectl, ns: str, scope: str) -> list[str]:
     """The members Patroni publishes as in-sync (ConfigMap <scope>-sync)."""
     res = kubectl("-n", ns, "get", "configmap", f"{scope}-sync", "-o", "json", check=False,
                   timeout=20)
-    if res.returncode != 0:
-        return []
-    ann = json.loads(res.stdout).get("metadata", {}).get("annotations") or {}
-    return [s for s in (ann.get("sync_standby") or "").split(",") if s]
+    return kube.sync_standbys(json.loads(res.stdout)) if res.returncode == 0 else []
 
 
 class Watch:

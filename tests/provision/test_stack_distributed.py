@@ -1,6 +1,7 @@
-"""up and plan refuse to convert an installed stack to another profile in place (design
-note section 1): MinIO's Deployment volume does not become a StatefulSet's claims, a single
-PostgreSQL's data directory does not become a Patroni cluster."""
+"""up and plan with the distributed profile: they refuse to convert an installed stack to
+another profile in place (design note section 1: MinIO's Deployment volume does not become
+a StatefulSet's claims, a single PostgreSQL's data directory does not become a Patroni
+cluster), and up returns once Patroni published its in-sync standby."""
 
 from __future__ import annotations
 
@@ -66,3 +67,39 @@ def test_up_installs_nothing_when_the_profile_would_switch(spec, progress, fake_
     with pytest.raises(DucklakeInfraError, match="another profile"):
         stack.up(_kind(r, spec), spec, r, progress, _opts(fake_layout))
     assert not r.executed(r"upgrade --install")
+
+
+def _sync(standbys: str) -> str:
+    return json.dumps({"kind": "ConfigMap", "metadata": {
+        "name": "postgresql-sync", "annotations": {"leader": "postgresql-0",
+                                                   "sync_standby": standbys}}})
+
+
+def test_up_waits_for_the_in_sync_standby(spec, progress, fake_layout, monkeypatch):
+    monkeypatch.setattr(stack_steps.time, "sleep", lambda s: None)
+    s = _distributed(spec)
+    r = FakeRunner()
+    r.on(r"get configmap postgresql-sync", stdout=_sync("postgresql-2"))
+    r.on(r"get configmap postgresql-sync", stdout=_sync(""), times=3)   # newest rule first
+    ctx = stack_steps.Context(_kind(r, s), s, r, progress, _opts(fake_layout))
+    assert stack_steps.wait_sync_standby(ctx) == "in sync: postgresql-2"
+    assert len(r.executed(r"get configmap postgresql-sync")) == 4
+
+
+def test_up_fails_clearly_when_no_standby_gets_in_sync(spec, progress, fake_layout):
+    s = _distributed(spec)
+    r = FakeRunner()
+    r.on(r"get configmap postgresql-sync", stdout=_sync(""))
+    ctx = stack_steps.Context(_kind(r, s), s, r, progress, _opts(fake_layout))
+    with pytest.raises(DucklakeInfraError) as exc:
+        stack_steps.wait_sync_standby(ctx, timeout_s=0)
+    assert str(exc.value).splitlines()[0].startswith(
+        "PostgreSQL (Patroni) published 0 in-sync standby(s) within 0s, the plan says 1")
+
+
+def test_a_plan_lists_the_read_and_waits_for_nothing(spec, progress, fake_layout):
+    s = _distributed(spec)
+    r = FakeRunner(dry_run=True)
+    ctx = stack_steps.Context(_kind(r, s), s, r, progress, _opts(fake_layout))
+    assert stack_steps.wait_sync_standby(ctx) == "listed"
+    assert any("get configmap postgresql-sync" in " ".join(p.argv) for p in r.planned_commands)
