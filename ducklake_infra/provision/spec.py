@@ -197,9 +197,16 @@ class StackSpec:
     distributed: DistributedSpec | None = None
 
     @property
+    def active_distributed(self) -> DistributedSpec | None:
+        """The ``distributed`` section when the profile is distributed; None otherwise (a
+        section present under ``standalone`` is checked, never used)."""
+        return self.distributed if self.profile == "distributed" else None
+
+    @property
     def kind_workers(self) -> int:
         """Worker nodes of the spec's kind cluster (0: one node, the control plane)."""
-        return self.distributed.workers if self.profile == "distributed" and self.distributed else 0
+        d = self.active_distributed
+        return d.workers if d else 0
 
     @property
     def root(self) -> Path:
@@ -221,23 +228,24 @@ class StackSpec:
         """MinIO's claims. Standalone: the spec's ``minio.pvcs``. Distributed: the
         StatefulSet's, one per server from the chart's volumeClaimTemplate ``export``
         (``export-<fullname>-<i>``), each of the size and class of the spec's first."""
-        if self.profile != "distributed" or self.distributed is None:
+        d = self.active_distributed
+        if d is None:
             return self.minio.pvcs
         first = self.minio.pvcs[0]
         return tuple(PvcSpec(f"export-{self.minio.fullname}-{i}", first.namespace, first.size,
-                             first.storage_class) for i in range(self.distributed.minio_servers))
+                             first.storage_class) for i in range(d.minio_servers))
 
     @property
     def postgresql_claims(self) -> tuple[PvcSpec, ...]:
         """PostgreSQL's claims: the spec's ``postgresql.pvcs``; distributed, one per
         member from the chart's volumeClaimTemplate ``data`` (``data-<fullname>-<i>``), each
         of the size and class of the spec's first."""
-        if self.profile != "distributed" or self.distributed is None:
+        d = self.active_distributed
+        if d is None:
             return self.postgresql.pvcs
         first = self.postgresql.pvcs[0]
         return tuple(PvcSpec(f"data-{self.postgresql.fullname}-{i}", first.namespace,
-                             first.size, first.storage_class)
-                     for i in range(self.distributed.pg_members))
+                             first.size, first.storage_class) for i in range(d.pg_members))
 
     @property
     def patroni_configmaps(self) -> tuple[str, ...]:

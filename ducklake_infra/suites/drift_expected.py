@@ -86,9 +86,9 @@ def replicas_source(spec: StackSpec, component: str) -> str:
     """Where :func:`expected_replicas` takes the count from, as the drift message says it."""
     if component == "backend":
         return "stack.yaml backend.replicas"
-    if component == "minio" and spec.profile == "distributed" and spec.distributed:
+    if component == "minio" and spec.active_distributed:
         return "stack.yaml distributed.minio.servers"
-    if component == "postgresql" and spec.profile == "distributed" and spec.distributed:
+    if component == "postgresql" and spec.active_distributed:
         return "stack.yaml distributed.postgresql.members"
     return ", ".join(Path(f).name for f in release_of(spec, component).values)
 
@@ -96,10 +96,11 @@ def replicas_source(spec: StackSpec, component: str) -> str:
 def expected_replicas(spec: StackSpec, component: str) -> int:
     if component == "backend":
         return spec.backend.replicas
-    if component == "minio" and spec.profile == "distributed" and spec.distributed:
-        return spec.distributed.minio_servers       # up renders replicas from the spec
-    if component == "postgresql" and spec.profile == "distributed" and spec.distributed:
-        return spec.distributed.pg_members
+    d = spec.active_distributed                     # up renders these counts from the spec
+    if component == "minio" and d:
+        return d.minio_servers
+    if component == "postgresql" and d:
+        return d.pg_members
     vals = release_values(spec, release_of(spec, component))
     r = vals.get("replicas", 1)
     # standalone MinIO and the single-node PostgreSQL chart run exactly one pod

@@ -94,7 +94,7 @@ def render(spec: StackSpec, statuses: Mapping[str, str], title: str = "",
     # long: one picture laid out by hand, its coordinates read best side by side
     m, pg, b = spec.minio, spec.postgresql, spec.backend
     mrel, prel = spec.releases[m.release], spec.releases[pg.release]
-    d = spec.distributed if spec.profile == "distributed" else None
+    d = spec.active_distributed
     parts = []
     W, H = 1080, 560
     parts.append(_ns(10, 40, 640, 500, m.namespace))

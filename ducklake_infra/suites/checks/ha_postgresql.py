@@ -65,8 +65,9 @@ def check_pg_primary_and_sync_standbys(objs: Objects, spec: StackSpec) -> Result
     elif primary:
         good.append(f"primary {primary} holds the leader lock ({leader.get('transitions', '?')} "
                     "transitions)")
-    sync = _annotations(objs, f"{scope}-sync", ns)
-    standbys = kube.sync_standbys(objs.get("ConfigMap", f"{scope}-sync", ns))
+    sync_cm = objs.get("ConfigMap", f"{scope}-sync", ns)
+    sync = None if sync_cm is None else (sync_cm.get("metadata") or {}).get("annotations") or {}
+    standbys = kube.sync_standbys(sync_cm)
     if sync is None:
         problems.append(f"no ConfigMap {ns}/{scope}-sync: synchronous replication is not on")
     elif primary and sync.get("leader") != primary:

@@ -31,7 +31,8 @@ def check_minio_mode(objs: Objects, spec: StackSpec) -> Result:
                         f"{'standalone' if other == 'Deployment' else 'distributed'} mode, "
                         f"the plan says {want}")
     wl = _minio_workload(objs, spec)
-    servers = spec.distributed.minio_servers if want == "distributed" and spec.distributed else 1
+    d = spec.active_distributed
+    servers = d.minio_servers if d else 1
     if wl is None:
         problems.append(f"no {minio_workload_kind(spec)} {m.namespace}/{m.fullname} "
                         f"({want} mode runs one)")

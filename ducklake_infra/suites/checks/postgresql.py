@@ -17,15 +17,11 @@ def check_pg_release(objs: Objects, spec: StackSpec) -> Result:
     return _release_check(objs, spec.releases[spec.postgresql.release])
 
 
-def pg_members(spec: StackSpec) -> int:
-    """PostgreSQL's pods in the spec's profile: one, or the distributed profile's members."""
-    return spec.distributed.pg_members if spec.profile == "distributed" and spec.distributed else 1
-
-
 @check("PG-REP-001")
 def check_pg_members(objs: Objects, spec: StackSpec) -> Result:
     pg = spec.postgresql
-    want = pg_members(spec)
+    d = spec.active_distributed
+    want = d.pg_members if d else 1       # the distributed profile's members, or one
     sts = _pg_statefulset(objs, spec)
     if sts is None:
         return Result(FAIL, [f"no StatefulSet {pg.namespace}/{pg.fullname}"])
