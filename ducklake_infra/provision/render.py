@@ -299,7 +299,7 @@ def backend_objects(spec: StackSpec, image: str) -> list[dict]:
             o["spec"]["ports"][0]["port"] = b.service.ports[0]
         elif kind == "Deployment":
             o["metadata"]["name"] = b.deployment
-            o["spec"]["replicas"] = b.replicas
+            o["spec"]["replicas"] = spec.backend_replicas
             pod = o["spec"]["template"]["spec"]
             c = pod["containers"][0]
             c["name"] = b.container
@@ -317,4 +317,25 @@ def backend_objects(spec: StackSpec, image: str) -> list[dict]:
             c["readinessProbe"]["httpGet"]["path"] = b.readiness_path
             if "startupProbe" in c:
                 c["startupProbe"]["httpGet"]["path"] = b.liveness_path
+    if spec.active_distributed:
+        objs += backend_distributed(spec, objs)
     return objs
+
+
+def backend_distributed(spec: StackSpec, objs: list[dict]) -> list[dict]:
+    """The distributed profile's backend (docs/design/distributed-profile.md section 4):
+    its replicas spread over nodes (at most one more on any node than on another, never
+    placed against that: DoNotSchedule; cordoned and tainted nodes do not count), and a
+    PodDisruptionBudget that keeps one serving through a drain. Sets the spread on the
+    Deployment in ``objs``; returns the new objects (the budget)."""
+    b = spec.backend
+    dep = next(o for o in objs if o.get("kind") == "Deployment")
+    selector = dep["spec"]["selector"]["matchLabels"]
+    dep["spec"]["template"]["spec"]["topologySpreadConstraints"] = [{
+        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "DoNotSchedule", "nodeTaintsPolicy": "Honor",
+        "labelSelector": {"matchLabels": dict(selector)}}]
+    return [{"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+             "metadata": {"name": b.deployment, "namespace": b.namespace,
+                          "labels": dict(dep["metadata"].get("labels") or {})},
+             "spec": {"minAvailable": 1, "selector": {"matchLabels": dict(selector)}}}]

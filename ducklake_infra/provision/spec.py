@@ -203,6 +203,13 @@ class StackSpec:
         return self.distributed if self.profile == "distributed" else None
 
     @property
+    def backend_replicas(self) -> int:
+        """The backend's replica count: the distributed section's when the profile uses it,
+        else ``backend.replicas``. Render, BE-DEP-001, drift and the picture read this."""
+        d = self.active_distributed
+        return d.backend_replicas if d else self.backend.replicas
+
+    @property
     def kind_workers(self) -> int:
         """Worker nodes of the spec's kind cluster (0: one node, the control plane)."""
         d = self.active_distributed

@@ -18,7 +18,8 @@ from ducklake_infra.provision import kube, netpol, oci, stack_steps
 from ducklake_infra.provision.cluster import KindCluster, Unreachable
 from ducklake_infra.provision.errors import DucklakeInfraError
 from ducklake_infra.provision.progress import Progress
-from ducklake_infra.provision.render import BACKEND_IMAGE_KEY, Options, check_charts, image_refs
+from ducklake_infra.provision.render import (BACKEND_IMAGE_KEY, Options, backend_objects, check_charts,
+                                           image_refs)
 from ducklake_infra.provision.runner import CommandError, PlannedCommand, Runner
 from ducklake_infra.provision.spec import StackSpec
 
@@ -228,8 +229,9 @@ def down(cluster, spec: StackSpec, runner: Runner, progress: Progress, *,
     b = spec.backend
     with progress.step("delete backend"):
         runner.run([*cluster.kubectl(), "delete", "--namespace", b.namespace,
-                    "--ignore-not-found", "--wait=true", f"deployment/{b.deployment}",
-                    f"service/{b.service.name}", f"configmap/{b.configmap}"],
+                    "--ignore-not-found", "--wait=true",
+                    *(f"{o['kind'].lower()}/{o['metadata']['name']}"
+                      for o in backend_objects(spec, "-"))],
                    timeout=180, mutating=True)
     with progress.step("delete network policies"):
         label = ",".join(f"{k}={v}" for k, v in netpol.MANAGED.items())

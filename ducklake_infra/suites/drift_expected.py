@@ -85,7 +85,8 @@ def expected_backend(spec: StackSpec, image: str) -> dict[str, dict]:
 def replicas_source(spec: StackSpec, component: str) -> str:
     """Where :func:`expected_replicas` takes the count from, as the drift message says it."""
     if component == "backend":
-        return "stack.yaml backend.replicas"
+        return "stack.yaml " + ("distributed.backend.replicas" if spec.active_distributed
+                                else "backend.replicas")
     if component == "minio" and spec.active_distributed:
         return "stack.yaml distributed.minio.servers"
     if component == "postgresql" and spec.active_distributed:
@@ -95,7 +96,7 @@ def replicas_source(spec: StackSpec, component: str) -> str:
 
 def expected_replicas(spec: StackSpec, component: str) -> int:
     if component == "backend":
-        return spec.backend.replicas
+        return spec.backend_replicas
     d = spec.active_distributed                     # up renders these counts from the spec
     if component == "minio" and d:
         return d.minio_servers

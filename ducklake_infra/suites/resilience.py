@@ -217,3 +217,33 @@ def judge_failover(ledger: Result, old_primary: str, new_primary: str | None,
         problems.append(f"{most_primaries} live members were labelled primary at once "
                         "(split brain: the Service could route writes to both)")
     return result(problems, good)
+
+
+def judge_drain(ledger: Result, node: str, drain_s: float | None, drain_error: str | None,
+                limit_s: float, evicted: list[str], worse: list[str],
+                not_ready_again: str | None) -> Result:
+    """RES-DRAIN-001: a worker drained under write load (distributed profile). The ledger
+    holds (no acknowledged batch lost, every answer clear and retryable), the drain ended
+    within ``limit_s`` (the budgets let each eviction through in turn) and evicted the
+    stack's pods there, the stack was Ready again after the uncordon, and no check that
+    passed before the drain fails after it (``worse``)."""
+    problems = [e for e in ledger.evidence if not e.startswith("ok: ")] \
+        if ledger.status == FAIL else []
+    good = [e for e in ledger.evidence if ledger.status != FAIL or e.startswith("ok: ")]
+    if drain_error is not None or drain_s is None:
+        problems.append(f"the drain of {node} did not finish: {drain_error or 'no answer'}")
+    elif drain_s > limit_s:
+        problems.append(f"the drain of {node} took {drain_s:.1f}s (limit {limit_s:.0f}s)")
+    else:
+        good.append(f"{node} drained in {drain_s:.1f}s")
+    if not evicted:
+        problems.append(f"no pod of the stack ran on {node}: the drain proved nothing")
+    else:
+        good.append(f"evicted: {', '.join(evicted)}")
+    if not_ready_again:
+        problems.append(not_ready_again)
+    if worse:
+        problems.append("checks that passed before the drain and not after: " + "; ".join(worse))
+    else:
+        good.append("no check worse after the uncordon than before the drain")
+    return result(problems, good)

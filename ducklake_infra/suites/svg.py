@@ -133,7 +133,7 @@ def render(spec: StackSpec, statuses: Mapping[str, str], title: str = "",
     # backend
     parts.append(_box(685, 70, 370, 80, f"Deployment {b.deployment}",
                       [f"container {b.container} :{b.port}", f"probes {b.liveness_path} {b.readiness_path}",
-                       f"replicas {b.replicas}"], "be-deploy", statuses))
+                       f"replicas {spec.backend_replicas}"], "be-deploy", statuses))
     parts.append(_box(685, 165, 370, 45, "Service",
                       [f"{b.service.name} {b.service.type} :{','.join(map(str, b.service.ports))}"],
                       "be-svc", statuses))

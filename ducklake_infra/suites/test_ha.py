@@ -34,3 +34,8 @@ def test_postgresql_primary_and_sync_standbys(objs, spec):
 @pytest.mark.control("HA-PG-002")
 def test_postgresql_members_spread(objs, spec):
     verdict(checks.check_pg_members_spread(objs, spec))
+
+
+@pytest.mark.control("BE-HA-001")
+def test_backend_replicas_spread(objs, spec):
+    verdict(checks.check_backend_replicas_spread(objs, spec))

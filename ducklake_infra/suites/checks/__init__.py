@@ -25,6 +25,7 @@ from ducklake_infra.suites.checks.ha import (  # noqa: F401
     check_minio_disruption_budget,
     check_minio_parity,
     check_minio_servers_spread)
+from ducklake_infra.suites.checks.ha_backend import check_backend_replicas_spread  # noqa: F401
 from ducklake_infra.suites.checks.ha_postgresql import (  # noqa: F401
     check_pg_members_spread,
     check_pg_primary_and_sync_standbys)

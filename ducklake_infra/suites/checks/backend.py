@@ -26,17 +26,18 @@ def check_backend_available(objs: Objects, spec: StackSpec) -> Result:
     if dep is None:
         return Result(FAIL, [f"no Deployment {b.namespace}/{b.deployment}"])
     problems, good = [], []
+    want = spec.backend_replicas
     replicas = dep.get("spec", {}).get("replicas", 1)
-    if replicas != b.replicas:
-        problems.append(f"{name_of(dep)} has replicas {replicas}, spec says {b.replicas}")
+    if replicas != want:
+        problems.append(f"{name_of(dep)} has replicas {replicas}, spec says {want}")
     st = dep.get("status") or {}
     avail = st.get("availableReplicas", 0) or 0
-    if avail < b.replicas or _condition(dep, "Available") != "True":
-        problems.append(f"{name_of(dep)}: {avail}/{b.replicas} available, "
+    if avail < want or _condition(dep, "Available") != "True":
+        problems.append(f"{name_of(dep)}: {avail}/{want} available, "
                         f"Available={_condition(dep, 'Available')}, "
                         f"Progressing={_condition(dep, 'Progressing')}")
     else:
-        good.append(f"{name_of(dep)}: {avail}/{b.replicas} available")
+        good.append(f"{name_of(dep)}: {avail}/{want} available")
     if st.get("updatedReplicas", 0) != replicas:
         problems.append(f"{name_of(dep)}: rollout not finished "
                         f"({st.get('updatedReplicas', 0)}/{replicas} updated)")

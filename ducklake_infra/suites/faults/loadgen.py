@@ -121,6 +121,7 @@ class Load:
     max_recovery_s: float = 180
     steady_s: float = 10       # ready this long in a row after the fault: recovered
     min_watch_s: float = 15    # and watched at least this long after it
+    avoid_node: str | None = None  # never scheduled there (the node a drain empties)
 
 
 def environment(load: Load, base_url: str) -> dict[str, str]:
@@ -145,6 +146,10 @@ def pod(spec: StackSpec, image: str, name: str, load: Load) -> dict:
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,
             "terminationGracePeriodSeconds": 5,
+            **({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{
+                    "key": "kubernetes.io/hostname", "operator": "NotIn",
+                    "values": [load.avoid_node]}]}]}}}} if load.avoid_node else {}),
             "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
                                 "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{
