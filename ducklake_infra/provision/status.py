@@ -1,8 +1,9 @@
 """``ducklake-infra status``: what the cluster runs of the stack, read-only.
 
 :func:`facts` gathers the releases (chart, status), the pods of every stack
-namespace (ready/total) and the backend deployment as data (``-o json``);
-:func:`text` renders them as the status lines.
+namespace (ready/total, node, Patroni role), the nodes (Ready, cordoned, the stack's
+pods on each) and the backend deployment as data (``-o json``); :func:`text` renders
+them as the status lines.
 """
 
 from __future__ import annotations
@@ -55,9 +56,36 @@ def namespace_facts(cluster, spec: StackSpec, runner: Runner) -> list[dict]:
             ready = sum(1 for c in cs if c.get("ready"))
             fact["pods"].append({"name": pod["metadata"]["name"], "phase": st.get("phase"),
                                  "ready": ready, "containers": len(cs),
-                                 "ok": bool(cs) and ready == len(cs)})
+                                 "ok": bool(cs) and ready == len(cs),
+                                 "node": (pod.get("spec") or {}).get("nodeName"),
+                                 "role": (pod["metadata"].get("labels") or {}).get("role")})
         out.append(fact)
     return out
+
+
+def node_facts(cluster, runner: Runner, namespaces: list[dict]) -> dict:
+    """The cluster's nodes: Ready, cordoned, and the stack's pods on each (from
+    :func:`namespace_facts`); or why they cannot be listed (an audit role may not read
+    nodes: then the pods' lines still name their node)."""
+    res = runner.run([*cluster.kubectl(), "get", "nodes", "--output", "json"], timeout=60,
+                     check=False, mutating=False)
+    if res.returncode != 0:
+        return {"error": f"cannot list nodes: {res.stderr.strip()[-200:]}", "items": []}
+    on: dict[str, list[str]] = {}
+    for n in namespaces:
+        for p in n["pods"]:
+            if p.get("node"):
+                on.setdefault(p["node"], []).append(
+                    f"{n['name']}/{p['name']}" + (f" ({p['role']})" if p.get("role") else ""))
+    items = []
+    for node in (_json(res, None) or {}).get("items", []):
+        name = node["metadata"]["name"]
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in (node.get("status") or {}).get("conditions") or [])
+        items.append({"name": name, "ready": ready,
+                      "cordoned": bool((node.get("spec") or {}).get("unschedulable")),
+                      "pods": sorted(on.get(name, []))})
+    return {"error": None, "items": items}
 
 
 def backend_facts(cluster, spec: StackSpec, runner: Runner) -> dict:
@@ -79,10 +107,11 @@ def facts(cluster, spec: StackSpec, runner: Runner) -> dict:
     releases = release_facts(cluster, spec, runner)
     namespaces = namespace_facts(cluster, spec, runner)
     backend = backend_facts(cluster, spec, runner)
+    nodes = node_facts(cluster, runner, namespaces)
     ok = all(r["ok"] for r in releases) and backend["ok"] and all(
         n["error"] is None and all(p["ok"] for p in n["pods"]) for n in namespaces)
     return {"cluster": cluster.context, "exists": True, "ok": ok, "releases": releases,
-            "namespaces": namespaces, "backend": backend}
+            "namespaces": namespaces, "nodes": nodes, "backend": backend}
 
 
 def text(f: dict) -> str:
@@ -99,7 +128,16 @@ def text(f: dict) -> str:
             lines.append(f"namespace {n['name']}: {n['error']}")
         for p in n["pods"]:
             lines.append(f"pod {n['name']}/{p['name']}: {p['phase']} {p['ready']}/"
-                         f"{p['containers']} ready" + ("" if p["ok"] else "  NOT READY"))
+                         f"{p['containers']} ready" + (f" on {p['node']}" if p.get("node") else "")
+                         + (f" ({p['role']})" if p.get("role") else "")
+                         + ("" if p["ok"] else "  NOT READY"))
+    nodes = f.get("nodes") or {"error": None, "items": []}
+    if nodes["error"]:
+        lines.append(f"nodes: {nodes['error']}")
+    for n in nodes["items"]:
+        lines.append(f"node {n['name']}: {'Ready' if n['ready'] else 'NOT READY'}"
+                     + (", cordoned" if n["cordoned"] else "") + ": "
+                     + (", ".join(n["pods"]) or "no pod of the stack"))
     b = f["backend"]
     where = f"deployment {b['namespace']}/{b['deployment']}"
     lines.append(f"{where}: {b['ready']}/{b['replicas']} ready, image {b['image']}"

@@ -321,6 +321,41 @@ def test_status_is_read_only_and_reports_readiness(spec):
     assert "deployment ducklake/ducklake-backend: 1/1 ready" in text
 
 
+def test_status_lists_the_nodes_with_the_stack_s_pods_on_each(spec):
+    """Per pod its node and Patroni role; per node Ready, cordoned and the stack's pods (a
+    drain's state at a glance). Nodes are facts, not the verdict: a cordoned node with
+    every pod ready is still status OK."""
+    r = minio_only_runner()
+    r.on(r"get pods --namespace storage", stdout=json.dumps({"items": [
+        {"metadata": {"name": f"postgresql-{i}", "labels": {"role": role}},
+         "spec": {"nodeName": f"w{i}"},
+         "status": {"phase": "Running", "containerStatuses": [{"ready": True}]}}
+        for i, role in ((0, "primary"), (1, "replica"))]}))
+    r.on(r"get nodes --output json", stdout=json.dumps({"items": [
+        {"metadata": {"name": "w0"}, "spec": {},
+         "status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+        {"metadata": {"name": "w1"}, "spec": {"unschedulable": True},
+         "status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+        {"metadata": {"name": "w2"}, "spec": {},
+         "status": {"conditions": [{"type": "Ready", "status": "False"}]}}]}))
+    text = status.text(status.facts(ExistingCluster(r, context="prod"), spec, r))
+    assert "pod storage/postgresql-0: Running 1/1 ready on w0 (primary)" in text
+    assert "node w0: Ready: storage/postgresql-0 (primary)" in text
+    assert "node w1: Ready, cordoned: storage/postgresql-1 (replica)" in text
+    assert "node w2: NOT READY: no pod of the stack" in text
+    assert all(c.mutating is False for c in r.executed())
+
+
+def test_status_says_why_it_cannot_list_nodes_and_goes_on(spec):
+    r = minio_only_runner()
+    r.on(r"get nodes --output json", rc=1, stderr='nodes is forbidden: User "auditor" '
+                                                  'cannot list resource "nodes"')
+    f = status.facts(ExistingCluster(r, context="prod"), spec, r)
+    text = status.text(f)
+    assert "nodes: cannot list nodes: nodes is forbidden" in text
+    assert "release storage/minio: deployed" in text
+
+
 def test_command_error_redacts_registered_secrets():
     r = FakeRunner()
     r.redactor.add("hunter2hunter2")

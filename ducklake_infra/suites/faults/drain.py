@@ -9,16 +9,14 @@ import threading
 import time
 
 from ducklake_infra.provision.spec import StackSpec
-from ducklake_infra.suites.live import stack_namespaces
 from ducklake_infra.suites.objects import Objects
+from ducklake_infra.suites.svg import placement
 
 
 def stack_pods_on(objs: Objects, spec: StackSpec, node: str) -> list[str]:
-    """The stack's running pods on ``node`` (completed jobs' pods left out)."""
-    return sorted(f"{p['metadata']['namespace']}/{p['metadata']['name']}"
-                  for ns in stack_namespaces(spec) for p in objs.all("Pod", ns)
-                  if (p.get("spec") or {}).get("nodeName") == node
-                  and (p.get("status") or {}).get("phase") in ("Running", "Pending"))
+    """The stack's pods on ``node``, a Patroni member with its role: the report's picture's
+    placement (one answer for both)."""
+    return placement(objs, spec).get(node, [])
 
 
 def node_of(objs: Objects, namespace: str, pod: str) -> str | None:
