@@ -140,7 +140,8 @@ def test_status_json_has_the_facts_status_prints(monkeypatch, capsys):
     assert pg["installed"] is False and pg["ok"] is False
     storage = next(n for n in doc["namespaces"] if n["name"] == "storage")
     assert storage["pods"] == [{"name": "minio-1", "phase": "Running", "ready": 1,
-                                "containers": 1, "ok": True}]
+                                "containers": 1, "ok": True, "node": None, "role": None}]
+    assert doc["nodes"] == {"error": None, "items": []}
     assert doc["backend"] == {"namespace": "ducklake", "deployment": "ducklake-backend",
                               "found": True, "replicas": 1, "ready": 1, "image": "i",
                               "ok": True}
