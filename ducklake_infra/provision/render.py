@@ -250,6 +250,8 @@ def helm_upgrade_argv(helm: Sequence[str], spec: StackSpec, rel: ReleaseSpec,
 def backend_config(spec: StackSpec) -> dict[str, str]:
     """The backend ConfigMap's data: endpoints and bucket names, never credentials."""
     p, m = spec.postgresql, spec.minio
+    servers = {"DUCKLAKE_MINIO_SERVERS": ",".join(spec.minio_server_hosts)} \
+        if spec.minio_server_hosts else {}          # GET /storage/health asks each one
     return {
         "DUCKLAKE_PG_HOST": p.host,
         "DUCKLAKE_PG_PORT": str(p.port),
@@ -261,6 +263,7 @@ def backend_config(spec: StackSpec) -> dict[str, str]:
         "DUCKLAKE_LAKE_BUCKET": spec.lake_bucket,
         "DUCKLAKE_MAINTENANCE_INTERVAL_S": str(spec.backend.maintenance_interval),
         "DUCKLAKE_MAINTENANCE_KEEP_S": str(spec.backend.maintenance_keep),
+        **servers,
     }
 
 

@@ -243,6 +243,17 @@ class StackSpec:
                              first.storage_class) for i in range(d.minio_servers))
 
     @property
+    def minio_server_hosts(self) -> tuple[str, ...]:
+        """Each MinIO server by name (host:port through the chart's headless Service
+        ``<fullname>-svc``), as the servers know each other. Empty when standalone: the
+        Service is the one server."""
+        d, m = self.active_distributed, self.minio
+        if d is None:
+            return ()
+        return tuple(f"{m.fullname}-{i}.{m.fullname}-svc.{m.namespace}.svc.cluster.local:"
+                     f"{m.api_port}" for i in range(d.minio_servers))
+
+    @property
     def postgresql_claims(self) -> tuple[PvcSpec, ...]:
         """PostgreSQL's claims: the spec's ``postgresql.pvcs``; distributed, one per
         member from the chart's volumeClaimTemplate ``data`` (``data-<fullname>-<i>``), each

@@ -226,3 +226,63 @@ def test_each_way_a_failover_goes_wrong_fails(kw, needle):
                          kw.get("new", "postgresql-2"), ["postgresql-2"],
                          kw.get("after", 6.5), 30, kw.get("most", 1))
     assert res.status == FAIL and any(needle in e for e in res.evidence), res.evidence
+
+
+def health(write=200, wq=3, read=200, rq=2, healing=0, servers=None, live=200, maint=200,
+           spec_=None) -> dict:
+    """GET /storage/health of a healthy EC:2 set of 4, as the backend answers it."""
+    hosts = servers if servers is not None else [
+        f"minio-{i}.minio-svc.storage.svc.cluster.local:9000" for i in range(4)]
+    w = {"status": write} if write is None or write != 200 else {"status": 200, "write_quorum": wq}
+    if write is None:
+        w = {"status": None, "error": "TimeoutError"}
+    r = {"status": read, **({"read_quorum": rq} if read == 200 else {})}
+    if healing:
+        w["healing_drives"] = healing
+    return {"cluster": {"write": w, "read": r},
+            "servers": [{"host": h, "live": {"status": live if i == 0 else 200},
+                         "maintenance": {"status": maint if i == 0 else 200}}
+                        for i, h in enumerate(hosts)]}
+
+
+def test_a_healthy_erasure_set_passes(spec):
+    res = checks.run("HA-MINIO-003", Objects(items=[]), spec, health=health())
+    assert res.status == PASS, res.evidence
+    assert any("all 4 servers live" in e for e in res.evidence)
+    assert any("EC:2 in force" in e for e in res.evidence)
+
+
+@pytest.mark.parametrize("kw,needle", [
+    ({"write": 503}, "lacks its write quorum"),
+    ({"write": None}, "no answer (TimeoutError)"),
+    ({"wq": 4}, "write quorum 4, EC:2 on 4 drives gives 3"),
+    ({"read": 503}, "objects cannot be read"),
+    ({"rq": 3}, "the parity in force is EC:1, the plan says EC:2"),
+    ({"live": None}, "is not live"),
+    ({"servers": [f"minio-{i}.minio-svc.storage.svc.cluster.local:9000" for i in range(3)]},
+     "does not ask minio-3.minio-svc"),
+])
+def test_each_way_of_an_unhealthy_erasure_set_fails(spec, kw, needle):
+    res = checks.run("HA-MINIO-003", Objects(items=[]), spec, health=health(**kw))
+    assert res.status == FAIL and any(needle in e for e in res.evidence), res.evidence
+
+
+@pytest.mark.parametrize("kw,needle", [
+    ({"healing": 1}, "1 drive(s) healing"),
+    ({"maint": 412}, "would cost the write quorum"),
+])
+def test_healing_or_no_room_for_maintenance_warns(spec, kw, needle):
+    res = checks.run("HA-MINIO-003", Objects(items=[]), spec, health=health(**kw))
+    assert res.status == "WARN" and any(needle in e for e in res.evidence), res.evidence
+
+
+def test_without_the_backend_s_answer_it_cannot_be_evaluated(spec):
+    res = checks.run("HA-MINIO-003", Objects(items=[]), spec)
+    assert res.status == "ERROR" and "GET /storage/health" in res.evidence[0]
+
+
+def test_the_backend_is_given_every_server_by_name_only_in_the_distributed_profile(spec):
+    from ducklake_infra.provision.render import backend_config
+    assert backend_config(spec)["DUCKLAKE_MINIO_SERVERS"] == ",".join(
+        f"minio-{i}.minio-svc.storage.svc.cluster.local:9000" for i in range(4))
+    assert "DUCKLAKE_MINIO_SERVERS" not in backend_config(spec_file.load())

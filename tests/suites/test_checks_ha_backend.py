@@ -137,5 +137,6 @@ def test_the_distributed_render_takes_the_profile_s_count(spec):
     assert run(cluster(spec3, nodes=("w1", "w2", "w3")), spec3).status == PASS
 
 
-def test_be_ha_001_is_the_distributed_profile_s():
-    assert catalog().controls["BE-HA-001"].profiles == ("distributed",)
+@pytest.mark.parametrize("cid", ["BE-HA-001", "HA-MINIO-003", "RES-DRAIN-001"])
+def test_this_session_s_controls_are_the_distributed_profile_s(cid):
+    assert catalog().controls[cid].profiles == ("distributed",)

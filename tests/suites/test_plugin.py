@@ -251,7 +251,7 @@ def test_svg_of_the_distributed_profile_shows_its_shape_and_the_pods_per_node():
 # BE-STOP-001, RES-DISK-001, HA-MINIO-001, HA-MINIO-002, HA-PDB-001)
 PICTURE_BOXES = {
     "minio-release": {"MINIO-REL-001", "MINIO-MODE-001", "DRIFT-CHART-001"},
-    "minio-deploy": {"HA-MINIO-001", "HA-MINIO-002", "HA-PDB-001", "RES-MINIO-002", "RES-DRAIN-001", "MINIO-MODE-001", "STORE-RWO-001", "RES-MINIO-001", "RES-NODE-001", "MINIO-POD-001",
+    "minio-deploy": {"HA-MINIO-001", "HA-MINIO-002", "HA-MINIO-003", "HA-PDB-001", "RES-MINIO-002", "RES-DRAIN-001", "MINIO-MODE-001", "STORE-RWO-001", "RES-MINIO-001", "RES-NODE-001", "MINIO-POD-001",
                      "MINIO-POD-002", "MINIO-BKT-001", "MINIO-IAM-002", "DRIFT-IMG-001",
                      "DRIFT-REPL-001", "DRIFT-RES-001"},
     "minio-svc": {"MINIO-SVC-001", "DRIFT-SVC-001"},

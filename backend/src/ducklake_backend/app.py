@@ -24,6 +24,7 @@ from .lake import CSV, PARQUET, Lake, body_is_parquet
 from .maintenance import Maintenance
 from .logs import configure_logging, redact, redactor
 from .sqlsafety import validate_dataset_name, validate_identifier
+from .storage_health import probe as storage_health_probe
 
 log = logging.getLogger("ducklake_backend")
 
@@ -339,6 +340,15 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         """The schedule (interval, how long snapshots are kept) and the last run of any
         replica on this catalog (``replica`` names which), from the catalog database."""
         return maintenance.status()
+
+    @app.get("/storage/health", tags=["health"])
+    def storage_health() -> dict[str, Any]:
+        """What MinIO's own health endpoints say of the erasure set: the Service's write
+        and read quorum (status, quorum and healing-drive headers) and, per server named
+        in DUCKLAKE_MINIO_SERVERS, live and safe to take down (412: not). Statuses only;
+        the verdict is the auditor's (control HA-MINIO-003)."""
+        return storage_health_probe(settings.s3_endpoint, settings.minio_servers,
+                                    settings.s3_use_ssl)
 
     query_slots = threading.BoundedSemaphore(settings.query_concurrency)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -80,6 +81,20 @@ def _endpoint(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+def _servers(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of host:port (DNS names or addresses, nothing else)."""
+    out = []
+    for item in (v.strip() for v in env.get(name, "").split(",")):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", host) \
+                or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name} must be host:port[,host:port...], got {item!r}")
+        out.append(item)
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Settings:
     pg_host: str
@@ -128,6 +143,9 @@ class Settings:
     # lease runs out by itself); the replica's name is recorded with the lease and the run
     maintenance_lease_s: int = 60
     replica_name: str = field(default_factory=socket.gethostname)
+    # MinIO's servers by name (host:port each), asked one by one by GET /storage/health;
+    # empty: only the Service (standalone MinIO is one server)
+    minio_servers: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -170,6 +188,7 @@ class Settings:
             maintenance_keep_s=_int(env, "DUCKLAKE_MAINTENANCE_KEEP_S", 86400, minimum=0),
             maintenance_lease_s=_int(env, "DUCKLAKE_MAINTENANCE_LEASE_S", 60, minimum=3),
             replica_name=_replica_name(env),
+            minio_servers=_servers(env, "DUCKLAKE_MINIO_SERVERS"),
             query_max_response_bytes=_int(env, "DUCKLAKE_QUERY_MAX_RESPONSE_BYTES", 8 * 1024 * 1024,
                                           minimum=1024),
         )

@@ -22,6 +22,7 @@ from ducklake_infra.suites.checks.minio import (  # noqa: F401
     check_minio_services,
     check_minio_mode)
 from ducklake_infra.suites.checks.ha import (  # noqa: F401
+    check_erasure_set_health,
     check_minio_disruption_budget,
     check_minio_parity,
     check_minio_servers_spread)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ducklake_infra.provision.spec import StackSpec
 from ducklake_infra.suites.catalog import Result, result
-from ducklake_infra.suites.checks.core import _env_value, _pods_ready, check
+from ducklake_infra.suites.checks.core import CheckInputMissing, _env_value, _pods_ready, check
 from ducklake_infra.suites.objects import Objects, containers, name_of, pod_spec
 
 PARITY_ENV = "MINIO_STORAGE_CLASS_STANDARD"
@@ -127,3 +127,67 @@ def check_minio_disruption_budget(objs: Objects, spec: StackSpec) -> Result:
                             f"({st.get('currentHealthy', '?')} healthy of "
                             f"{st.get('expectedPods', '?')}): a drain would wait")
     return result(problems, good)
+
+
+def _answer(a: dict) -> str:
+    return str(a.get("status")) if a.get("status") is not None else \
+        f"no answer ({a.get('error', '?')})"
+
+
+@check("HA-MINIO-003")
+def check_erasure_set_health(objs: Objects, spec: StackSpec, health: dict | None = None
+                             ) -> Result:
+    """The erasure set as MinIO itself reports it (``health``: the backend's GET
+    /storage/health): write and read quorum held, the quorums the planned parity gives,
+    every planned server live; WARN while drives heal or when a server may not be taken
+    down now."""
+    d = _distributed(spec)
+    if health is None:
+        raise CheckInputMissing("needs MinIO's health as the backend asks it from inside the "
+                                "cluster (GET /storage/health)")
+    cluster = health.get("cluster") or {}
+    w, r = cluster.get("write") or {}, cluster.get("read") or {}
+    wq, rq = write_quorum(d.minio_servers, d.minio_parity), d.minio_servers - d.minio_parity
+    problems, good, warnings = [], [], []
+    if w.get("status") != 200:
+        problems.append(f"MinIO's cluster health answers {_answer(w)}: the erasure set lacks "
+                        f"its write quorum ({wq} of {d.minio_servers} drives), writes are refused")
+    elif w.get("write_quorum") != wq:
+        problems.append(f"write quorum {w.get('write_quorum')}, EC:{d.minio_parity} on "
+                        f"{d.minio_servers} drives gives {wq}: the set is not the planned one")
+    else:
+        good.append(f"write quorum held ({wq} of {d.minio_servers} drives)")
+    if r.get("status") != 200:
+        problems.append(f"MinIO's read health answers {_answer(r)}: fewer than {rq} drives "
+                        "online, objects cannot be read")
+    elif r.get("read_quorum") != rq:
+        have = r.get("read_quorum")
+        problems.append(f"read quorum {have}: the parity in force is "
+                        f"{'EC:' + str(d.minio_servers - have) if isinstance(have, int) else 'unknown'}"
+                        f", the plan says EC:{d.minio_parity}")
+    else:
+        good.append(f"read quorum held ({rq} data drives: EC:{d.minio_parity} in force)")
+    healing = max(w.get("healing_drives", 0) or 0, r.get("healing_drives", 0) or 0)
+    if healing:
+        warnings.append(f"{healing} drive(s) healing: a further loss is not covered until done")
+    asked = {s.get("host"): s for s in health.get("servers") or []}
+    live = 0
+    for host in spec.minio_server_hosts:
+        s = asked.get(host)
+        if s is None:
+            problems.append(f"the backend does not ask {host} (DUCKLAKE_MINIO_SERVERS in its "
+                            "ConfigMap: run `ducklake-infra up`)")
+            continue
+        if (s.get("live") or {}).get("status") != 200:
+            problems.append(f"server {host} is not live: {_answer(s.get('live') or {})}")
+            continue
+        live += 1
+        m = s.get("maintenance") or {}
+        if m.get("status") == 412:
+            warnings.append(f"taking {host} down now would cost the write quorum: a drain "
+                            "must wait")
+        elif m.get("status") != 200:
+            warnings.append(f"{host}'s maintenance probe answers {_answer(m)}")
+    if live and live == len(spec.minio_server_hosts):
+        good.append(f"all {live} servers live, each one safe to take down")
+    return result(problems, good, warnings)
