@@ -221,12 +221,14 @@ def judge_failover(ledger: Result, old_primary: str, new_primary: str | None,
 
 def judge_drain(ledger: Result, node: str, drain_s: float | None, drain_error: str | None,
                 limit_s: float, evicted: list[str], worse: list[str],
-                not_ready_again: str | None) -> Result:
+                not_ready_again: str | None, storage_during: dict | None = None) -> Result:
     """RES-DRAIN-001: a worker drained under write load (distributed profile). The ledger
     holds (no acknowledged batch lost, every answer clear and retryable), the drain ended
     within ``limit_s`` (the budgets let each eviction through in turn) and evicted the
-    stack's pods there, the stack was Ready again after the uncordon, and no check that
-    passed before the drain fails after it (``worse``)."""
+    stack's pods there, MinIO kept its write quorum with the node's server gone
+    (``storage_during``: the backend's /storage/health then), the stack was Ready again
+    after the uncordon, and no check that passed before the drain fails after it
+    (``worse``)."""
     problems = [e for e in ledger.evidence if not e.startswith("ok: ")] \
         if ledger.status == FAIL else []
     good = [e for e in ledger.evidence if ledger.status != FAIL or e.startswith("ok: ")]
@@ -240,6 +242,13 @@ def judge_drain(ledger: Result, node: str, drain_s: float | None, drain_error: s
         problems.append(f"no pod of the stack ran on {node}: the drain proved nothing")
     else:
         good.append(f"evicted: {', '.join(evicted)}")
+    if storage_during is not None:
+        if storage_during.get("write") != 200:
+            problems.append("MinIO's write quorum was not held while the node was drained: "
+                            f"{storage_during}")
+        else:
+            good.append(f"MinIO kept its write quorum during the drain ({storage_during['live']}"
+                        " servers live)")
     if not_ready_again:
         problems.append(not_ready_again)
     if worse:

@@ -5,6 +5,8 @@ token, and DUCKLAKE_MINIO_SERVERS takes host:port names only."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from pathlib import Path
 from unittest import mock
@@ -12,7 +14,8 @@ from unittest import mock
 import pytest
 from fastapi.testclient import TestClient
 
-from backend_testlib import AUTH, backend_env, free_port
+from backend_testlib import (API_TOKEN, AUTH, PG_PASSWORD, S3_ACCESS_KEY, S3_SECRET_KEY,
+                             backend_env, free_port)
 from conftest import running_minio
 from ducklake_backend.app import create_app
 from ducklake_backend.config import ConfigError, Settings
@@ -52,13 +55,20 @@ def test_the_erasure_set_s_quorums_and_each_server_come_back(client):
     assert first["host"] == live and first["live"]["status"] == 200
     # the only server: taking it down costs every drive, so MinIO says 412
     assert first["maintenance"]["status"] == 412
-    assert gone == {"host": dead, "live": {"status": None, "error": "ConnectionRefusedError"},
-                    "maintenance": {"status": None, "error": "ConnectionRefusedError"}}
+    assert first["access"] == "ok"            # it serves the backend's identity
+    assert gone["host"] == dead
+    assert gone["live"] == {"status": None, "error": "ConnectionRefusedError"}
+    assert gone["maintenance"] == {"status": None, "error": "ConnectionRefusedError"}
+    assert gone["access"] not in ("ok", "") and "Error" in gone["access"], gone
 
 
-def test_it_needs_the_token(client):
+def test_it_needs_the_token_and_never_shows_a_credential(client):
     c, _, _ = client
     assert c.get("/storage/health").status_code == 401
+    text = c.get("/storage/health", headers=AUTH).text
+    for secret in (S3_ACCESS_KEY, S3_SECRET_KEY, API_TOKEN, PG_PASSWORD):
+        for form in (secret, base64.b64encode(secret.encode()).decode(), json.dumps(secret)[1:-1]):
+            assert form not in text
 
 
 def test_without_servers_only_the_service_is_asked(pg_server, erasure_minio):

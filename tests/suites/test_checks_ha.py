@@ -229,7 +229,7 @@ def test_each_way_a_failover_goes_wrong_fails(kw, needle):
 
 
 def health(write=200, wq=3, read=200, rq=2, healing=0, servers=None, live=200, maint=200,
-           spec_=None) -> dict:
+           access="ok") -> dict:
     """GET /storage/health of a healthy EC:2 set of 4, as the backend answers it."""
     hosts = servers if servers is not None else [
         f"minio-{i}.minio-svc.storage.svc.cluster.local:9000" for i in range(4)]
@@ -241,7 +241,8 @@ def health(write=200, wq=3, read=200, rq=2, healing=0, servers=None, live=200, m
         w["healing_drives"] = healing
     return {"cluster": {"write": w, "read": r},
             "servers": [{"host": h, "live": {"status": live if i == 0 else 200},
-                         "maintenance": {"status": maint if i == 0 else 200}}
+                         "maintenance": {"status": maint if i == 0 else 200},
+                         "access": access if i == 1 else "ok"}
                         for i, h in enumerate(hosts)]}
 
 
@@ -259,6 +260,9 @@ def test_a_healthy_erasure_set_passes(spec):
     ({"read": 503}, "objects cannot be read"),
     ({"rq": 3}, "the parity in force is EC:1, the plan says EC:2"),
     ({"live": None}, "is not live"),
+    ({"access": "AccessDenied"}, "minio-1.minio-svc.storage.svc.cluster.local:9000 refuses the "
+                                 "stack's own identity (AccessDenied)"),
+    ({"access": "MaxRetryError"}, "refuses the stack's own identity (MaxRetryError)"),
     ({"servers": [f"minio-{i}.minio-svc.storage.svc.cluster.local:9000" for i in range(3)]},
      "does not ask minio-3.minio-svc"),
 ])

@@ -31,8 +31,9 @@ def judge(**kw):
 
 
 def test_a_clean_drain_passes():
-    res = judge()
+    res = judge(storage_during={"write": 200, "live": "3 of 4"})
     assert res.status == PASS, res.evidence
+    assert "MinIO kept its write quorum during the drain (3 of 4 servers live)" in res.evidence
     assert "w1 drained in 22.5s" in res.evidence
     assert any("evicted: minio-1" in e for e in res.evidence)
 
@@ -48,6 +49,8 @@ def test_a_clean_drain_passes():
     ({"not_ready_again": "after the uncordon: PostgreSQL (storage/postgresql) was not Ready "
                          "again within 300s"}, "not Ready again"),
     ({"worse": ["HA-PG-001: PASS before the drain, FAIL after"]}, "HA-PG-001: PASS before"),
+    ({"storage_during": {"write": 503, "live": "2 of 4"}}, "write quorum was not held"),
+    ({"storage_during": {"error": "HTTP 503: not ready"}}, "write quorum was not held"),
 ])
 def test_each_way_of_failing_a_drain_fails(kw, needle):
     res = judge(**kw)

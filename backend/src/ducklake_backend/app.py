@@ -345,10 +345,11 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     def storage_health() -> dict[str, Any]:
         """What MinIO's own health endpoints say of the erasure set: the Service's write
         and read quorum (status, quorum and healing-drive headers) and, per server named
-        in DUCKLAKE_MINIO_SERVERS, live and safe to take down (412: not). Statuses only;
+        in DUCKLAKE_MINIO_SERVERS, live, safe to take down (412: not), and serving the
+        backend's identity (``access``: "ok" or MinIO's error code). Statuses only;
         the verdict is the auditor's (control HA-MINIO-003)."""
         return storage_health_probe(settings.s3_endpoint, settings.minio_servers,
-                                    settings.s3_use_ssl)
+                                    settings.s3_use_ssl, access=lake.storage_access)
 
     query_slots = threading.BoundedSemaphore(settings.query_concurrency)
 

@@ -327,7 +327,7 @@ class Lake:
 
     # ---- setup
 
-    def _make_s3(self, timeout: float, retries: int) -> Minio:
+    def _make_s3(self, timeout: float, retries: int, endpoint: str | None = None) -> Minio:
         s = self.settings
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout),
@@ -335,7 +335,7 @@ class Lake:
             maxsize=10,
         )
         return Minio(
-            s.s3_endpoint,
+            endpoint or s.s3_endpoint,
             access_key=s.s3_access_key,
             secret_key=s.s3_secret_key,
             secure=s.s3_use_ssl,
@@ -466,6 +466,19 @@ class Lake:
         except duckdb.Error as exc:
             self.reset()
             raise Unavailable(f"catalog query failed: {redact(str(exc))}") from None
+
+    def storage_access(self, server: str) -> str:
+        """Does ``server`` (host:port of one MinIO server) serve the backend's identity?
+        "ok", or MinIO's error code (AccessDenied: that server does not know the user or
+        its policy), or the transport error's type. Never the credentials."""
+        try:
+            found = self._make_s3(timeout=3.0, retries=0, endpoint=server).bucket_exists(
+                self.settings.raw_bucket)
+        except S3Error as exc:
+            return exc.code or "S3Error"
+        except Exception as exc:  # noqa: BLE001 - refused, reset, timed out
+            return type(exc).__name__
+        return "ok" if found else "NoSuchBucket"
 
     def check_storage(self) -> None:
         for bucket in (self.settings.raw_bucket, self.settings.lake_bucket):

@@ -8,8 +8,10 @@ sent or returned.
   200 while it has its read quorum (``x-minio-read-quorum``: the data drives, so the
   parity shows); both add ``x-minio-healing-drives`` while drives heal.
 - ``servers`` (each one by name, from ``DUCKLAKE_MINIO_SERVERS``): ``/minio/health/live``,
-  and ``/minio/health/cluster?maintenance=true``, which answers 412 when taking that
-  server down would cost the quorum.
+  ``/minio/health/cluster?maintenance=true``, which answers 412 when taking that server
+  down would cost the quorum, and ``access``: whether that server serves the backend's own
+  identity (a signed bucket check; a server that lost its peers may deny it while the
+  health endpoints still answer 200).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 HEADERS = {"x-minio-write-quorum": "write_quorum", "x-minio-read-quorum": "read_quorum",
            "x-minio-healing-drives": "healing_drives"}
@@ -41,17 +44,22 @@ def _ask(url: str, timeout_s: float) -> dict:
     return out
 
 
-def probe(endpoint: str, servers: tuple[str, ...], use_ssl: bool, timeout_s: float = 3.0) -> dict:
-    """Every question at once (a dead server costs one timeout, not one per question)."""
+def probe(endpoint: str, servers: tuple[str, ...], use_ssl: bool,
+          access: Callable[[str], str] | None = None, timeout_s: float = 3.0) -> dict:
+    """Every question at once (a dead server costs one timeout, not one per question).
+    ``access(server)``: "ok" or why the server refused the backend's identity."""
     scheme = "https" if use_ssl else "http"
     urls = {("cluster", "write"): f"{scheme}://{endpoint}/minio/health/cluster",
             ("cluster", "read"): f"{scheme}://{endpoint}/minio/health/cluster/read"}
     for host in servers:
         urls[(host, "live")] = f"{scheme}://{host}/minio/health/live"
         urls[(host, "maintenance")] = f"{scheme}://{host}/minio/health/cluster?maintenance=true"
-    with ThreadPoolExecutor(max_workers=min(8, len(urls))) as pool:
+    with ThreadPoolExecutor(max_workers=min(8, len(urls) + len(servers))) as pool:
+        granted = {h: pool.submit(access, h) for h in servers} if access else {}
         answers = dict(zip(urls, pool.map(lambda u: _ask(u, timeout_s), urls.values())))
-    return {"cluster": {"write": answers[("cluster", "write")],
-                        "read": answers[("cluster", "read")]},
-            "servers": [{"host": h, "live": answers[(h, "live")],
-                         "maintenance": answers[(h, "maintenance")]} for h in servers]}
+        return {"cluster": {"write": answers[("cluster", "write")],
+                            "read": answers[("cluster", "read")]},
+                "servers": [{"host": h, "live": answers[(h, "live")],
+                             "maintenance": answers[(h, "maintenance")],
+                             **({"access": granted[h].result()} if access else {})}
+                            for h in servers]}

@@ -181,6 +181,11 @@ def check_erasure_set_health(objs: Objects, spec: StackSpec, health: dict | None
         if (s.get("live") or {}).get("status") != 200:
             problems.append(f"server {host} is not live: {_answer(s.get('live') or {})}")
             continue
+        if s.get("access", "ok") != "ok":
+            problems.append(f"server {host} refuses the stack's own identity ({s['access']}) "
+                            "while its health endpoints answer: it cannot reach a peer or "
+                            "load its users (restart that server: delete its pod)")
+            continue
         live += 1
         m = s.get("maintenance") or {}
         if m.get("status") == 412:
@@ -189,5 +194,6 @@ def check_erasure_set_health(objs: Objects, spec: StackSpec, health: dict | None
         elif m.get("status") != 200:
             warnings.append(f"{host}'s maintenance probe answers {_answer(m)}")
     if live and live == len(spec.minio_server_hosts):
-        good.append(f"all {live} servers live, each one safe to take down")
+        good.append(f"all {live} servers live, serving the stack's identity, each one safe to "
+                    "take down")
     return result(problems, good, warnings)

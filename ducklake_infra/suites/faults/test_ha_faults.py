@@ -6,6 +6,7 @@ test_resilience.py; controls with ``profiles: [distributed]``. Mutating."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -17,7 +18,7 @@ from ducklake_infra.suites.faults.test_resilience import (RESTART_LIMIT_S, _chec
                                                           _only_on_the_suites_kind_cluster,
                                                           _table, _wait_stack_ready, read_back,
                                                           run_load)
-from ducklake_infra.suites.live import gather
+from ducklake_infra.suites.live import backend_token, gather, service_get
 from ducklake_infra.suites.resilience import (judge_drain, judge_failover, judge_ledger,
                                               ledger_figures)
 
@@ -33,6 +34,18 @@ def _selector(objs, kind: str, name: str, ns: str) -> str:
     if w is None:
         raise CheckError(f"{kind} {ns}/{name} does not exist")
     return ",".join(f"{k}={v}" for k, v in w["spec"]["selector"]["matchLabels"].items())
+
+
+def _the_primary(objs, spec, kubectl, before: str) -> tuple[str, str]:
+    """The members' selector and the one live member labelled primary now; CheckError
+    ("could not evaluate") when there is not exactly one."""
+    p = spec.postgresql
+    selector = _selector(objs, "StatefulSet", p.fullname, p.namespace)
+    now = failover.primaries(kubectl, p.namespace, selector)
+    if len(now) != 1:
+        raise CheckError(f"could not evaluate: {len(now)} members labelled primary before "
+                         f"{before} (HA-PG-001 says why)")
+    return selector, now[0]
 
 
 @pytest.mark.control("RES-MINIO-002")
@@ -57,12 +70,8 @@ def test_one_minio_server_deleted_mid_stream(objs, spec, runner, cluster, kubect
 @pytest.mark.control("RES-PG-002")
 def test_postgresql_primary_deleted_mid_stream(objs, spec, runner, cluster, kubectl):
     p = spec.postgresql
-    selector = _selector(objs, "StatefulSet", p.fullname, p.namespace)
-    before = failover.primaries(kubectl, p.namespace, selector)
-    if len(before) != 1:
-        raise CheckError(f"could not evaluate: {len(before)} members labelled primary before "
-                         "the fault (HA-PG-001 says why)")
-    old, sync = before[0], failover.sync_standbys(kubectl, p.namespace, p.release)
+    selector, old = _the_primary(objs, spec, kubectl, "the fault")
+    sync = failover.sync_standbys(kubectl, p.namespace, p.release)
     watch: list[failover.Watch] = []
 
     def delete_primary():
@@ -97,28 +106,26 @@ def test_the_primary_s_worker_drained_mid_stream(objs, spec, runner, cluster, ku
     it is uncordoned. Its MinIO server and member wait Pending meanwhile (local-path
     volumes are pinned to their node: design note 5.3)."""
     _only_on_the_suites_kind_cluster(cluster, "drains a node of the cluster")
+    objs = gather(kubectl, runner, cluster, spec)   # now: earlier faults moved pods and roles
     p = spec.postgresql
-    selector = _selector(objs, "StatefulSet", p.fullname, p.namespace)
-    primary = failover.primaries(kubectl, p.namespace, selector)
-    if len(primary) != 1:
-        raise CheckError(f"could not evaluate: {len(primary)} members labelled primary before "
-                         "the drain (HA-PG-001 says why)")
-    node = drain.node_of(objs, p.namespace, primary[0])
+    selector, primary = _the_primary(objs, spec, kubectl, "the drain")
+    node = drain.node_of(objs, p.namespace, primary)
     if node is None:
-        raise CheckError(f"could not evaluate: {primary[0]} has no node")
-    before = _check_statuses(objs, spec, sbom_index)
+        raise CheckError(f"could not evaluate: {primary} has no node")
+    before = _check_statuses(objs, spec, sbom_index, _storage_health(objs, spec, kubectl))
     on_node = drain.stack_pods_on(objs, spec, node)
     watch: list[failover.Watch] = []
     drainer = drain.Drain(kubectl, node, DRAIN_LIMIT_S)
 
     def start_drain():
         drainer.start()
-        watch.append(failover.Watch(kubectl, p.namespace, selector, primary[0]).start(time.time()))
+        watch.append(failover.Watch(kubectl, p.namespace, selector, primary).start(time.time()))
 
     load = Load(_table(), write_s=45, avoid_node=node)
     try:
         ledger, fault = run_load(objs, spec, kubectl, load, start_drain)
         drainer.join()
+        during = _storage_now(objs, spec, kubectl)   # the node still cordoned, its server gone
     finally:
         drainer.uncordon()
     uncordoned = time.time()
@@ -135,15 +142,33 @@ def test_the_primary_s_worker_drained_mid_stream(objs, spec, runner, cluster, ku
     if w:
         w.join()
     figures(fault=f"worker {node} drained {load.fault_at_s:.0f}s into the writes "
-                  f"(it held the PostgreSQL primary {primary[0]})", writers=load.writers,
+                  f"(it held the PostgreSQL primary {primary})", writers=load.writers,
             **ledger_figures(*args), node=node, evicted=on_node,
             drain_s=None if drainer.seconds is None else round(drainer.seconds, 1),
             new_primary=w.new if w else None,
             failover_s=None if not w or w.after_s is None else round(w.after_s, 1),
             ready_after_uncordon_s={k: round(v, 1) for k, v in phases.items()},
-            checks_worse=len(worse))
+            minio_during_drain=during, checks_worse=len(worse))
     verdict(judge_drain(judge_ledger(*args, load.max_recovery_s), node, drainer.seconds,
-                        drainer.error, DRAIN_LIMIT_S, on_node, worse, not_ready))
+                        drainer.error, DRAIN_LIMIT_S, on_node, worse, not_ready, during))
+
+
+def _storage_health(objs, spec, kubectl) -> dict | None:
+    """The backend's GET /storage/health (MinIO as it reports itself), or None."""
+    b = spec.backend
+    ok, body = service_get(kubectl, b.namespace, b.service.name, b.service.ports[0],
+                           "/storage/health", token=backend_token(objs, spec))
+    return json.loads(body) if ok else None
+
+
+def _storage_now(objs, spec, kubectl) -> dict:
+    """MinIO's write quorum and live servers now: {"write": status, "live": "n of m"}."""
+    h = _storage_health(objs, spec, kubectl)
+    if h is None:
+        return {"error": "GET /storage/health through the service proxy failed"}
+    live = sum(1 for s in h.get("servers") or [] if (s.get("live") or {}).get("status") == 200)
+    return {"write": ((h.get("cluster") or {}).get("write") or {}).get("status"),
+            "live": f"{live} of {len(h.get('servers') or [])}"}
 
 
 def _worse_after(before: dict[str, str], spec, runner, cluster, kubectl, sbom_index
@@ -152,7 +177,8 @@ def _worse_after(before: dict[str, str], spec, runner, cluster, kubectl, sbom_in
     SETTLE_S: Patroni names a new sync standby and the budgets recount on their loops."""
     deadline = time.monotonic() + SETTLE_S
     while True:
-        after = _check_statuses(gather(kubectl, runner, cluster, spec), spec, sbom_index)
+        now = gather(kubectl, runner, cluster, spec)
+        after = _check_statuses(now, spec, sbom_index, _storage_health(now, spec, kubectl))
         worse = [f"{cid}: {before[cid]} before the drain, {after.get(cid)} after"
                  for cid in before if before[cid] in (PASS, WARN)
                  and after.get(cid) not in (PASS, WARN)]

@@ -42,13 +42,15 @@ def test_postgresql_pod_deleted_mid_stream(objs, spec, runner, cluster, kubectl)
 @pytest.mark.control("RES-BE-001")
 def test_backend_pod_deleted_mid_upload(objs, spec, runner, cluster, kubectl):
     """Uploads of about 4 MB each (20,000 rows of about 200 bytes) are in flight when the
-    backend's only pod is deleted: the writers reach the new pod through the same Service.
+    backend's only pod is deleted (with replicas, the distributed profile: one of them):
+    the writers reach the new pod, or the other replica, through the same Service.
     (Rows of 4 kB made the lake's maintenance run out of memory compacting them later:
     issue 13's notes.)"""
     b = spec.backend
     _fault_mid_stream(objs, spec, runner, cluster, kubectl, "Deployment", b.deployment,
                       b.namespace, Load(_table(), batch_rows=20_000, row_pad=180, writers=2,
-                                        write_s=16, fault_at_s=8))
+                                        write_s=16, fault_at_s=8),
+                      one=spec.backend_replicas > 1)
 
 
 def _table() -> str:
@@ -56,19 +58,30 @@ def _table() -> str:
 
 
 def _fault_mid_stream(objs, spec, runner, cluster, kubectl, kind: str, name: str, ns: str,
-                      load: Load) -> None:
+                      load: Load, one: bool = False) -> None:
+    """Every pod of the workload deleted mid-stream; ``one``: only one of its replicas
+    (an HA workload: the others must carry the load)."""
     workload = objs.get(kind, name, ns)
     if workload is None:
         raise CheckError(f"{kind} {ns}/{name} does not exist")
     selector = ",".join(f"{k}={v}" for k, v in workload["spec"]["selector"]["matchLabels"].items())
+    deleted: list[str] = []
 
     def delete_pods():
-        kubectl("-n", ns, "delete", "pod", "-l", selector, "--wait=false")
+        if not one:
+            kubectl("-n", ns, "delete", "pod", "-l", selector, "--wait=false")
+            return
+        pods = kubectl("-n", ns, "get", "pods", "-l", selector, "-o", "name").stdout.split()
+        if not pods:
+            raise CheckError(f"{kind} {ns}/{name} has no pod to delete")
+        deleted.append(sorted(pods)[0].split("/", 1)[-1])
+        kubectl("-n", ns, "delete", "pod", deleted[0], "--wait=false")
 
     ledger, fault = run_load(objs, spec, kubectl, load, delete_pods)
     kubectl("-n", ns, "rollout", "status", f"{kind.lower()}/{name}", "--timeout=180s", timeout=200)
+    what = f"one of its pods ({deleted[0]})" if deleted else "pod"
     judge(objs, spec, runner, cluster, kubectl, load, ledger, fault,
-          f"{kind} {ns}/{name}: pod deleted {load.fault_at_s:.0f}s into the writes")
+          f"{kind} {ns}/{name}: {what} deleted {load.fault_at_s:.0f}s into the writes")
 
 
 def run_load(objs, spec, kubectl, load: Load, fault_fn) -> tuple[loadgen.Ledger, float]:
@@ -211,12 +224,15 @@ def _only_on_the_suites_kind_cluster(cluster, what: str) -> None:
                     "context")
 
 
-def _check_statuses(objs, spec, sbom_index) -> dict[str, str]:
+def _check_statuses(objs, spec, sbom_index, storage_health: dict | None = None
+                    ) -> dict[str, str]:
     """The status of every registered check of the spec's profile but drift's (which
-    compare with what `up` renders, not with the cluster's health) on ``objs``."""
+    compare with what `up` renders, not with the cluster's health) on ``objs``;
+    ``storage_health``: the backend's GET /storage/health for HA-MINIO-003."""
     from ducklake_infra.suites import checks, drift
     from ducklake_infra.suites.catalog import catalog
-    facts = {"SUPPLY-SBOM-001": {"index": sbom_index}, "SUPPLY-PIN-001": {"loaded": True}}
+    facts = {"SUPPLY-SBOM-001": {"index": sbom_index}, "SUPPLY-PIN-001": {"loaded": True},
+             "HA-MINIO-003": {"health": storage_health}}
     skip = set(drift.CONTROL_IDS.values())
     controls = catalog().controls
     return {cid: checks.run(cid, objs, spec, **facts.get(cid, {})).status
