@@ -94,6 +94,8 @@ def up(cluster, spec: StackSpec, runner: Runner, progress: Progress,
         _install_cluster_objects(ctx, refs, stack_loaded)
         if spec.profile == "distributed":
             _step(progress, "patroni in-sync standby", stack_steps.wait_sync_standby, ctx)
+            _step(progress, "minio servers serve the stack's identities",
+                  stack_steps.minio_serves_identities, ctx)
         if loading is not None:
             loading.result()
     with progress.step("backend deployment") as info:

@@ -436,3 +436,55 @@ def ensure_cluster(ctx: Context) -> str:
         return f"context {c.context} (unreachable)"
     c.ensure()
     return f"context {c.context}"
+
+
+IDENTITY_ANSWER_S = 60      # a restarted server initializes for a few seconds first
+
+
+def minio_serves_identities(ctx: Context) -> str:
+    """Distributed profile: every MinIO server serves the backend's and the query path's
+    identities, each asked directly through a port-forward to its pod; a server that
+    refuses them is restarted (provision/minio_identity.py says why)."""
+    from ducklake_infra.provision import minio_identity
+    from ducklake_infra.provision.portforward import PortForward
+    spec, m = ctx.spec, ctx.spec.minio
+    pods = [f"{m.fullname}-{i}" for i in range(spec.active_distributed.minio_servers)]
+    if ctx.offline or ctx.runner.dry_run:       # a plan lists what it would ask
+        for pod in pods:
+            ctx.runner.record(ctx.kubectl("-n", m.namespace, "port-forward", f"pod/{pod}",
+                                          f":{m.api_port}"), read=True)
+        return "listed"
+    users = []
+    for user, bucket in ((m.backend_user, spec.raw_bucket), (m.query_user, spec.lake_bucket)):
+        data = _get_secret(ctx, user.secret.name, user.secret.namespace) or {}
+        if not data.get(user.secret.keys[0]):
+            raise DucklakeInfraError(f"Secret {user.secret.namespace}/{user.secret.name} has no "
+                                     f"key {user.secret.keys[0]}: run `ducklake-infra up` again")
+        users.append((user.access_key, data[user.secret.keys[0]], bucket))
+
+    def refused(pod: str) -> str | None:
+        deadline, why = time.monotonic() + IDENTITY_ANSWER_S, None
+        while time.monotonic() < deadline:
+            try:
+                with PortForward(ctx.runner, ctx.cluster, m.namespace, f"pod/{pod}",
+                                 m.api_port, timeout=20) as pf:
+                    for key, secret, bucket in users:
+                        why = minio_identity.bucket_check(f"127.0.0.1:{pf.local_port}", key,
+                                                          secret, bucket, m.use_ssl)
+                        if why:
+                            break
+            except CommandError as exc:
+                why = f"port-forward: {exc.reason or exc}"
+            if why is None or why in minio_identity.DENIED:
+                return why
+            time.sleep(2)                   # not answering yet: starting
+        return why
+
+    def restart(pod: str) -> None:
+        ctx.runner.run(ctx.kubectl("-n", m.namespace, "delete", "pod", pod, "--wait=true"),
+                       timeout=120, mutating=True)
+        ctx.runner.run(ctx.kubectl("-n", m.namespace, "rollout", "status",
+                                   f"statefulset/{m.fullname}", "--timeout=180s"),
+                       timeout=200, mutating=False)
+
+    return minio_identity.serve_identities(pods, refused, restart)

@@ -103,3 +103,48 @@ def test_a_plan_lists_the_read_and_waits_for_nothing(spec, progress, fake_layout
     ctx = stack_steps.Context(_kind(r, s), s, r, progress, _opts(fake_layout))
     assert stack_steps.wait_sync_standby(ctx) == "listed"
     assert any("get configmap postgresql-sync" in " ".join(p.argv) for p in r.planned_commands)
+
+
+def test_a_plan_lists_the_identity_check_of_every_minio_server(spec, progress, fake_layout):
+    s = _distributed(spec)
+    r = FakeRunner(dry_run=True)
+    ctx = stack_steps.Context(_kind(r, s), s, r, progress, _opts(fake_layout))
+    assert stack_steps.minio_serves_identities(ctx) == "listed"
+    forwards = [" ".join(p.argv) for p in r.planned_commands if "port-forward" in p.argv]
+    assert [f.split("pod/")[1].split()[0] for f in forwards] == [f"minio-{i}" for i in range(4)]
+    assert not r.executed(r"delete")
+
+
+def test_a_refusing_server_is_restarted_through_the_runner(spec, progress, fake_layout,
+                                                          monkeypatch):
+    """The restart is a pod deletion and a wait for the StatefulSet (no other change);
+    secrets are read as secrets (their values go to the Redactor)."""
+    import contextlib
+
+    from ducklake_infra.provision import minio_identity, portforward
+    s = _distributed(spec)
+    r = FakeRunner()
+    r.on(r"get secret minio-(backend|query)-user", stdout=json.dumps(
+        {"data": {"secretKey": "c2VjcmV0LXZhbHVlLWZvci10ZXN0"}}))
+
+    answers = {"minio-2": ["AccessDenied"]}     # refused once, served after the restart
+    seen = []
+
+    def check(host, key, secret, bucket, secure=False):
+        seen.append((key, bucket))
+        return answers[current[0]].pop(0) if answers.get(current[0]) else None
+    current = [""]
+
+    @contextlib.contextmanager
+    def forward_tracking(runner, cluster, ns, target, port, timeout=60):
+        current[0] = target.split("/", 1)[1]
+        yield type("PF", (), {"local_port": 1})()
+    monkeypatch.setattr(portforward, "PortForward", forward_tracking)
+    monkeypatch.setattr(minio_identity, "bucket_check", check)
+    ctx = stack_steps.Context(_kind(r, s), s, r, progress, _opts(fake_layout))
+    note = stack_steps.minio_serves_identities(ctx)
+    assert note.endswith("restarted minio-2 (AccessDenied)")
+    assert [c.argv[-3:] for c in r.executed(r"delete pod")] == [["pod", "minio-2", "--wait=true"]]
+    assert r.executed(r"rollout status statefulset/minio")
+    assert ("ducklake-backend", "raw") in seen and ("ducklake-query", "lake") in seen
+    assert "secret-value-for-test" not in r.redactor("key secret-value-for-test")
