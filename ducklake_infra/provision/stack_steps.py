@@ -438,13 +438,15 @@ def ensure_cluster(ctx: Context) -> str:
     return f"context {c.context}"
 
 
-IDENTITY_ANSWER_S = 60      # a restarted server initializes for a few seconds first
+IDENTITY_ANSWER_S = 60      # a (re)started server answers AccessDenied until its IAM is loaded
 
 
 def minio_serves_identities(ctx: Context) -> str:
     """Distributed profile: every MinIO server serves the backend's and the query path's
     identities, each asked directly through a port-forward to its pod; a server that
-    refuses them is restarted (provision/minio_identity.py says why)."""
+    refuses them for IDENTITY_ANSWER_S (a server just started answers AccessDenied until
+    it has loaded its users: found in CI right after `up`) is restarted
+    (provision/minio_identity.py says why)."""
     from ducklake_infra.provision import minio_identity
     from ducklake_infra.provision.portforward import PortForward
     spec, m = ctx.spec, ctx.spec.minio
@@ -463,8 +465,9 @@ def minio_serves_identities(ctx: Context) -> str:
         users.append((user.access_key, data[user.secret.keys[0]], bucket))
 
     def refused(pod: str) -> str | None:
-        deadline, why = time.monotonic() + IDENTITY_ANSWER_S, None
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + IDENTITY_ANSWER_S
+        while True:                         # asked at least once, whatever the window
+            why = None
             try:
                 with PortForward(ctx.runner, ctx.cluster, m.namespace, f"pod/{pod}",
                                  m.api_port, timeout=20) as pf:
@@ -475,10 +478,9 @@ def minio_serves_identities(ctx: Context) -> str:
                             break
             except CommandError as exc:
                 why = f"port-forward: {exc.reason or exc}"
-            if why is None or why in minio_identity.DENIED:
+            if why is None or time.monotonic() >= deadline:
                 return why
-            time.sleep(2)                   # not answering yet: starting
-        return why
+            time.sleep(2)   # starting, or loading its users: a refusal must last to count
 
     def restart(pod: str) -> None:
         ctx.runner.run(ctx.kubectl("-n", m.namespace, "delete", "pod", pod, "--wait=true"),
