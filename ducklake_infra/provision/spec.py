@@ -243,15 +243,19 @@ class StackSpec:
                              first.storage_class) for i in range(d.minio_servers))
 
     @property
+    def minio_server_pods(self) -> tuple[str, ...]:
+        """The distributed MinIO's server pods (``<fullname>-<i>``); empty when standalone."""
+        d = self.active_distributed
+        return tuple(f"{self.minio.fullname}-{i}" for i in range(d.minio_servers)) if d else ()
+
+    @property
     def minio_server_hosts(self) -> tuple[str, ...]:
         """Each MinIO server by name (host:port through the chart's headless Service
         ``<fullname>-svc``), as the servers know each other. Empty when standalone: the
         Service is the one server."""
-        d, m = self.active_distributed, self.minio
-        if d is None:
-            return ()
-        return tuple(f"{m.fullname}-{i}.{m.fullname}-svc.{m.namespace}.svc.cluster.local:"
-                     f"{m.api_port}" for i in range(d.minio_servers))
+        m = self.minio
+        return tuple(f"{pod}.{m.fullname}-svc.{m.namespace}.svc.cluster.local:{m.api_port}"
+                     for pod in self.minio_server_pods)
 
     @property
     def postgresql_claims(self) -> tuple[PvcSpec, ...]:

@@ -450,7 +450,7 @@ def minio_serves_identities(ctx: Context) -> str:
     from ducklake_infra.provision import minio_identity
     from ducklake_infra.provision.portforward import PortForward
     spec, m = ctx.spec, ctx.spec.minio
-    pods = [f"{m.fullname}-{i}" for i in range(spec.active_distributed.minio_servers)]
+    pods = list(spec.minio_server_pods)
     if ctx.offline or ctx.runner.dry_run:       # a plan lists what it would ask
         for pod in pods:
             ctx.runner.record(ctx.kubectl("-n", m.namespace, "port-forward", f"pod/{pod}",

@@ -115,35 +115,41 @@ def test_a_plan_lists_the_identity_check_of_every_minio_server(spec, progress, f
     assert not r.executed(r"delete")
 
 
-def test_a_refusing_server_is_restarted_through_the_runner(spec, progress, fake_layout,
-                                                          monkeypatch):
-    """The restart is a pod deletion and a wait for the StatefulSet (no other change);
-    secrets are read as secrets (their values go to the Redactor)."""
+def _identity_check(spec, progress, fake_layout, monkeypatch, answers):
+    """up's MinIO identity step with faked port-forwards and bucket checks: ``answers``
+    maps a pod to what its checks say in turn (None, or nothing left: it serves). Returns
+    the step's note, the runner and the (access key, bucket) pairs asked."""
     import contextlib
 
     from ducklake_infra.provision import minio_identity, portforward
+    monkeypatch.setattr(stack_steps.time, "sleep", lambda s: None)
     s = _distributed(spec)
     r = FakeRunner()
     r.on(r"get secret minio-(backend|query)-user", stdout=json.dumps(
         {"data": {"secretKey": "c2VjcmV0LXZhbHVlLWZvci10ZXN0"}}))
+    current, seen = [""], []
 
-    monkeypatch.setattr(stack_steps, "IDENTITY_ANSWER_S", 0)   # a refusal counts at once
-    answers = {"minio-2": ["AccessDenied"]}     # refused once, served after the restart
-    seen = []
+    @contextlib.contextmanager
+    def forward(runner, cluster, ns, target, port, timeout=60):
+        current[0] = target.split("/", 1)[1]
+        yield type("PF", (), {"local_port": 1})()
 
     def check(host, key, secret, bucket, secure=False):
         seen.append((key, bucket))
         return answers[current[0]].pop(0) if answers.get(current[0]) else None
-    current = [""]
-
-    @contextlib.contextmanager
-    def forward_tracking(runner, cluster, ns, target, port, timeout=60):
-        current[0] = target.split("/", 1)[1]
-        yield type("PF", (), {"local_port": 1})()
-    monkeypatch.setattr(portforward, "PortForward", forward_tracking)
+    monkeypatch.setattr(portforward, "PortForward", forward)
     monkeypatch.setattr(minio_identity, "bucket_check", check)
     ctx = stack_steps.Context(_kind(r, s), s, r, progress, _opts(fake_layout))
-    note = stack_steps.minio_serves_identities(ctx)
+    return stack_steps.minio_serves_identities(ctx), r, seen
+
+
+def test_a_refusing_server_is_restarted_through_the_runner(spec, progress, fake_layout,
+                                                          monkeypatch):
+    """The restart is a pod deletion and a wait for the StatefulSet (no other change);
+    secrets are read as secrets (their values go to the Redactor)."""
+    monkeypatch.setattr(stack_steps, "IDENTITY_ANSWER_S", 0)   # a refusal counts at once
+    note, r, seen = _identity_check(spec, progress, fake_layout, monkeypatch,
+                                    {"minio-2": ["AccessDenied"]})   # served after the restart
     assert note.endswith("restarted minio-2 (AccessDenied)")
     assert [c.argv[-3:] for c in r.executed(r"delete pod")] == [["pod", "minio-2", "--wait=true"]]
     assert r.executed(r"rollout status statefulset/minio")
@@ -156,24 +162,7 @@ def test_a_server_still_loading_its_users_is_waited_for_not_restarted(spec, prog
     """Right after `up` (or a restart) a server answers AccessDenied until it has loaded
     its users: found in CI, where `up` restarted a server twice and gave up. A refusal
     counts only when it lasts."""
-    import contextlib
-
-    from ducklake_infra.provision import minio_identity, portforward
-    monkeypatch.setattr(stack_steps.time, "sleep", lambda s: None)
-    s = _distributed(spec)
-    r = FakeRunner()
-    r.on(r"get secret minio-(backend|query)-user", stdout=json.dumps(
-        {"data": {"secretKey": "c2VjcmV0LXZhbHVlLWZvci10ZXN0"}}))
-    answers = {"minio-1": ["AccessDenied", "AccessDenied", "AccessDenied"]}
-    current = [""]
-
-    @contextlib.contextmanager
-    def forward(runner, cluster, ns, target, port, timeout=60):
-        current[0] = target.split("/", 1)[1]
-        yield type("PF", (), {"local_port": 1})()
-    monkeypatch.setattr(portforward, "PortForward", forward)
-    monkeypatch.setattr(minio_identity, "bucket_check", lambda *a, **k: (
-        answers[current[0]].pop(0) if answers.get(current[0]) else None))
-    ctx = stack_steps.Context(_kind(r, s), s, r, progress, _opts(fake_layout))
-    assert stack_steps.minio_serves_identities(ctx) == "4 servers serve the stack's identities"
+    note, r, _ = _identity_check(spec, progress, fake_layout, monkeypatch,
+                                 {"minio-1": ["AccessDenied"] * 3})
+    assert note == "4 servers serve the stack's identities"
     assert not r.executed(r"delete pod")
