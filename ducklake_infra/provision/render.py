@@ -75,15 +75,35 @@ def minio_query_policy(spec: StackSpec) -> dict:
 
 
 def minio_backend_policy(spec: StackSpec) -> dict:
-    """The backend user's policy, in the chart's ``policies[]`` form: raw + lake only."""
+    """The backend user's (the writer's) policy, in the chart's ``policies[]`` form: raw +
+    lake only, and no delete: DuckLake's rollback deletes the files of a transaction whose
+    COMMIT failed, and a COMMIT cut by a failover may have committed (issue 16's
+    ambiguous commit); without delete the files stay (an aborted multipart upload is not
+    an object, so aborting stays allowed)."""
     buckets = [spec.raw_bucket, spec.lake_bucket]
     return {"name": spec.minio.backend_user.policy, "statements": [
         {"effect": "Allow", "resources": [f"arn:aws:s3:::{b}" for b in buckets],
          "actions": ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"]},
         {"effect": "Allow", "resources": [f"arn:aws:s3:::{b}/*" for b in buckets],
-         "actions": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
+         "actions": ["s3:GetObject", "s3:PutObject",
                      "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]},
     ]}
+
+
+def minio_maintenance_policy(spec: StackSpec) -> dict:
+    """Maintenance's policy: list the lake bucket and delete in it (cleanup of files no
+    snapshot needs, and of orphans), nothing else: the only identity that deletes."""
+    lake = spec.lake_bucket
+    return {"name": spec.minio.maintenance_user.policy, "statements": [
+        {"effect": "Allow", "resources": [f"arn:aws:s3:::{lake}"],
+         "actions": ["s3:GetBucketLocation", "s3:ListBucket"]},
+        {"effect": "Allow", "resources": [f"arn:aws:s3:::{lake}/*"], "actions": ["s3:DeleteObject"]},
+    ]}
+
+
+def minio_policies(spec: StackSpec) -> list[dict]:
+    """Every policy the release installs, each attached to one user of the spec."""
+    return [minio_backend_policy(spec), minio_query_policy(spec), minio_maintenance_policy(spec)]
 
 
 def _image_sets(rel: ReleaseSpec, refs: Mapping[str, str]) -> list[str]:
@@ -103,7 +123,7 @@ def minio_overrides(spec: StackSpec, refs: Mapping[str, str]) -> list[str]:
                                                                         spec.lake_bucket)]
     users = [{"accessKey": u.access_key, "existingSecret": u.secret.name,
               "existingSecretKey": u.secret.keys[0], "policy": u.policy}
-             for u in (user, m.query_user)]
+             for u in (user, m.query_user, m.maintenance_user)]
     return [
         "--set-string", f"fullnameOverride={m.fullname}",
         "--set-string", f"existingSecret={m.root_secret.name}",
@@ -114,7 +134,7 @@ def minio_overrides(spec: StackSpec, refs: Mapping[str, str]) -> list[str]:
         "--set", f"minioConsolePort={m.console_port}",
         "--set", f"consoleService.port={m.console_port}",
         "--set-json", f"buckets={json.dumps(buckets, separators=(',', ':'))}",
-        "--set-json", f"policies={json.dumps([minio_backend_policy(spec), minio_query_policy(spec)], separators=(',', ':'))}",
+        "--set-json", f"policies={json.dumps(minio_policies(spec), separators=(',', ':'))}",
         "--set-json", f"users={json.dumps(users, separators=(',', ':'))}",
         *(["--set-json", f"imagePullSecrets={json.dumps([{'name': spec.image_pull_secret}])}"]
           if spec.image_pull_secret else []),
@@ -271,6 +291,7 @@ def backend_secret_env(spec: StackSpec) -> dict[str, tuple[str, str]]:
     """Env var -> (Secret name, key) for the backend's credentials."""
     pg, s3, tok = spec.backend.postgres_secret, spec.backend.s3_secret, spec.backend.token_secret
     qpg, qs3 = spec.backend.query_postgres_secret, spec.backend.query_s3_secret
+    ms3 = spec.backend.maintenance_s3_secret
     return {"DUCKLAKE_PG_USER": (pg.name, pg.keys[0]),
             "DUCKLAKE_PG_PASSWORD": (pg.name, pg.keys[1]),
             "DUCKLAKE_S3_ACCESS_KEY": (s3.name, s3.keys[0]),
@@ -279,7 +300,9 @@ def backend_secret_env(spec: StackSpec) -> dict[str, tuple[str, str]]:
             "DUCKLAKE_QUERY_PG_USER": (qpg.name, qpg.keys[0]),
             "DUCKLAKE_QUERY_PG_PASSWORD": (qpg.name, qpg.keys[1]),
             "DUCKLAKE_QUERY_S3_ACCESS_KEY": (qs3.name, qs3.keys[0]),
-            "DUCKLAKE_QUERY_S3_SECRET_KEY": (qs3.name, qs3.keys[1])}
+            "DUCKLAKE_QUERY_S3_SECRET_KEY": (qs3.name, qs3.keys[1]),
+            "DUCKLAKE_MAINTENANCE_S3_ACCESS_KEY": (ms3.name, ms3.keys[0]),
+            "DUCKLAKE_MAINTENANCE_S3_SECRET_KEY": (ms3.name, ms3.keys[1])}
 
 
 def backend_objects(spec: StackSpec, image: str) -> list[dict]:

@@ -302,6 +302,7 @@ class _Parser:
             region=v.str(m, "minio", "region"), use_ssl=v.bool(m, "minio", "use_ssl"),
             root_secret=self.secret(m, "minio", "root_secret", mns),
             backend_user=minio_user("backend_user"), query_user=minio_user("query_user"),
+            maintenance_user=minio_user("maintenance_user"),
             services=self.services(m, "minio", mns), pvcs=self.pvcs(m, "minio", mns),
             namespace=mns)
         if list(minio.root_secret.keys) != ["rootUser", "rootPassword"]:
@@ -358,6 +359,7 @@ class _Parser:
             token_secret=self.secret(bsec, "backend.secrets", "api_token", bns),
             query_postgres_secret=self.secret(bsec, "backend.secrets", "query_postgres", bns),
             query_s3_secret=self.secret(bsec, "backend.secrets", "query_s3", bns),
+            maintenance_s3_secret=self.secret(bsec, "backend.secrets", "maintenance_s3", bns),
             image=BackendImageSpec(
                 repository=v.str(bimg, "backend.image", "repository"),
                 dockerfile=root / v.str(bimg, "backend.image", "dockerfile"),
@@ -374,6 +376,7 @@ class _Parser:
                                             "(user/access key first, password/secret key second)")
         for key, sec in (("query_postgres", backend.query_postgres_secret),
                          ("query_s3", backend.query_s3_secret),
+                         ("maintenance_s3", backend.maintenance_s3_secret),
                          ("", postgresql.catalog.reader.secret)):
             if len(sec.keys) != 2:
                 raise v.fail(f"backend.secrets.{key}" if key else "postgresql.catalog.reader.secret",

@@ -142,6 +142,12 @@ def ensure_secrets(ctx: Context) -> str:
     ensure(qpg, {qpg.keys[0]: rd.role, qpg.keys[1]: rd_data.get(rd.secret.keys[1], "")}, set())
     ensure(qs3, {qs3.keys[0]: quser.access_key,
                  qs3.keys[1]: quser_data.get(quser.secret.keys[0], "")}, set())
+    # maintenance's identity: the only one that deletes lake files (render.py says why)
+    muser, ms3 = s.minio.maintenance_user, s.backend.maintenance_s3_secret
+    muser_data = ensure(muser.secret, {muser.secret.keys[0]: kube.random_password(40)},
+                        {muser.secret.keys[0]})
+    ensure(ms3, {ms3.keys[0]: muser.access_key,
+                 ms3.keys[1]: muser_data.get(muser.secret.keys[0], "")}, set())
     return f"created {', '.join(created)}" if created else "all present (reused)"
 
 
@@ -457,7 +463,8 @@ def minio_serves_identities(ctx: Context) -> str:
                                           f":{m.api_port}"), read=True)
         return "listed"
     users = []
-    for user, bucket in ((m.backend_user, spec.raw_bucket), (m.query_user, spec.lake_bucket)):
+    for user, bucket in ((m.backend_user, spec.raw_bucket), (m.query_user, spec.lake_bucket),
+                         (m.maintenance_user, spec.lake_bucket)):
         data = _get_secret(ctx, user.secret.name, user.secret.namespace) or {}
         if not data.get(user.secret.keys[0]):
             raise DucklakeInfraError(f"Secret {user.secret.namespace}/{user.secret.name} has no "

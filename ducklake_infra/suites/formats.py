@@ -56,6 +56,7 @@ TARGETS = {
     "MINIO-BKT-001": ("spec", "buckets"),
     "MINIO-IAM-001": ("spec", "minio.backend_user"),
     "MINIO-IAM-002": ("spec", "minio.backend_user.policy"),
+    "MINIO-IAM-003": ("spec", "minio.maintenance_user"),
     "MINIO-POD-002": ("values:minio", "securityContext"),
     "PG-REL-001": ("spec", "releases.postgresql.chart"),
     "PG-PVC-001": ("values:postgresql", "persistence"),

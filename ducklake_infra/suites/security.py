@@ -117,8 +117,8 @@ def judge_access_surface(spec: StackSpec, minio_users: Mapping[str, list[str]],
     policies; ``bucket_policies`` bucket -> its (anonymous) policy document or None;
     ``login_roles`` role that can log in to the catalog database -> is superuser."""
     m, cat = spec.minio, spec.postgresql.catalog
-    want_users = {m.backend_user.access_key: m.backend_user.policy,
-                  m.query_user.access_key: m.query_user.policy}
+    want_users = {u.access_key: u.policy for u in (m.backend_user, m.query_user,
+                                                    m.maintenance_user)}
     problems, good = [], []
     for user, pols in sorted(minio_users.items()):
         if user not in want_users:
@@ -238,12 +238,8 @@ def check_query_identities(objs: Objects, spec: StackSpec) -> Result:
         problems.append(f"the query path logs in as {qpg_user!r}, not {cat.reader.role!r}")
     else:
         good.append(f"query identities: S3 user {qkey}, catalog role {qpg_user}")
-    values = objs.helm_values.get(m.release)
-    if values is None:
-        raise CheckInputMissing(f"Helm values of release {m.release} were not read")
-    users = {u.get("accessKey"): u.get("policy") for u in values.get("users") or []}
-    policies = {p.get("name"): p for p in values.get("policies") or []}
-    pol = policies.get(users.get(m.query_user.access_key))
+    from ducklake_infra.suites.checks.minio_iam import release_policy
+    pol = release_policy(objs, spec, m.query_user.access_key)
     if pol is None:
         problems.append(f"MinIO user {m.query_user.access_key} has no policy from the release's "
                         "values")

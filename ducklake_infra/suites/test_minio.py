@@ -50,6 +50,11 @@ def test_backend_s3_user_is_not_root(objs, spec):
     verdict(checks.check_backend_s3_user_not_root(objs, spec))
 
 
+@pytest.mark.control("MINIO-IAM-003")
+def test_only_maintenance_deletes_lake_files(objs, spec):
+    verdict(checks.check_only_maintenance_deletes(objs, spec))
+
+
 @pytest.mark.control("MINIO-POD-001")
 def test_minio_pods_ready(objs, spec):
     verdict(checks.check_minio_pods_ready(objs, spec))
@@ -109,20 +114,36 @@ def test_backend_user_reads_and_writes_its_buckets_only(objs, spec, runner, clus
         raise CheckError(f"Secret {b.namespace}/{b.s3_secret.name} is not readable")
     akey, skey = (creds.get(k) for k in b.s3_secret.keys)
     m = spec.minio
+    root = objs.secret_data(m.root_secret.name, m.root_secret.namespace) or {}
+    if not (root.get("rootUser") and root.get("rootPassword")):
+        raise CheckError(f"Secret {m.root_secret.namespace}/{m.root_secret.name} is not readable "
+                         "(its root user takes the probe objects away)")
     with PortForward(runner, cluster, m.namespace, f"svc/{s3_service(spec).name}", m.api_port) as pf:
         mc = minio_client(pf.local_port, akey, skey, spec)
+        admin = minio_client(pf.local_port, root["rootUser"], root["rootPassword"], spec)
         for bucket in (spec.raw_bucket, spec.lake_bucket):
             key = f"conformance/probe-{uuid.uuid4().hex[:8]}.txt"
             data = uuid.uuid4().hex.encode()
             mc.put_object(bucket, key, io.BytesIO(data), len(data))
-            got = mc.get_object(bucket, key)
             try:
-                assert got.read() == data, f"read back different bytes from s3://{bucket}/{key}"
+                got = mc.get_object(bucket, key)
+                try:
+                    assert got.read() == data, f"read back different bytes from s3://{bucket}/{key}"
+                finally:
+                    got.close()
+                    got.release_conn()
+                try:
+                    mc.remove_object(bucket, key)
+                except S3Error as exc:
+                    assert exc.code == "AccessDenied", \
+                        f"remove_object failed with {exc.code}, expected AccessDenied"
+                else:
+                    raise AssertionError(f"the backend user could delete s3://{bucket}/{key}: "
+                                         "a failed COMMIT's rollback could delete committed files "
+                                         "(MINIO-IAM-003)")
             finally:
-                got.close()
-                got.release_conn()
-            mc.remove_object(bucket, key)
-            evidence(f"backend user wrote, read and deleted s3://{bucket}/{key}")
+                admin.remove_object(bucket, key)
+            evidence(f"backend user wrote and read s3://{bucket}/{key}; its delete: AccessDenied")
         probe = f"conformance-{uuid.uuid4().hex[:8]}"
         try:
             mc.make_bucket(probe)

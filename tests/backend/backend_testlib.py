@@ -85,3 +85,24 @@ class ServedBackend:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+def add_minio_user(server, access_key: str, secret_key: str, policy: dict, workdir) -> None:
+    """A MinIO user on ``server`` (a conftest MinioServer, root credentials) with
+    ``policy`` in render.py's form (the chart's ``policies[]`` entry) attached: the
+    identities `up` installs, on a real MinIO."""
+    import json
+    from pathlib import Path
+
+    from minio import MinioAdmin
+    from minio.credentials import StaticProvider
+    admin = MinioAdmin(endpoint=server.endpoint, secure=False,
+                       credentials=StaticProvider(server.access_key, server.secret_key))
+    doc = {"Version": "2012-10-17", "Statement": [
+        {"Effect": st["effect"], "Action": st["actions"], "Resource": st["resources"]}
+        for st in policy["statements"]]}
+    path = Path(workdir) / f"{policy['name']}.json"
+    path.write_text(json.dumps(doc))
+    admin.policy_add(policy["name"], str(path))
+    admin.user_add(access_key, secret_key)
+    admin.attach_policy([policy["name"]], user=access_key)

@@ -11,7 +11,7 @@ import pytest
 
 from ducklake_backend import extensions
 from ducklake_backend.config import ConfigError, Settings
-from ducklake_backend.errors import BadRequest, Conflict, NotFound, QueryTimeout
+from ducklake_backend.errors import ApiError, BadRequest, Conflict, NotFound, QueryTimeout
 from ducklake_backend.lake import fetch_limited, is_commit_conflict, retry_on_conflict, to_jsonable
 from ducklake_backend.logs import JsonFormatter, RedactingFilter, Redactor
 from ducklake_backend.sqlallow import check_query
@@ -401,6 +401,42 @@ def test_retry_on_conflict_does_not_retry_other_errors():
         retry_on_conflict(fn, 5, sleep=lambda s: None)
     assert len(calls) == 1
     assert is_commit_conflict(duckdb.IOException("write-write conflict on table")) is True
+
+
+@pytest.mark.parametrize("cause,status,needle", [
+    # a COMMIT cut by a failover (the writer cannot delete, so DuckLake's rollback error is
+    # what the commit raises): nothing landed (the marker is not in the catalog) -> 503
+    (duckdb.TransactionException('Failed to commit: Could not remove file "s3://lake/x.parquet": '
+                                 "Forbidden"), 503, "did not commit"),
+    (duckdb.TransactionException('Failed to execute query "COMMIT": server closed the connection '
+                                 "unexpectedly"), 503, "did not commit"),
+    (duckdb.TransactionException("Transaction conflict: table was altered"), 409, "conflicted"),
+])
+def test_a_commit_that_did_not_land_is_retried_then_answered(cause, status, needle):
+    from ducklake_backend.lake import CommitNotApplied
+    calls, sleeps = [], []
+
+    def fn():
+        calls.append(1)
+        raise CommitNotApplied(cause)
+
+    with pytest.raises(ApiError) as info:
+        retry_on_conflict(fn, 2, sleep=sleeps.append)
+    assert info.value.status_code == status and needle in info.value.message, info.value.message
+    assert len(calls) == 3 and len(sleeps) == 2
+
+
+def test_a_commit_that_did_not_land_once_then_succeeds():
+    from ducklake_backend.lake import CommitNotApplied
+    calls = []
+
+    def fn():
+        calls.append(1)
+        if len(calls) == 1:
+            raise CommitNotApplied(duckdb.TransactionException("Failed to commit: Forbidden"))
+        return "ok"
+
+    assert retry_on_conflict(fn, 3, sleep=lambda s: None) == "ok" and len(calls) == 2
 
 
 # ----------------------------------------------------------------- offline extensions

@@ -6,7 +6,6 @@ answers queries with them, and they cannot write a catalog row or an object."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 
@@ -14,8 +13,7 @@ import psycopg
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from minio import Minio, MinioAdmin
-from minio.credentials import StaticProvider
+from minio import Minio
 from minio.error import S3Error
 
 from ducklake_backend.app import create_app
@@ -24,7 +22,7 @@ from ducklake_infra.provision import spec_file
 from ducklake_infra.provision import render
 from ducklake_infra.provision.bundle import layout
 
-from backend_testlib import AUTH, LAKE_BUCKET, RAW_BUCKET, backend_env
+from backend_testlib import AUTH, LAKE_BUCKET, RAW_BUCKET, add_minio_user, backend_env
 from conftest import PG_BIN
 
 pytestmark = [pytest.mark.integration, pytest.mark.bundle]
@@ -68,17 +66,10 @@ def identities(pg_server, minio_server, tmp_path_factory):
                         "-v", f"reader_role={READER}", "-v", "reader_statement_timeout=5s",
                         "-f", str(script)], check=True, capture_output=True, text=True,
                        env=env, timeout=60)
-    admin = MinioAdmin(endpoint=minio_server.endpoint, credentials=StaticProvider(
-        minio_server.access_key, minio_server.secret_key), secure=False)
-    policy = render.minio_query_policy(spec_file.load())
-    doc = {"Version": "2012-10-17", "Statement": [
-        {"Effect": st["effect"], "Action": st["actions"],
-         "Resource": [r.replace(":::lake", f":::{LAKE_BUCKET}") for r in st["resources"]]}
-        for st in policy["statements"]]}
-    (tmp / "policy.json").write_text(json.dumps(doc))
-    admin.policy_add("qid-query-ro", str(tmp / "policy.json"))
-    admin.user_add(QUERY_KEY, QUERY_SECRET)
-    admin.attach_policy(["qid-query-ro"], user=QUERY_KEY)
+    spec = spec_file.load()
+    assert spec.lake_bucket == LAKE_BUCKET       # the rendered policy names the test's bucket
+    add_minio_user(minio_server, QUERY_KEY, QUERY_SECRET,
+                   {**render.minio_query_policy(spec), "name": "qid-query-ro"}, tmp)
     return pg_server, minio_server
 
 

@@ -88,12 +88,19 @@ def test_up_on_fresh_kind_runs_every_phase(spec, progress, fake_layout):
     assert users == [{"accessKey": "ducklake-backend", "existingSecret": "minio-backend-user",
                       "existingSecretKey": "secretKey", "policy": "ducklake-backend-rw"},
                      {"accessKey": "ducklake-query", "existingSecret": "minio-query-user",
-                      "existingSecretKey": "secretKey", "policy": "ducklake-query-ro"}]
+                      "existingSecretKey": "secretKey", "policy": "ducklake-query-ro"},
+                     {"accessKey": "ducklake-maintenance", "existingSecret": "minio-maintenance-user",
+                      "existingSecretKey": "secretKey", "policy": "ducklake-maintenance-rm"}]
     policies = json.loads(next(a for a in m.argv if a.startswith("policies="))[9:])
-    ro = next(pol for pol in policies if pol["name"] == "ducklake-query-ro")
-    assert {a for st in ro["statements"] for a in st["actions"]} == {
+    actions = {pol["name"]: {a for st in pol["statements"] for a in st["actions"]}
+               for pol in policies}
+    assert actions["ducklake-query-ro"] == {
         "s3:GetBucketLocation", "s3:ListBucket", "s3:GetObject"}       # reads only
-    assert {r for st in ro["statements"] for r in st["resources"]} == {
+    # only maintenance deletes (issue 16's ambiguous commit: a writer's rollback must not)
+    assert [n for n, a in actions.items() if "s3:DeleteObject" in a] == ["ducklake-maintenance-rm"]
+    assert actions["ducklake-maintenance-rm"] == {
+        "s3:GetBucketLocation", "s3:ListBucket", "s3:DeleteObject"}
+    assert {r for st in next(p for p in policies if p["name"] == "ducklake-query-ro")["statements"] for r in st["resources"]} == {
         "arn:aws:s3:::lake", "arn:aws:s3:::lake/*"}                     # the lake only
     p = by_name["postgresql"]
     assert str(spec.root / "charts/postgresql") in p.argv
@@ -128,7 +135,8 @@ def test_up_generates_secrets_only_on_stdin_and_redacts_them(spec, progress, fak
                             "storage/ducklake-catalog", "ducklake/ducklake-postgres",
                             "ducklake/ducklake-s3", "ducklake/ducklake-backend-token",
                             "storage/minio-query-user", "storage/ducklake-catalog-reader",
-                            "ducklake/ducklake-query-postgres", "ducklake/ducklake-query-s3"}
+                            "ducklake/ducklake-query-postgres", "ducklake/ducklake-query-s3",
+                            "storage/minio-maintenance-user", "ducklake/ducklake-maintenance-s3"}
     root = secrets["storage/minio-root"]
     assert root["rootPassword"] != "minioadmin" and len(root["rootPassword"]) >= 32
     assert root["rootUser"] != "minioadmin"
@@ -172,6 +180,9 @@ def existing_runner(spec, fake_layout) -> FakeRunner:
     secret("ducklake-catalog-reader", "storage", {"username": "ducklake_reader", "password": "r" * 32})
     secret("ducklake-query-postgres", "ducklake", {"username": "ducklake_reader", "password": "r" * 32})
     secret("ducklake-query-s3", "ducklake", {"access-key": "ducklake-query", "secret-key": "q" * 40})
+    secret("minio-maintenance-user", "storage", {"secretKey": "m" * 40})
+    secret("ducklake-maintenance-s3", "ducklake", {"access-key": "ducklake-maintenance",
+                                                   "secret-key": "m" * 40})
     opts = _opts(fake_layout)
     refs = render.image_refs(spec, opts)
     for rel in spec.releases.values():

@@ -125,7 +125,7 @@ def _identity_check(spec, progress, fake_layout, monkeypatch, answers):
     monkeypatch.setattr(stack_steps.time, "sleep", lambda s: None)
     s = _distributed(spec)
     r = FakeRunner()
-    r.on(r"get secret minio-(backend|query)-user", stdout=json.dumps(
+    r.on(r"get secret minio-(backend|query|maintenance)-user", stdout=json.dumps(
         {"data": {"secretKey": "c2VjcmV0LXZhbHVlLWZvci10ZXN0"}}))
     current, seen = [""], []
 

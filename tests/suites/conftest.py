@@ -25,6 +25,7 @@ BACKEND_SK = "backend-secret-key-0123456789"
 API_TOKEN = "api-token-0123456789abcdef"
 READER_PW = "reader-pw-0123456789"
 QUERY_SK = "query-secret-key-0123456789"
+MAINTENANCE_SK = "maintenance-secret-key-0123456789"
 
 
 def b64(s: str) -> str:
@@ -171,6 +172,10 @@ def build(spec: StackSpec) -> Objects:
     items.append(secret(b.query_postgres_secret.name, bns, {"username": rd.role, "password": READER_PW}))
     items.append(secret(b.query_s3_secret.name, bns, {"access-key": qu.access_key,
                                                        "secret-key": QUERY_SK}))
+    mu = m.maintenance_user
+    items.append(secret(mu.secret.name, sns, {mu.secret.keys[0]: MAINTENANCE_SK}))
+    items.append(secret(b.maintenance_s3_secret.name, bns, {"access-key": mu.access_key,
+                                                             "secret-key": MAINTENANCE_SK}))
     from ducklake_infra.provision import netpol
     items += netpol.network_policies(spec)
     releases = [
@@ -180,9 +185,8 @@ def build(spec: StackSpec) -> Objects:
     values = {m.release: {"mode": "standalone", "existingSecret": m.root_secret.name,
                           "rootUser": "", "rootPassword": "",
                           "users": [{"accessKey": u.access_key, "policy": u.policy}
-                                    for u in (m.backend_user, m.query_user)],
-                          "policies": [render.minio_backend_policy(spec),
-                                       render.minio_query_policy(spec)]}}
+                                    for u in (m.backend_user, m.query_user, m.maintenance_user)],
+                          "policies": render.minio_policies(spec)}}
     logs = {f"{sns}/minio-abc/minio": "API: http://10.0.0.1:9000\n",
             f"{bns}/ducklake-backend-xyz/backend": '{"msg": "starting"}\n'}
     return Objects(items, helm_releases=releases, helm_values=values, logs=logs)

@@ -394,8 +394,7 @@ def test_namespace_without_restricted_enforcement_fails(spec):
 
 def _surface(spec):
     m, cat = spec.minio, spec.postgresql.catalog
-    users = {m.backend_user.access_key: [m.backend_user.policy],
-             m.query_user.access_key: [m.query_user.policy]}
+    users = {u.access_key: [u.policy] for u in (m.backend_user, m.query_user, m.maintenance_user)}
     return users, {spec.raw_bucket: None, spec.lake_bucket: None}, \
         {cat.owner: False, cat.reader.role: False, "postgres": True}
 

@@ -251,7 +251,7 @@ def test_svg_of_the_distributed_profile_shows_its_shape_and_the_pods_per_node():
 # BE-STOP-001, RES-DISK-001, HA-MINIO-001, HA-MINIO-002, HA-PDB-001)
 PICTURE_BOXES = {
     "minio-release": {"MINIO-REL-001", "MINIO-MODE-001", "DRIFT-CHART-001"},
-    "minio-deploy": {"HA-MINIO-001", "HA-MINIO-002", "HA-MINIO-003", "HA-PDB-001", "RES-MINIO-002", "RES-DRAIN-001", "MINIO-MODE-001", "STORE-RWO-001", "RES-MINIO-001", "RES-NODE-001", "MINIO-POD-001",
+    "minio-deploy": {"HA-MINIO-001", "MINIO-IAM-003", "HA-MINIO-002", "HA-MINIO-003", "HA-PDB-001", "RES-MINIO-002", "RES-DRAIN-001", "MINIO-MODE-001", "STORE-RWO-001", "RES-MINIO-001", "RES-NODE-001", "MINIO-POD-001",
                      "MINIO-POD-002", "MINIO-BKT-001", "MINIO-IAM-002", "DRIFT-IMG-001",
                      "DRIFT-REPL-001", "DRIFT-RES-001"},
     "minio-svc": {"MINIO-SVC-001", "DRIFT-SVC-001"},
@@ -269,7 +269,7 @@ PICTURE_BOXES = {
                   "DRIFT-REPL-003", "DRIFT-RES-003"},
     "be-svc": {"BE-SVC-001", "BE-AUTH-001", "DRIFT-SVC-003"},
     "be-cm": {"BE-CFG-001", "SEC-CM-001"},
-    "be-secret": {"BE-CFG-001", "MINIO-IAM-001", "BE-QRY-001", "BE-QRY-002"},
+    "be-secret": {"BE-CFG-001", "MINIO-IAM-001", "BE-QRY-001", "BE-QRY-002", "MINIO-IAM-003"},
     "dataplane": {"DP-ING-001", "DP-S3-001", "DP-CAT-001", "DP-TT-001", "DP-DUCK-001",
                   "DP-READ-001"},
     "nodes": {"HA-MINIO-001", "HA-PG-002", "BE-HA-001", "RES-DRAIN-001"},

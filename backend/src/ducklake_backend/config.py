@@ -112,6 +112,13 @@ class Settings:
     query_pg_password: str = field(default="", repr=False)
     query_s3_access_key: str = field(default="", repr=False)
     query_s3_secret_key: str = field(default="", repr=False)
+    # maintenance's S3 identity, the only one that may delete in the lake bucket (its
+    # cleanup of unreferenced files). The writer's identity (s3_*) must not: DuckLake's
+    # rollback deletes the files of a transaction whose COMMIT failed, and a COMMIT cut by
+    # a failover may have committed (issue 16's ambiguous commit); a writer that cannot
+    # delete keeps them. Unset: maintenance uses the writer's identity (local development)
+    maintenance_s3_access_key: str = field(default="", repr=False)
+    maintenance_s3_secret_key: str = field(default="", repr=False)
     s3_region: str = "us-east-1"
     s3_use_ssl: bool = False
     raw_bucket: str = "raw"
@@ -151,7 +158,8 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
         for a, b in (("DUCKLAKE_QUERY_PG_USER", "DUCKLAKE_QUERY_PG_PASSWORD"),
-                     ("DUCKLAKE_QUERY_S3_ACCESS_KEY", "DUCKLAKE_QUERY_S3_SECRET_KEY")):
+                     ("DUCKLAKE_QUERY_S3_ACCESS_KEY", "DUCKLAKE_QUERY_S3_SECRET_KEY"),
+                     ("DUCKLAKE_MAINTENANCE_S3_ACCESS_KEY", "DUCKLAKE_MAINTENANCE_S3_SECRET_KEY")):
             if bool(env.get(a, "").strip()) != bool(env.get(b, "")):
                 raise ConfigError(f"{a} and {b} are set together or not at all")
         return cls(
@@ -168,6 +176,8 @@ class Settings:
             query_pg_password=env.get("DUCKLAKE_QUERY_PG_PASSWORD", ""),
             query_s3_access_key=env.get("DUCKLAKE_QUERY_S3_ACCESS_KEY", "").strip(),
             query_s3_secret_key=env.get("DUCKLAKE_QUERY_S3_SECRET_KEY", ""),
+            maintenance_s3_access_key=env.get("DUCKLAKE_MAINTENANCE_S3_ACCESS_KEY", "").strip(),
+            maintenance_s3_secret_key=env.get("DUCKLAKE_MAINTENANCE_S3_SECRET_KEY", ""),
             s3_region=_get(env, "DUCKLAKE_S3_REGION", "us-east-1"),
             s3_use_ssl=_bool(env, "DUCKLAKE_S3_USE_SSL", False),
             raw_bucket=_get(env, "DUCKLAKE_RAW_BUCKET", "raw"),
@@ -197,12 +207,18 @@ class Settings:
         """Values that must never appear in logs or error responses."""
         return [v for v in (self.pg_password, self.s3_secret_key, self.s3_access_key,
                             self.api_token, self.query_pg_password, self.query_s3_secret_key,
-                            self.query_s3_access_key) if v]
+                            self.query_s3_access_key, self.maintenance_s3_access_key,
+                            self.maintenance_s3_secret_key) if v]
 
     def reader_pg(self) -> tuple[str, str]:
         """(user, password) of the query path's PostgreSQL identity."""
         return (self.query_pg_user, self.query_pg_password) if self.query_pg_user \
             else (self.pg_user, self.pg_password)
+
+    def maintenance_s3(self) -> tuple[str, str]:
+        """(access key, secret key) of maintenance's S3 identity (deletes in the lake)."""
+        return (self.maintenance_s3_access_key, self.maintenance_s3_secret_key) \
+            if self.maintenance_s3_access_key else (self.s3_access_key, self.s3_secret_key)
 
     def reader_s3(self) -> tuple[str, str]:
         """(access key, secret key) of the query path's S3 identity."""

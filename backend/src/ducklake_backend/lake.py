@@ -3,11 +3,21 @@
 Concurrency model
 -----------------
 * Two in-memory DuckDB database instances per process, created lazily:
-  the *writer* (DuckLake attached read-write: ingest, and the catalog's
+  the *writer* (DuckLake attached read-write: ingest, compaction, and the catalog's
   initialisation at start-up) and the *reader* (the same DuckLake attached
   ``READ_ONLY``, local and plain-HTTP file systems disabled) used by every read:
   readiness, ``GET`` handlers and user SQL from ``POST /query``. A read never
-  writes, not even the catalog tables of an empty catalog.
+  writes, not even the catalog tables of an empty catalog. A third, the *cleaner*,
+  lives for one maintenance run: the only one whose S3 identity may delete in the
+  lake bucket (see "Ambiguous commits").
+* Ambiguous commits (issue 16): a COMMIT cut by a failover of the catalog's
+  PostgreSQL may have committed although the client saw an error, and DuckLake's
+  rollback then deletes the transaction's data files, which the committed snapshot
+  names. So the writer's S3 identity cannot delete (its rollback keeps the files:
+  orphans if the commit did not land, which maintenance deletes after a while), and
+  every ingest carries a marker in its snapshot's commit info: after a failed COMMIT
+  the backend asks the catalog whether the marker's snapshot exists, answers success
+  if it does and retries only if it does not (no lost file, no duplicate).
 * Every request works on its own ``cursor()`` (a separate DuckDB connection to
   the shared database instance), so requests never share a connection.
 * Writes (ingest) are serialised inside the process by a lock; commit
@@ -78,8 +88,26 @@ DEFAULT_ROW_GROUP_ROWS = 122_880   # DuckDB's and DuckLake's default
 MIN_ROW_GROUP_ROWS = 2_048         # one vector; rows wider than budget/2048 stay unbounded
 WIDTH_SAMPLE_FILES = 8             # the newest files of a table whose footers give its width
 
+# After a failed COMMIT, how long the catalog is asked whether it landed: a Patroni
+# failover took 1.6-3.8 s here (README, RES-PG-002 / RES-DRAIN-001); a restarted
+# standalone PostgreSQL about 10 s.
+COMMIT_OUTCOME_S = 30
+# Files in the lake that no snapshot names (a failed transaction's: the writer cannot
+# delete them) are deleted by maintenance once this old at least, whatever keep_s: a
+# file of an ingest still running is never that old (requests end within minutes).
+ORPHAN_MIN_AGE_S = 3600
+
 
 # --------------------------------------------------------------------------- pure helpers
+
+
+class CommitNotApplied(Exception):
+    """A COMMIT failed and the catalog shows its marker is not there: nothing of the
+    transaction is visible, so it may run again (retry_on_conflict does)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 def is_commit_conflict(exc: BaseException) -> bool:
@@ -105,8 +133,14 @@ def retry_on_conflict(
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001 - filtered below
-            if not is_commit_conflict(exc):
+            not_applied = isinstance(exc, CommitNotApplied)
+            if not (not_applied or is_commit_conflict(exc)):
                 raise
+            if attempt >= retries and not_applied and "conflict" not in str(exc).lower():
+                raise Unavailable(
+                    f"{what} did not commit and still failed after {retries} retries; nothing "
+                    f"of it is visible, retry the request later ({redact(str(exc)).splitlines()[0]})"
+                ) from exc
             if attempt >= retries:
                 raise Conflict(
                     f"{what} conflicted with a concurrent DuckLake commit and still failed after "
@@ -115,7 +149,7 @@ def retry_on_conflict(
             delay = min(max_delay, base_delay * (2**attempt)) * (0.5 + random.random() / 2)
             attempt += 1
             log.warning(
-                "commit conflict, retrying",
+                "commit not applied, retrying" if not_applied else "commit conflict, retrying",
                 extra={"ctx_attempt": attempt, "ctx_retries": retries, "ctx_delay_s": round(delay, 3)},
             )
             sleep(delay)
@@ -343,9 +377,12 @@ class Lake:
             http_client=http,
         )
 
-    def _secret_sql(self, read_only: bool) -> str:
+    def _secret_sql(self, read_only: bool, cleaner: bool = False) -> str:
+        """The S3 secret of a database: the query path's (reader), maintenance's (cleaner:
+        may delete in the lake bucket) or the writer's (may not: see "Ambiguous commits")."""
         s = self.settings
-        key_id, secret = s.reader_s3() if read_only else (s.s3_access_key, s.s3_secret_key)
+        key_id, secret = s.reader_s3() if read_only else s.maintenance_s3() if cleaner \
+            else (s.s3_access_key, s.s3_secret_key)
         return (
             "CREATE OR REPLACE SECRET lake_s3 (TYPE s3, "
             f"KEY_ID {sql_literal(key_id)}, SECRET {sql_literal(secret)}, "
@@ -364,7 +401,7 @@ class Lake:
         conninfo = s.pg_conninfo(passfile=self._passfile, user=user)  # no password: write_passfile
         return f"ATTACH {sql_literal('ducklake:postgres:' + conninfo)} AS {CATALOG} ({', '.join(options)})"
 
-    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+    def _open(self, read_only: bool, cleaner: bool = False) -> duckdb.DuckDBPyConnection:
         config = extensions.connection_config()
         # Spill files go to the (writable) temp dir, not ./.tmp: the root file
         # system is read-only in the Deployment.
@@ -376,7 +413,7 @@ class Lake:
         con = duckdb.connect(":memory:", config=config)
         try:
             extensions.install_and_load(con)
-            con.execute(self._secret_sql(read_only))
+            con.execute(self._secret_sql(read_only, cleaner))
             con.execute(self._attach_sql(read_only))
             if not read_only:
                 # Every file written to S3 is a multipart upload whose part buffer is
@@ -586,6 +623,8 @@ class Lake:
                                    "case-insensitive); use mode 'append'")
                 if mode == "append" and not existing:
                     raise NotFound(f"table {table!r} does not exist; use mode 'create'")
+                marker = json.dumps({"ingest": uuid.uuid4().hex})
+                committing = False
                 cur.begin()
                 try:
                     if mode == "create":
@@ -593,18 +632,31 @@ class Lake:
                     else:
                         cur.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {source}")
                     inserted = cur.fetchone()
+                    cur.execute(f"CALL {CATALOG}.set_commit_message(?, ?, extra_info => ?)",
+                                [self.settings.replica_name, f"ingest into {table}", marker])
                     if before_commit is not None:
                         before_commit()
+                    committing = True
                     cur.commit()
-                except BaseException:
+                except BaseException as exc:
                     try:
-                        cur.rollback()
+                        cur.rollback()      # the writer cannot delete: its files stay
                     except duckdb.Error:
                         pass
-                    raise
-                # the snapshot this connection committed (another replica may have
-                # committed since: the catalog's current snapshot is not ours)
-                snapshot = int(cur.execute(f"SELECT id FROM {CATALOG}.last_committed_snapshot()").fetchone()[0])
+                    if not (committing and isinstance(exc, duckdb.Error)):
+                        raise
+                    landed = self._commit_outcome(marker)
+                    if landed is None:
+                        raise CommitNotApplied(exc) from exc
+                    log.warning("commit answered with an error but landed",
+                                extra={"ctx_snapshot_id": landed,
+                                       "ctx_detail": redact(str(exc)).splitlines()[0]})
+                    snapshot = landed
+                else:
+                    # the snapshot this connection committed (another replica may have
+                    # committed since: the catalog's current snapshot is not ours)
+                    snapshot = int(cur.execute(
+                        f"SELECT id FROM {CATALOG}.last_committed_snapshot()").fetchone()[0])
                 if inserted:    # both CREATE TABLE AS and INSERT answer with the row count
                     rows = int(inserted[0])
                 else:
@@ -621,12 +673,40 @@ class Lake:
         log.info("ingested dataset", extra={f"ctx_{k}": v for k, v in result.items()})
         return result
 
+    def _commit_outcome(self, marker: str) -> int | None:
+        """After a failed COMMIT: the snapshot that carries ``marker`` (the commit landed),
+        or None (it did not), from the catalog as it is now. The catalog may be failing
+        over: it is asked again for up to COMMIT_OUTCOME_S, then the outcome is unknown
+        (503: the client must look before it retries)."""
+        deadline = time.monotonic() + COMMIT_OUTCOME_S
+        while True:
+            try:
+                cur = self._cursor(read_only=True)
+                try:
+                    row = cur.execute(f"SELECT snapshot_id FROM {CATALOG}.snapshots() "
+                                      "WHERE commit_extra_info = ?", [marker]).fetchone()
+                finally:
+                    cur.close()
+                return int(row[0]) if row else None
+            except (duckdb.Error, Unavailable) as exc:
+                self.reset()            # the next attempt connects again
+                if time.monotonic() >= deadline:
+                    raise Unavailable(
+                        f"the commit's outcome is unknown: the catalog did not answer for "
+                        f"{COMMIT_OUTCOME_S}s after the COMMIT failed; look at the table's "
+                        f"snapshots before retrying ({redact(str(exc)).splitlines()[0]})") from None
+                time.sleep(1.0)
+
     def maintain(self, keep_s: int) -> dict[str, Any]:
         """Compact small files, expire snapshots older than ``keep_s`` seconds and delete
-        the files no kept snapshot needs once they have been unreferenced for ``keep_s``.
+        the files no kept snapshot needs once they have been unreferenced for ``keep_s``,
+        and the files no snapshot names (failed transactions') once ORPHAN_MIN_AGE_S old.
         Each step is a DuckLake transaction: writers in other processes may commit while
-        it runs (a conflict is retried); ingests of this process wait for it."""
+        it runs (a conflict is retried); ingests of this process wait for it. Compaction
+        writes with the writer's identity (a cut COMMIT keeps its files); only the two
+        deleting steps run in the cleaner, whose identity may delete."""
         keep = f"now() - INTERVAL '{int(keep_s)} seconds'"
+        orphan_age = f"now() - INTERVAL '{max(int(keep_s), ORPHAN_MIN_AGE_S)} seconds'"
 
         def once() -> dict[str, Any]:
             cur = self._cursor(read_only=False)
@@ -644,8 +724,6 @@ class Lake:
                     merged = cur.execute(f"CALL ducklake_merge_adjacent_files('{CATALOG}')").fetchall()
                     expired = cur.execute(f"CALL ducklake_expire_snapshots('{CATALOG}', "
                                           f"older_than => {keep})").fetchall()
-                    deleted = cur.execute(f"CALL ducklake_cleanup_old_files('{CATALOG}', "
-                                          f"older_than => {keep})").fetchall()
                 finally:
                     try:
                         cur.execute("RESET threads")
@@ -653,9 +731,11 @@ class Lake:
                         log.warning("threads not reset", extra={"ctx_detail": redact(str(exc))})
             finally:
                 cur.close()
+            deleted, orphans = self._clean(keep, orphan_age)
             return {"files_merged": sum(int(r[2]) for r in merged),
                     "files_written": sum(int(r[3]) for r in merged),
-                    "snapshots_expired": len(expired), "files_deleted": len(deleted)}
+                    "snapshots_expired": len(expired), "files_deleted": len(deleted),
+                    "orphans_deleted": len(orphans)}
 
         start = time.monotonic()
         with self._write_lock:
@@ -666,6 +746,23 @@ class Lake:
         result["seconds"] = round(time.monotonic() - start, 3)
         log.info("maintenance done", extra={f"ctx_{k}": v for k, v in result.items()})
         return result
+
+    def _clean(self, keep: str, orphan_age: str) -> tuple[list, list]:
+        """Delete what no kept snapshot needs and the orphans, in a database of its own
+        (the cleaner) opened for this and closed after: the only one with the identity
+        that may delete in the lake bucket."""
+        try:
+            con = self._open(read_only=False, cleaner=True)
+        except duckdb.Error as exc:
+            raise Unavailable(f"cannot attach the DuckLake catalog for cleanup: {redact(str(exc))}") from None
+        try:
+            deleted = con.execute(f"CALL ducklake_cleanup_old_files('{CATALOG}', "
+                                  f"older_than => {keep})").fetchall()
+            orphans = con.execute(f"CALL ducklake_delete_orphaned_files('{CATALOG}', "
+                                  f"older_than => {orphan_age})").fetchall()
+        finally:
+            con.close()
+        return deleted, orphans
 
     def _size_row_groups(self, cur: duckdb.DuckDBPyConnection, threads: int) -> None:
         """Give every table of several files a Parquet row group that ``threads`` scans

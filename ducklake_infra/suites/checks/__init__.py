@@ -21,6 +21,7 @@ from ducklake_infra.suites.checks.minio import (  # noqa: F401
     check_minio_root_secret,
     check_minio_services,
     check_minio_mode)
+from ducklake_infra.suites.checks.minio_iam import check_only_maintenance_deletes  # noqa: F401
 from ducklake_infra.suites.checks.ha import (  # noqa: F401
     check_erasure_set_health,
     check_minio_disruption_budget,

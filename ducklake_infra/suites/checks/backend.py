@@ -171,7 +171,9 @@ CREDENTIAL_ENV = {"DUCKLAKE_PG_USER": ("postgres", 0), "DUCKLAKE_PG_PASSWORD": (
                   "DUCKLAKE_QUERY_PG_USER": ("query_postgres", 0),
                   "DUCKLAKE_QUERY_PG_PASSWORD": ("query_postgres", 1),
                   "DUCKLAKE_QUERY_S3_ACCESS_KEY": ("query_s3", 0),
-                  "DUCKLAKE_QUERY_S3_SECRET_KEY": ("query_s3", 1)}
+                  "DUCKLAKE_QUERY_S3_SECRET_KEY": ("query_s3", 1),
+                  "DUCKLAKE_MAINTENANCE_S3_ACCESS_KEY": ("maintenance_s3", 0),
+                  "DUCKLAKE_MAINTENANCE_S3_SECRET_KEY": ("maintenance_s3", 1)}
 
 
 def expected_backend_config(spec: StackSpec) -> dict[str, str]:
@@ -206,7 +208,8 @@ def check_backend_config(objs: Objects, spec: StackSpec) -> Result:
         if not problems:
             good.append(f"ConfigMap {b.configmap} matches the stack spec ({', '.join(EXPECTED_CONFIG)})")
     secrets = {"postgres": b.postgres_secret, "s3": b.s3_secret, "token": b.token_secret,
-               "query_postgres": b.query_postgres_secret, "query_s3": b.query_s3_secret}
+               "query_postgres": b.query_postgres_secret, "query_s3": b.query_s3_secret,
+               "maintenance_s3": b.maintenance_s3_secret}
     for var, (which, idx) in CREDENTIAL_ENV.items():
         s = secrets[which]
         e = _env_value(c, var)
