@@ -96,6 +96,7 @@ COMMIT_OUTCOME_S = 30
 # delete them) are deleted by maintenance once this old at least, whatever keep_s: a
 # file of an ingest still running is never that old (requests end within minutes).
 ORPHAN_MIN_AGE_S = 3600
+CLEANER_MEMORY = 128 * MIB         # the cleaner's memory_limit: it holds file lists only
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -409,6 +410,8 @@ class Lake:
         # bounded by the container, not the host (DuckDB's default is 80% of the host)
         if self.memory_limit:
             config["memory_limit"] = f"{self.memory_limit // MIB}MiB"
+        if cleaner:     # lists and deletes files, reads no data: a third database stays small
+            config["memory_limit"] = f"{min(self.memory_limit or CLEANER_MEMORY, CLEANER_MEMORY) // MIB}MiB"
         config["max_temp_directory_size"] = f"{self.settings.max_temp_bytes // MIB}MiB"
         con = duckdb.connect(":memory:", config=config)
         try:
