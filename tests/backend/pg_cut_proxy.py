@@ -15,8 +15,9 @@ SSL_REQUEST, GSS_REQUEST = 80877103, 80877104
 
 class CommitCutProxy:
     """``arm()`` cuts the next COMMIT that ends a transaction which wrote DuckLake's
-    snapshot table: after the server committed it (``land=True``: ambiguous) or before
-    the server saw it (``land=False``: the transaction aborts with the connection);
+    snapshot table: after the server committed it (``land=True``: ambiguous), before the
+    server saw it (``land=False``: the transaction aborts with the connection), or just
+    after sending it on (``land="sent"``: the server may still be committing);
     ``cut`` tells whether it happened. ``queries`` keeps the simple-protocol query texts
     seen (for diagnostics)."""
 
@@ -131,6 +132,11 @@ class _Conn:
                             self._shut()
                             return
                         self.cutting.set()
+                        if self.proxy.land == "sent":   # forwarded, then cut at once
+                            self.server.sendall(head + body)
+                            self.proxy.cut.set()
+                            self._shut()
+                            return
                 self.server.sendall(head + body)
         except (ConnectionError, OSError):
             self._shut()

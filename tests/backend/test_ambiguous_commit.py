@@ -167,10 +167,43 @@ def test_an_outcome_the_catalog_cannot_tell_is_a_503_that_says_so(backend, monke
         proxy.restore()
     assert proxy.cut.is_set()
     assert r.status_code == 503 and "outcome is unknown" in r.json()["detail"], r.text
-    # it did land: the client that looks first finds it, and nothing is lost
+    # it did land: the client that looks first finds its marker, and nothing is lost
+    marker = r.json()["detail"].split("marker ", 1)[1].split(" in its snapshot", 1)[0]
+    snaps = c.get("/tables/amb/snapshots").json()["snapshots"]
+    assert snaps[-1]["commit_extra_info"] == marker, (marker, snaps[-1])
     assert _count_and_sum(c) == (before[0] + 10, before[1] + 45)
     named, stored = _files(c)
     assert named <= stored
+
+
+def test_a_commit_still_waiting_for_its_standby_is_waited_for_not_run_again(backend, pg_server):
+    """The COMMIT reached the server, which waits for a synchronous standby (here one that
+    does not exist) when the connection is cut: not visible yet, but it will be. The
+    backend must wait for it (a session of its role still in COMMIT), not run the ingest
+    again: a duplicate. The standby requirement is lifted after 3 s."""
+    import threading
+
+    import psycopg
+    c, proxy = backend
+
+    def sync_standbys(names: str) -> None:
+        with psycopg.connect(pg_server.conninfo(), autocommit=True) as con:
+            con.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{names}'")
+            con.execute("SELECT pg_reload_conf()")
+
+    before = _count_and_sum(c)
+    sync_standbys("ghost")
+    lift = threading.Timer(3.0, sync_standbys, [""])
+    try:
+        proxy.arm(land="sent")
+        lift.start()
+        r = c.post("/tables/amb/ingest", json={"dataset": "amb.csv", "mode": "append"})
+    finally:
+        lift.join()
+        sync_standbys("")
+    assert proxy.cut.is_set()
+    assert r.status_code == 200, r.text
+    assert _count_and_sum(c) == (before[0] + 10, before[1] + 45), "lost or duplicated"
 
 
 def test_maintenance_deletes_the_orphans_and_nothing_the_lake_names(backend, monkeypatch):

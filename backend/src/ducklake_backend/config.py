@@ -235,6 +235,10 @@ class Settings:
             "user": user or self.pg_user,
             "passfile": passfile,
             "connect_timeout": str(self.pg_connect_timeout_s),
+            # a catalog that vanished without a reset (a node lost) is noticed in about
+            # 20 s, not the kernel's 15 min: a COMMIT's outcome is asked within 30 s
+            "keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "3",
+            "keepalives_count": "3", "tcp_user_timeout": "20000",
         }
         return " ".join(f"{k}={_libpq_quote(v)}" for k, v in parts.items())
 

@@ -97,6 +97,11 @@ COMMIT_OUTCOME_S = 30
 # file of an ingest still running is never that old (requests end within minutes).
 ORPHAN_MIN_AGE_S = 3600
 CLEANER_MEMORY = 128 * MIB         # the cleaner's memory_limit: it holds file lists only
+# sessions of the catalog owner (this replica's and the others') that began before a
+# failed COMMIT and still wait in one: its outcome is not final while there are any
+_PENDING_COMMITS = ("SELECT count(*) FROM pg_stat_activity WHERE usename = current_user "
+                    "AND pid <> pg_backend_pid() AND xact_start <= to_timestamp({before}) "
+                    "AND (wait_event = 'SyncRep' OR (state = 'active' AND query ILIKE 'COMMIT%'))")
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -648,7 +653,7 @@ class Lake:
                         pass
                     if not (committing and isinstance(exc, duckdb.Error)):
                         raise
-                    landed = self._commit_outcome(marker)
+                    landed = self._commit_outcome(marker, failed_at=time.time())
                     if landed is None:
                         raise CommitNotApplied(exc) from exc
                     log.warning("commit answered with an error but landed",
@@ -676,29 +681,53 @@ class Lake:
         log.info("ingested dataset", extra={f"ctx_{k}": v for k, v in result.items()})
         return result
 
-    def _commit_outcome(self, marker: str) -> int | None:
+    def _commit_outcome(self, marker: str, failed_at: float) -> int | None:
         """After a failed COMMIT: the snapshot that carries ``marker`` (the commit landed),
-        or None (it did not), from the catalog as it is now. The catalog may be failing
-        over: it is asked again for up to COMMIT_OUTCOME_S, then the outcome is unknown
-        (503: the client must look before it retries)."""
+        or None (it did not and cannot any more), from the catalog as it is now. Not there
+        yet is not final while a session of the catalog owner that began before the
+        failure still waits in COMMIT (synchronous replication: a commit becomes visible
+        only once the standby has it; a server whose client went away keeps waiting). The
+        catalog may be failing over: it is asked again for up to COMMIT_OUTCOME_S (each
+        query interrupted at the deadline), then the outcome is unknown: a 503 that names
+        the marker (GET /tables/{table}/snapshots shows it once it landed)."""
         deadline = time.monotonic() + COMMIT_OUTCOME_S
+        why = "no answer"
         while True:
             try:
-                cur = self._cursor(read_only=True)
-                try:
-                    row = cur.execute(f"SELECT snapshot_id FROM {CATALOG}.snapshots() "
-                                      "WHERE commit_extra_info = ?", [marker]).fetchone()
-                finally:
-                    cur.close()
-                return int(row[0]) if row else None
+                row = self._bounded(deadline, lambda cur: cur.execute(
+                    f"SELECT snapshot_id FROM {CATALOG}.snapshots() WHERE commit_extra_info = ?",
+                    [marker]).fetchone(), read_only=True)
+                if row:
+                    return int(row[0])
+                waiting = self._bounded(deadline, lambda cur: cur.execute(
+                    "SELECT * FROM postgres_query(?, ?)", [CATALOG_DB, _PENDING_COMMITS.format(
+                        before=float(failed_at) + 1.0)]).fetchone()[0], read_only=False)
+                if not waiting:
+                    return None
+                why = f"{waiting} session(s) of the catalog owner still in COMMIT"
             except (duckdb.Error, Unavailable) as exc:
                 self.reset()            # the next attempt connects again
-                if time.monotonic() >= deadline:
-                    raise Unavailable(
-                        f"the commit's outcome is unknown: the catalog did not answer for "
-                        f"{COMMIT_OUTCOME_S}s after the COMMIT failed; look at the table's "
-                        f"snapshots before retrying ({redact(str(exc)).splitlines()[0]})") from None
-                time.sleep(1.0)
+                why = redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
+            if time.monotonic() >= deadline:
+                raise Unavailable(
+                    f"the commit's outcome is unknown after {COMMIT_OUTCOME_S}s ({why}); it carries "
+                    f"the marker {marker} in its snapshot's commit_extra_info: look at the "
+                    "table's snapshots before retrying") from None
+            time.sleep(1.0)
+
+    def _bounded(self, deadline: float, fn: Callable[[duckdb.DuckDBPyConnection], T],
+                 read_only: bool) -> T:
+        """``fn`` on a new cursor, interrupted at ``deadline`` (a query on a connection
+        whose peer vanished would otherwise wait for the kernel)."""
+        cur = self._cursor(read_only=read_only) if read_only else self.catalog_db_cursor()
+        timer = threading.Timer(max(deadline - time.monotonic(), 0.5), cur.interrupt)
+        timer.daemon = True
+        timer.start()
+        try:
+            return fn(cur)
+        finally:
+            timer.cancel()
+            cur.close()
 
     def maintain(self, keep_s: int) -> dict[str, Any]:
         """Compact small files, expire snapshots older than ``keep_s`` seconds and delete
@@ -883,8 +912,9 @@ class Lake:
                 raise NotFound(f"table {table!r} does not exist")
             names = {n.lower() for n in (f"{SCHEMA}.{table}", f"{SCHEMA}.{quote_identifier(table)}", table)}
             out = []
-            for snapshot_id, snapshot_time, schema_version, changes in cur.execute(
-                f"SELECT snapshot_id, snapshot_time, schema_version, changes FROM {CATALOG}.snapshots() ORDER BY snapshot_id"
+            for snapshot_id, snapshot_time, schema_version, changes, extra in cur.execute(
+                f"SELECT snapshot_id, snapshot_time, schema_version, changes, commit_extra_info "
+                f"FROM {CATALOG}.snapshots() ORDER BY snapshot_id"
             ).fetchall():
                 changes = changes or {}
                 touched = any(
@@ -900,6 +930,9 @@ class Lake:
                             "snapshot_time": to_jsonable(snapshot_time),
                             "schema_version": int(schema_version),
                             "changes": to_jsonable(changes),
+                            # the ingest's marker: after a 503 "outcome unknown" it shows
+                            # whether that ingest landed
+                            "commit_extra_info": extra,
                         }
                     )
             return {"table": table, "snapshots": out}
