@@ -16,13 +16,14 @@ real one, and the policy is what saves the lake."""
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from fastapi.testclient import TestClient
 from minio import Minio
 from minio.error import S3Error
 
-from ducklake_backend import lake as lake_module
+from ducklake_backend import commits, lake as lake_module
 from ducklake_backend.app import create_app
 from ducklake_backend.config import Settings
 from ducklake_infra.provision import render, spec_file
@@ -158,7 +159,7 @@ def test_a_commit_that_did_not_land_runs_again_once(backend):
 
 def test_an_outcome_the_catalog_cannot_tell_is_a_503_that_says_so(backend, monkeypatch):
     c, proxy = backend
-    monkeypatch.setattr(lake_module, "COMMIT_OUTCOME_S", 2)
+    monkeypatch.setattr(commits, "COMMIT_OUTCOME_S", 2)
     before = _count_and_sum(c)
     proxy.arm(land=True, sever=True)
     try:
@@ -167,10 +168,37 @@ def test_an_outcome_the_catalog_cannot_tell_is_a_503_that_says_so(backend, monke
         proxy.restore()
     assert proxy.cut.is_set()
     assert r.status_code == 503 and "outcome is unknown" in r.json()["detail"], r.text
-    # it did land: the client that looks first finds its marker, and nothing is lost
-    marker = r.json()["detail"].split("marker ", 1)[1].split(" in its snapshot", 1)[0]
+    # it did land: its key is in the table's snapshots, and a retry with the key answers
+    # that ingest instead of running it again
+    key = r.json()["detail"].split("the ingest's key is ", 1)[1].split(":", 1)[0]
     snaps = c.get("/tables/amb/snapshots").json()["snapshots"]
-    assert snaps[-1]["commit_extra_info"] == marker, (marker, snaps[-1])
+    assert json.loads(snaps[-1]["commit_extra_info"])["ingest"] == key, (key, snaps[-1])
+    again = c.post("/tables/amb/ingest", json={"dataset": "amb.csv", "mode": "append"},
+                   headers={"Idempotency-Key": key})
+    assert again.status_code == 200 and again.json()["replayed"] is True, again.text
+    assert again.json()["snapshot_id"] == snaps[-1]["snapshot_id"] and again.json()["rows_ingested"] == 10
+    assert _count_and_sum(c) == (before[0] + 10, before[1] + 45)
+
+
+def test_an_idempotency_key_runs_an_ingest_once(backend):
+    c, _ = backend
+    before = _count_and_sum(c)
+    key = "client-batch:0001"
+    first = c.post("/tables/amb/ingest", json={"dataset": "amb.csv", "mode": "append"},
+                   headers={"Idempotency-Key": key})
+    assert first.status_code == 200 and "replayed" not in first.json(), first.text
+    rows = c.post("/tables/amb/rows", content=ROWS, headers={"content-type": "text/csv",
+                                                            "Idempotency-Key": key})
+    assert rows.status_code == 200 and rows.json()["replayed"] is True, rows.text
+    assert rows.json()["snapshot_id"] == first.json()["snapshot_id"]
+    assert _count_and_sum(c) == (before[0] + 10, before[1] + 45)
+    other = c.post("/tables/amb2/ingest", json={"dataset": "amb.csv", "mode": "create"},
+                   headers={"Idempotency-Key": key})
+    assert other.status_code == 409 and "was used for table" in other.json()["detail"], other.text
+    for bad in ("", " x", "a" * 129, "x/y", "x'--", "{{x}}"):
+        r = c.post("/tables/amb/ingest", json={"dataset": "amb.csv", "mode": "append"},
+                   headers={"Idempotency-Key": bad})
+        assert r.status_code in (400, 422), (bad, r.status_code, r.text)
     assert _count_and_sum(c) == (before[0] + 10, before[1] + 45)
     named, stored = _files(c)
     assert named <= stored

@@ -508,3 +508,77 @@ def test_other_internal_errors_stay_500():
     import duckdb
     from ducklake_backend.lake import client_error_from_duckdb
     assert client_error_from_duckdb(duckdb.Error("INTERNAL Error: something else")).status_code == 500
+
+
+# ----------------------------------------------------------------- a failed COMMIT's outcome
+
+
+class _Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+    def sleep(self, s):
+        self.t += s
+
+
+def _outcome(finds, pendings, outcome_s=30):
+    """commits.await_outcome over scripted answers (an Exception raises); the calls made."""
+    from ducklake_backend import commits
+    clock, calls = _Clock(), []
+
+    def step(script, what):
+        def fn(deadline):
+            calls.append(what)
+            answer = script.pop(0) if len(script) > 1 else script[0]
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        return fn
+
+    result = commits.await_outcome(step(finds, "find"), step(pendings, "pending"),
+                                   lambda: calls.append("reset"), "key-1", outcome_s=outcome_s,
+                                   clock=clock, sleep=clock.sleep)
+    return result, calls, clock.t
+
+
+def test_a_landed_commit_is_found_at_once():
+    result, calls, _ = _outcome([{"snapshot_id": 7, "table": "t", "rows": 3}], [0])
+    assert result["snapshot_id"] == 7 and calls == ["find"]
+
+
+def test_not_landed_needs_two_answers_settle_s_apart():
+    from ducklake_backend import commits
+    result, calls, waited = _outcome([None], [0])
+    assert result is None and calls.count("pending") >= 2 and waited >= commits.SETTLE_S
+
+
+def test_a_commit_still_pending_is_waited_for_until_it_lands():
+    landed = {"snapshot_id": 9, "table": "t", "rows": 1}
+    result, calls, _ = _outcome([None, None, None, landed], [1, 1, 1])
+    assert result == landed and "reset" not in calls
+
+
+def test_pending_then_gone_starts_the_settling_again():
+    from ducklake_backend import commits
+    result, calls, waited = _outcome([None], [0, 1, 0, 0, 0, 0])
+    assert result is None and waited >= commits.SETTLE_S + 1.0
+
+
+def test_a_silent_catalog_is_a_503_naming_the_key_and_resets_the_connections():
+    from ducklake_backend.errors import Unavailable
+    err = duckdb.IOException("server closed the connection unexpectedly password=hunter2")
+    with pytest.raises(Unavailable) as info:
+        _outcome([err], [0], outcome_s=5)
+    msg = info.value.message
+    assert "outcome is unknown after 5s" in msg and "Idempotency-Key: key-1" in msg
+    assert "hunter2" not in msg
+
+
+def test_a_commit_pending_past_the_deadline_is_unknown_not_absent():
+    from ducklake_backend.errors import Unavailable
+    with pytest.raises(Unavailable) as info:
+        _outcome([None], [2], outcome_s=3)
+    assert "2 session(s) of the catalog role still in COMMIT" in info.value.message

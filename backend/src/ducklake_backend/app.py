@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from . import __version__
 from .config import Settings
+from .commits import KEY_PATTERN
 from .errors import ApiError, BadRequest, PayloadTooLarge, TooManyRequests, UnsupportedMediaType
 from .lake import CSV, PARQUET, Lake, body_is_parquet
 from .maintenance import Maintenance
@@ -41,6 +42,9 @@ class IngestRequest(BaseModel):
 _RESERVED = {"pattern": "^([dD][uU][cC][kK][lL][aA][kK][eE]_|__)"}
 TableName = Path(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", json_schema_extra={"not": _RESERVED},
                  description="a plain identifier; the ducklake_ prefix is reserved")
+IdempotencyKey = Header(None, alias="Idempotency-Key", pattern=KEY_PATTERN, description=(
+    "names the ingest: a retry with the same key answers the ingest that landed instead of "
+    "running it again (after a 503 whose outcome is unknown, or a lost answer)"))
 DatasetName = Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
                    description="an object name in the raw bucket")
 
@@ -287,7 +291,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
                                                    description="keep a raw copy under this name in "
                                                                "the raw bucket (none: the rows go to "
                                                                "the table only)"),
-                       mode: Literal["create", "append"] = Query("append")) -> dict[str, Any]:
+                       mode: Literal["create", "append"] = Query("append"),
+                       idempotency_key: str | None = IdempotencyKey) -> dict[str, Any]:
         """Ingest the body into the table in one call, one snapshot, as ``POST
         /tables/{table}/ingest`` does for an uploaded dataset. With ``dataset``, the raw
         copy goes to ``s3://<raw bucket>/<dataset>`` meanwhile and the snapshot commits only
@@ -298,13 +303,15 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         fmt = _upload_format(dataset or "", request.headers.get("content-type"))
         with tempfile.NamedTemporaryFile(prefix="rows-", suffix=".parquet" if fmt == PARQUET else ".csv") as f:
             size = await _receive(request, f, fmt)
-            return await run_in_threadpool(lake.ingest_file, table, dataset, mode, f.name, size, fmt)
+            return await run_in_threadpool(lake.ingest_file, table, dataset, mode, f.name, size, fmt,
+                                           idempotency_key)
 
     @app.post("/tables/{table}/ingest", tags=["tables"], responses=_responses(400, 404, 409, 503))
-    def ingest(body: IngestRequest, table: str = TableName) -> dict[str, Any]:
+    def ingest(body: IngestRequest, table: str = TableName,
+               idempotency_key: str | None = IdempotencyKey) -> dict[str, Any]:
         """Ingest a raw dataset into a DuckLake table (create or append), one snapshot per call."""
         validate_identifier(table)
-        return lake.ingest(table, body.dataset, body.mode)
+        return lake.ingest(table, body.dataset, body.mode, idempotency_key)
 
     @app.get("/tables", tags=["tables"], responses=_responses(503))
     def tables() -> dict[str, Any]:

@@ -32,7 +32,6 @@ import json
 
 import logging
 import os
-import random
 import tempfile
 import threading
 import time
@@ -46,7 +45,8 @@ import urllib3
 from minio import Minio
 from minio.error import S3Error
 
-from . import extensions
+from . import commits, extensions
+from .commits import CommitNotApplied, is_commit_conflict, retry_on_conflict
 from .config import Settings, duckdb_memory_limit
 from .errors import ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge, QueryTimeout, Unavailable
 from .logs import redact, redactor
@@ -88,77 +88,16 @@ DEFAULT_ROW_GROUP_ROWS = 122_880   # DuckDB's and DuckLake's default
 MIN_ROW_GROUP_ROWS = 2_048         # one vector; rows wider than budget/2048 stay unbounded
 WIDTH_SAMPLE_FILES = 8             # the newest files of a table whose footers give its width
 
-# After a failed COMMIT, how long the catalog is asked whether it landed: a Patroni
-# failover took 1.6-3.8 s here (README, RES-PG-002 / RES-DRAIN-001); a restarted
-# standalone PostgreSQL about 10 s.
-COMMIT_OUTCOME_S = 30
 # Files in the lake that no snapshot names (a failed transaction's: the writer cannot
 # delete them) are deleted by maintenance once this old at least, whatever keep_s: a
 # file of an ingest still running is never that old (requests end within minutes).
 ORPHAN_MIN_AGE_S = 3600
 CLEANER_MEMORY = 128 * MIB         # the cleaner's memory_limit: it holds file lists only
-# sessions of the catalog owner (this replica's and the others') that began before a
-# failed COMMIT and still wait in one: its outcome is not final while there are any
-_PENDING_COMMITS = ("SELECT count(*) FROM pg_stat_activity WHERE usename = current_user "
-                    "AND pid <> pg_backend_pid() AND xact_start <= to_timestamp({before}) "
-                    "AND (wait_event = 'SyncRep' OR (state = 'active' AND query ILIKE 'COMMIT%'))")
 
 
 # --------------------------------------------------------------------------- pure helpers
 
 
-class CommitNotApplied(Exception):
-    """A COMMIT failed and the catalog shows its marker is not there: nothing of the
-    transaction is visible, so it may run again (retry_on_conflict does)."""
-
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-
-
-def is_commit_conflict(exc: BaseException) -> bool:
-    """DuckLake reports concurrent-commit conflicts as TransactionException / 'conflict' messages."""
-    if isinstance(exc, duckdb.TransactionException):
-        return True
-    return isinstance(exc, duckdb.Error) and "conflict" in str(exc).lower()
-
-
-def retry_on_conflict(
-    fn: Callable[[], T],
-    retries: int,
-    *,
-    base_delay: float = 0.1,
-    max_delay: float = 2.0,
-    sleep: Callable[[float], None] = time.sleep,
-    what: str = "commit",
-) -> T:
-    """Run ``fn``; on a commit conflict retry up to ``retries`` times with
-    exponential backoff and jitter, then raise :class:`Conflict` (HTTP 409)."""
-    attempt = 0
-    while True:
-        try:
-            return fn()
-        except Exception as exc:  # noqa: BLE001 - filtered below
-            not_applied = isinstance(exc, CommitNotApplied)
-            if not (not_applied or is_commit_conflict(exc)):
-                raise
-            if attempt >= retries and not_applied and "conflict" not in str(exc).lower():
-                raise Unavailable(
-                    f"{what} did not commit and still failed after {retries} retries; nothing "
-                    f"of it is visible, retry the request later ({redact(str(exc)).splitlines()[0]})"
-                ) from exc
-            if attempt >= retries:
-                raise Conflict(
-                    f"{what} conflicted with a concurrent DuckLake commit and still failed after "
-                    f"{retries} retries; retry the request later ({redact(str(exc)).splitlines()[0]})"
-                ) from exc
-            delay = min(max_delay, base_delay * (2**attempt)) * (0.5 + random.random() / 2)
-            attempt += 1
-            log.warning(
-                "commit not applied, retrying" if not_applied else "commit conflict, retrying",
-                extra={"ctx_attempt": attempt, "ctx_retries": retries, "ctx_delay_s": round(delay, 3)},
-            )
-            sleep(delay)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -584,15 +523,15 @@ class Lake:
     def _current_snapshot(self, cur: duckdb.DuckDBPyConnection) -> int:
         return int(cur.execute(f"SELECT id FROM {CATALOG}.current_snapshot()").fetchone()[0])
 
-    def ingest(self, table: str, dataset: str, mode: str) -> dict[str, Any]:
+    def ingest(self, table: str, dataset: str, mode: str, key: str | None = None) -> dict[str, Any]:
         """Ingest dataset ``dataset`` of the raw bucket into ``table``: one snapshot."""
         validate_identifier(table)
         if mode not in ("create", "append"):
             raise BadRequest(f"mode must be 'create' or 'append', got {mode!r}")
-        return self._ingest(table, dataset, mode, self._dataset_source(dataset))
+        return self._ingest(table, dataset, mode, self._dataset_source(dataset), key=key)
 
     def ingest_file(self, table: str, dataset: str | None, mode: str, path: str, length: int,
-                    content_type: str) -> dict[str, Any]:
+                    content_type: str, key: str | None = None) -> dict[str, Any]:
         """Ingest the local file at ``path`` (a request's body) into ``table``: one snapshot.
         With ``dataset``, its copy goes to ``s3://<raw bucket>/<dataset>`` meanwhile and the
         snapshot commits only once the copy is stored (no row without its raw dataset; a
@@ -604,7 +543,7 @@ class Lake:
             raise BadRequest(f"mode must be 'create' or 'append', got {mode!r}")
         source = source_sql(path, content_type == PARQUET)
         if dataset is None:
-            return {**self._ingest(table, None, mode, source), "uri": None, "bytes": length}
+            return {**self._ingest(table, None, mode, source, key=key), "uri": None, "bytes": length}
 
         def copy() -> dict[str, Any]:
             with open(path, "rb") as f:
@@ -613,25 +552,32 @@ class Lake:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-copy") as pool:
             stored = pool.submit(copy)
             try:
-                result = self._ingest(table, dataset, mode, source, before_commit=stored.result)
+                result = self._ingest(table, dataset, mode, source, before_commit=stored.result, key=key)
             finally:
                 stored.exception()          # the copy ends before the file goes
         return {**result, "uri": stored.result()["uri"], "bytes": length}
 
     def _ingest(self, table: str, dataset: str | None, mode: str, source: str,
-                before_commit: Callable[[], Any] | None = None) -> dict[str, Any]:
+                before_commit: Callable[[], Any] | None = None,
+                key: str | None = None) -> dict[str, Any]:
+        """One snapshot; ``key`` (the client's Idempotency-Key) names the ingest: an ingest
+        of that key that landed before is answered, not run again (commits.py)."""
         target = f"{CATALOG}.{SCHEMA}.{quote_identifier(table)}"
 
         def once() -> dict[str, Any]:
+            ingest_key = key or uuid.uuid4().hex
             cur = self._cursor(read_only=False)
             try:
+                if key is not None:
+                    done = commits.landed(cur.execute(commits.find_marker_sql(CATALOG), [key]).fetchone())
+                    if done is not None:
+                        return self._replayed(done, key, table, dataset, mode)
                 existing = self._table_name(cur, table)
                 if mode == "create" and existing:
                     raise Conflict(f"table {existing!r} already exists (table names are "
                                    "case-insensitive); use mode 'append'")
                 if mode == "append" and not existing:
                     raise NotFound(f"table {table!r} does not exist; use mode 'create'")
-                marker = json.dumps({"ingest": uuid.uuid4().hex})
                 committing = False
                 cur.begin()
                 try:
@@ -640,8 +586,12 @@ class Lake:
                     else:
                         cur.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {source}")
                     inserted = cur.fetchone()
+                    # both CREATE TABLE AS and INSERT answer with the row count
+                    rows = int(inserted[0]) if inserted else int(cur.execute(
+                        f"SELECT count(*) FROM {target}").fetchone()[0])
                     cur.execute(f"CALL {CATALOG}.set_commit_message(?, ?, extra_info => ?)",
-                                [self.settings.replica_name, f"ingest into {table}", marker])
+                                [self.settings.replica_name, f"ingest into {table}",
+                                 commits.marker(ingest_key, table, rows)])
                     if before_commit is not None:
                         before_commit()
                     committing = True
@@ -653,23 +603,20 @@ class Lake:
                         pass
                     if not (committing and isinstance(exc, duckdb.Error)):
                         raise
-                    landed = self._commit_outcome(marker, failed_at=time.time())
-                    if landed is None:
+                    done = self._commit_outcome(ingest_key, failed_at=time.time())
+                    if done is None:
                         raise CommitNotApplied(exc) from exc
                     log.warning("commit answered with an error but landed",
-                                extra={"ctx_snapshot_id": landed,
+                                extra={"ctx_snapshot_id": done["snapshot_id"],
                                        "ctx_detail": redact(str(exc)).splitlines()[0]})
-                    snapshot = landed
+                    snapshot = done["snapshot_id"]
                 else:
                     # the snapshot this connection committed (another replica may have
                     # committed since: the catalog's current snapshot is not ours)
                     snapshot = int(cur.execute(
                         f"SELECT id FROM {CATALOG}.last_committed_snapshot()").fetchone()[0])
-                if inserted:    # both CREATE TABLE AS and INSERT answer with the row count
-                    rows = int(inserted[0])
-                else:
-                    rows = int(cur.execute(f"SELECT count(*) FROM {target} AT (VERSION => {snapshot})").fetchone()[0])
-                return {"table": table, "dataset": dataset, "mode": mode, "rows_ingested": rows, "snapshot_id": snapshot}
+                return {"table": table, "dataset": dataset, "mode": mode, "rows_ingested": rows,
+                        "snapshot_id": snapshot, "key": ingest_key}
             finally:
                 cur.close()
 
@@ -681,39 +628,30 @@ class Lake:
         log.info("ingested dataset", extra={f"ctx_{k}": v for k, v in result.items()})
         return result
 
-    def _commit_outcome(self, marker: str, failed_at: float) -> int | None:
-        """After a failed COMMIT: the snapshot that carries ``marker`` (the commit landed),
-        or None (it did not and cannot any more), from the catalog as it is now. Not there
-        yet is not final while a session of the catalog owner that began before the
-        failure still waits in COMMIT (synchronous replication: a commit becomes visible
-        only once the standby has it; a server whose client went away keeps waiting). The
-        catalog may be failing over: it is asked again for up to COMMIT_OUTCOME_S (each
-        query interrupted at the deadline), then the outcome is unknown: a 503 that names
-        the marker (GET /tables/{table}/snapshots shows it once it landed)."""
-        deadline = time.monotonic() + COMMIT_OUTCOME_S
-        why = "no answer"
-        while True:
-            try:
-                row = self._bounded(deadline, lambda cur: cur.execute(
-                    f"SELECT snapshot_id FROM {CATALOG}.snapshots() WHERE commit_extra_info = ?",
-                    [marker]).fetchone(), read_only=True)
-                if row:
-                    return int(row[0])
-                waiting = self._bounded(deadline, lambda cur: cur.execute(
-                    "SELECT * FROM postgres_query(?, ?)", [CATALOG_DB, _PENDING_COMMITS.format(
-                        before=float(failed_at) + 1.0)]).fetchone()[0], read_only=False)
-                if not waiting:
-                    return None
-                why = f"{waiting} session(s) of the catalog owner still in COMMIT"
-            except (duckdb.Error, Unavailable) as exc:
-                self.reset()            # the next attempt connects again
-                why = redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
-            if time.monotonic() >= deadline:
-                raise Unavailable(
-                    f"the commit's outcome is unknown after {COMMIT_OUTCOME_S}s ({why}); it carries "
-                    f"the marker {marker} in its snapshot's commit_extra_info: look at the "
-                    "table's snapshots before retrying") from None
-            time.sleep(1.0)
+    @staticmethod
+    def _replayed(done: dict, key: str, table: str, dataset: str | None, mode: str) -> dict[str, Any]:
+        """The answer for an ingest whose key landed before (a client's retry)."""
+        if str(done["table"]).lower() != table.lower():
+            raise Conflict(f"Idempotency-Key {key} was used for table {done['table']!r}, not {table!r}")
+        return {"table": table, "dataset": dataset, "mode": mode, "rows_ingested": done["rows"],
+                "snapshot_id": done["snapshot_id"], "key": key, "replayed": True}
+
+    def _commit_outcome(self, key: str, failed_at: float) -> dict | None:
+        """After a failed COMMIT: commits.await_outcome on this catalog. The marker is
+        looked for on the read-only attach; the sessions still in COMMIT through the
+        writer's catalog database (its role sees its own sessions whole)."""
+        pending = commits.PENDING_COMMITS.format(before=float(failed_at) + 1.0)
+
+        def find(deadline: float) -> dict | None:
+            return commits.landed(self._bounded(deadline, lambda cur: cur.execute(
+                commits.find_marker_sql(CATALOG), [key]).fetchone(), read_only=True))
+
+        def waiting(deadline: float) -> int:
+            return int(self._bounded(deadline, lambda cur: cur.execute(
+                "SELECT * FROM postgres_query(?, ?)", [CATALOG_DB, pending]).fetchone()[0],
+                read_only=False))
+
+        return commits.await_outcome(find, waiting, self.reset, key)
 
     def _bounded(self, deadline: float, fn: Callable[[duckdb.DuckDBPyConnection], T],
                  read_only: bool) -> T:
