@@ -187,19 +187,39 @@ def test_an_idempotency_key_runs_an_ingest_once(backend):
     first = c.post("/tables/amb/ingest", json={"dataset": "amb.csv", "mode": "append"},
                    headers={"Idempotency-Key": key})
     assert first.status_code == 200 and "replayed" not in first.json(), first.text
-    rows = c.post("/tables/amb/rows", content=ROWS, headers={"content-type": "text/csv",
-                                                            "Idempotency-Key": key})
-    assert rows.status_code == 200 and rows.json()["replayed"] is True, rows.text
-    assert rows.json()["snapshot_id"] == first.json()["snapshot_id"]
-    assert _count_and_sum(c) == (before[0] + 10, before[1] + 45)
-    other = c.post("/tables/amb2/ingest", json={"dataset": "amb.csv", "mode": "create"},
+    again = c.post("/tables/amb/ingest", json={"dataset": "amb.csv", "mode": "append"},
                    headers={"Idempotency-Key": key})
-    assert other.status_code == 409 and "was used for table" in other.json()["detail"], other.text
+    assert again.status_code == 200 and again.json()["replayed"] is True, again.text
+    assert again.json()["snapshot_id"] == first.json()["snapshot_id"]
+    assert _count_and_sum(c) == (before[0] + 10, before[1] + 45)
+    # the same key for another request: another table, endpoint (body size), mode
+    for other in (lambda: c.post("/tables/amb2/ingest", json={"dataset": "amb.csv", "mode": "create"},
+                                 headers={"Idempotency-Key": key}),
+                  lambda: c.post("/tables/amb/rows", content=ROWS, headers={
+                      "content-type": "text/csv", "Idempotency-Key": key}),
+                  lambda: c.post("/tables/AMB/ingest", json={"dataset": "amb.csv", "mode": "create"},
+                                 headers={"Idempotency-Key": key})):
+        r = other()
+        assert r.status_code == 409 and "named another ingest" in r.json()["detail"], r.text
+    # a key another replica holds (its ingest running, or its outcome unknown): 409
+    from ducklake_backend.catalog_state import CatalogState
+    lake = c.app.state.lake
+    held = CatalogState(lake.catalog_db_cursor).acquire("ingest:client-busy:1", "replica-b", 60)
+    busy = c.post("/tables/amb/ingest", json={"dataset": "amb.csv", "mode": "append"},
+                  headers={"Idempotency-Key": "client-busy:1"})
+    assert busy.status_code == 409 and "in progress" in busy.json()["detail"], busy.text
+    CatalogState(lake.catalog_db_cursor).forget(held)
+    # a body ingest with a key: replayed, not run twice
+    k2 = "client-rows:0001"
+    one = c.post("/tables/amb/rows", content=ROWS, headers={"content-type": "text/csv", "Idempotency-Key": k2})
+    two = c.post("/tables/amb/rows", content=ROWS, headers={"content-type": "text/csv", "Idempotency-Key": k2})
+    assert one.status_code == 200 and two.status_code == 200 and two.json()["replayed"] is True, two.text
+    assert _count_and_sum(c) == (before[0] + 20, before[1] + 90)
     for bad in ("", " x", "a" * 129, "x/y", "x'--", "{{x}}"):
         r = c.post("/tables/amb/ingest", json={"dataset": "amb.csv", "mode": "append"},
                    headers={"Idempotency-Key": bad})
         assert r.status_code in (400, 422), (bad, r.status_code, r.text)
-    assert _count_and_sum(c) == (before[0] + 10, before[1] + 45)
+    assert _count_and_sum(c) == (before[0] + 20, before[1] + 90)
     named, stored = _files(c)
     assert named <= stored
 

@@ -150,6 +150,13 @@ class CatalogState:
                       f"UPDATE {LEASE_TABLE} SET holder = NULL, token = NULL, expires_at = now() "
                       f"WHERE name = {sql_literal(lease.name)} AND token = {sql_literal(lease.token)}")
 
+    def forget(self, lease: Lease) -> None:
+        """Delete the lease's row (if still ours): for leases named once, such as an
+        ingest's key, which would otherwise leave a row each."""
+        self._execute("forget the lease",
+                      f"DELETE FROM {LEASE_TABLE} WHERE name = {sql_literal(lease.name)} "
+                      f"AND token = {sql_literal(lease.token)}")
+
     def _holds(self, lease: Lease) -> bool:
         return bool(self._query("read the lease",
                                 f"SELECT 1 AS held FROM {LEASE_TABLE} WHERE name = {sql_literal(lease.name)} "

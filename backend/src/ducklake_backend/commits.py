@@ -43,31 +43,44 @@ KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 # named: DuckDB's postgres_query runs on another connection than DuckLake's, and the
 # server keeps only the first 1 kB of a query's text, before the marker.)
 PENDING_COMMITS = ("SELECT count(*) FROM pg_stat_activity WHERE usename = current_user "
-                   "AND pid <> pg_backend_pid() AND xact_start <= to_timestamp({before}) "
+                   "AND pid <> pg_backend_pid() "
+                   "AND xact_start <= now() - make_interval(secs => {ago:.3f}) "
                    "AND (wait_event = 'SyncRep' OR (state = 'active' AND query ILIKE 'COMMIT%'))")
 # "not there, none pending" counts once seen twice this far apart: a COMMIT the server has
 # not read yet (in its socket when the connection broke) is then being committed, or gone
 SETTLE_S = 2.0
 
 
-def marker(key: str, table: str, rows: int) -> str:
-    return json.dumps({"ingest": key, "table": table, "rows": rows}, sort_keys=True)
+def marker(key: str, request: dict[str, Any], answer: dict[str, Any]) -> str:
+    """What an ingest writes in its snapshot's commit_extra_info: its key, the request it
+    answers (a replay must be the same request) and its answer."""
+    return json.dumps({"ingest": key, "request": request, "answer": answer}, sort_keys=True)
 
 
 def find_marker_sql(catalog: str) -> str:
     """The snapshot (id, commit_extra_info) whose marker carries key ``?``; other commit
     infos (none, or text that is not JSON) never match."""
     return (f"SELECT snapshot_id, commit_extra_info FROM {catalog}.snapshots() WHERE CASE WHEN "
-            "json_valid(commit_extra_info) THEN json_extract_string(commit_extra_info, '$.ingest') "
-            "END = ? ORDER BY snapshot_id LIMIT 1")
+            "json_valid(commit_extra_info) AND json_type(commit_extra_info, '$.ingest') = 'VARCHAR' "
+            "THEN json_extract_string(commit_extra_info, '$.ingest') END = ? "
+            "ORDER BY snapshot_id LIMIT 1")
 
 
 def landed(row: tuple | None) -> dict[str, Any] | None:
-    """A find_marker_sql row as {"snapshot_id", "table", "rows"}."""
+    """A find_marker_sql row as {"snapshot_id", "request", "answer"}. A marker this code did
+    not write (DuckDB's JSON reading is laxer than Python's) is still a landed ingest of
+    that key, of an unknown request: never run again, never replayed."""
     if not row:
         return None
-    info = json.loads(row[1])
-    return {"snapshot_id": int(row[0]), "table": info.get("table"), "rows": info.get("rows")}
+    try:
+        info = json.loads(row[1])
+        request, answer = info["request"], info["answer"]
+        if not (isinstance(request, dict) and isinstance(answer, dict)
+                and isinstance(answer.get("rows_ingested"), int)):
+            raise ValueError("not this backend's marker")
+    except (ValueError, KeyError, TypeError):
+        request, answer = {"unreadable marker": str(row[1])[:200]}, {}
+    return {"snapshot_id": int(row[0]), "request": request, "answer": answer}
 
 
 class CommitNotApplied(Exception):
@@ -110,9 +123,10 @@ def await_outcome(find: Callable[[float], dict | None], pending: Callable[[float
             why = redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
         if clock() >= deadline:
             raise Unavailable(
-                f"the commit's outcome is unknown after {limit:g}s ({why}); the ingest's key is {key}: retry with header Idempotency-Key: {key} "
-                "(it answers the ingest that landed, or runs it), or look for the key in the "
-                "table's snapshots (commit_extra_info)")
+                f"the commit's outcome is unknown after {limit:g}s ({why}); the ingest's key is "
+                f"{key}: retry with header Idempotency-Key: {key} (it answers 409 while the outcome "
+                "may still change, then the ingest that landed, or runs it), or look for the key "
+                "in the table's snapshots (commit_extra_info)")
         sleep(1.0)
 
 

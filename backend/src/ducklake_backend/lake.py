@@ -93,6 +93,9 @@ WIDTH_SAMPLE_FILES = 8             # the newest files of a table whose footers g
 # file of an ingest still running is never that old (requests end within minutes).
 ORPHAN_MIN_AGE_S = 3600
 CLEANER_MEMORY = 128 * MIB         # the cleaner's memory_limit: it holds file lists only
+# how long a client's Idempotency-Key stays claimed by the replica running its ingest
+# (and after an unknown outcome): a retry meanwhile gets 409
+KEY_CLAIM_S = 300
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -528,7 +531,9 @@ class Lake:
         validate_identifier(table)
         if mode not in ("create", "append"):
             raise BadRequest(f"mode must be 'create' or 'append', got {mode!r}")
-        return self._ingest(table, dataset, mode, self._dataset_source(dataset), key=key)
+        request = {"mode": mode, "dataset": dataset, "bytes": None}
+        return self._keyed(key, table, request, lambda k: self._ingest(
+            table, dataset, mode, self._dataset_source(dataset), key=k, request=request))
 
     def ingest_file(self, table: str, dataset: str | None, mode: str, path: str, length: int,
                     content_type: str, key: str | None = None) -> dict[str, Any]:
@@ -542,36 +547,47 @@ class Lake:
         if mode not in ("create", "append"):
             raise BadRequest(f"mode must be 'create' or 'append', got {mode!r}")
         source = source_sql(path, content_type == PARQUET)
-        if dataset is None:
-            return {**self._ingest(table, None, mode, source, key=key), "uri": None, "bytes": length}
+        request = {"mode": mode, "dataset": dataset, "bytes": length}
 
-        def copy() -> dict[str, Any]:
-            with open(path, "rb") as f:
-                return self.upload(dataset, f, length, content_type)
+        def run(k: str) -> dict[str, Any]:
+            if dataset is None:
+                return {**self._ingest(table, None, mode, source, key=k, request=request),
+                        "uri": None, "bytes": length}
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-copy") as pool:
-            stored = pool.submit(copy)
-            try:
-                result = self._ingest(table, dataset, mode, source, before_commit=stored.result, key=key)
-            finally:
-                stored.exception()          # the copy ends before the file goes
-        return {**result, "uri": stored.result()["uri"], "bytes": length}
+            def copy() -> dict[str, Any]:
+                with open(path, "rb") as f:
+                    return self.upload(dataset, f, length, content_type)
+
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-copy") as pool:
+                stored = pool.submit(copy)
+                try:
+                    result = self._ingest(table, dataset, mode, source, before_commit=stored.result,
+                                          key=k, request=request)
+                finally:
+                    stored.exception()          # the copy ends before the file goes
+            return {**result, "uri": stored.result()["uri"], "bytes": length}
+
+        return self._keyed(key, table, request, run)
 
     def _ingest(self, table: str, dataset: str | None, mode: str, source: str,
                 before_commit: Callable[[], Any] | None = None,
-                key: str | None = None) -> dict[str, Any]:
+                key: str | None = None, request: dict[str, Any] | None = None) -> dict[str, Any]:
         """One snapshot; ``key`` (the client's Idempotency-Key) names the ingest: an ingest
         of that key that landed before is answered, not run again (commits.py)."""
         target = f"{CATALOG}.{SCHEMA}.{quote_identifier(table)}"
 
+        ingest_key = key or uuid.uuid4().hex
+        attempts = []
+
         def once() -> dict[str, Any]:
-            ingest_key = key or uuid.uuid4().hex
             cur = self._cursor(read_only=False)
             try:
-                if key is not None:
-                    done = commits.landed(cur.execute(commits.find_marker_sql(CATALOG), [key]).fetchone())
+                if attempts:    # a retry: an earlier attempt may have landed after all
+                    done = commits.landed(cur.execute(commits.find_marker_sql(CATALOG),
+                                                      [ingest_key]).fetchone())
                     if done is not None:
-                        return self._replayed(done, key, table, dataset, mode)
+                        return {**done["answer"], "snapshot_id": done["snapshot_id"], "key": ingest_key}
+                attempts.append(1)
                 existing = self._table_name(cur, table)
                 if mode == "create" and existing:
                     raise Conflict(f"table {existing!r} already exists (table names are "
@@ -586,12 +602,14 @@ class Lake:
                     else:
                         cur.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {source}")
                     inserted = cur.fetchone()
-                    # both CREATE TABLE AS and INSERT answer with the row count
-                    rows = int(inserted[0]) if inserted else int(cur.execute(
-                        f"SELECT count(*) FROM {target}").fetchone()[0])
+                    if not inserted:    # CREATE TABLE AS and INSERT both answer with the count
+                        raise ApiError("the ingest did not report its row count")
+                    rows = int(inserted[0])
+                    answer = {"table": table, "dataset": dataset, "mode": mode, "rows_ingested": rows}
                     cur.execute(f"CALL {CATALOG}.set_commit_message(?, ?, extra_info => ?)",
                                 [self.settings.replica_name, f"ingest into {table}",
-                                 commits.marker(ingest_key, table, rows)])
+                                 commits.marker(ingest_key, {"table": table.lower(), **(request or {})},
+                                                answer)])
                     if before_commit is not None:
                         before_commit()
                     committing = True
@@ -603,7 +621,7 @@ class Lake:
                         pass
                     if not (committing and isinstance(exc, duckdb.Error)):
                         raise
-                    done = self._commit_outcome(ingest_key, failed_at=time.time())
+                    done = self._commit_outcome(ingest_key, failed_at=time.monotonic())
                     if done is None:
                         raise CommitNotApplied(exc) from exc
                     log.warning("commit answered with an error but landed",
@@ -615,8 +633,7 @@ class Lake:
                     # committed since: the catalog's current snapshot is not ours)
                     snapshot = int(cur.execute(
                         f"SELECT id FROM {CATALOG}.last_committed_snapshot()").fetchone()[0])
-                return {"table": table, "dataset": dataset, "mode": mode, "rows_ingested": rows,
-                        "snapshot_id": snapshot, "key": ingest_key}
+                return {**answer, "snapshot_id": snapshot, "key": ingest_key}
             finally:
                 cur.close()
 
@@ -628,25 +645,69 @@ class Lake:
         log.info("ingested dataset", extra={f"ctx_{k}": v for k, v in result.items()})
         return result
 
-    @staticmethod
-    def _replayed(done: dict, key: str, table: str, dataset: str | None, mode: str) -> dict[str, Any]:
-        """The answer for an ingest whose key landed before (a client's retry)."""
-        if str(done["table"]).lower() != table.lower():
-            raise Conflict(f"Idempotency-Key {key} was used for table {done['table']!r}, not {table!r}")
-        return {"table": table, "dataset": dataset, "mode": mode, "rows_ingested": done["rows"],
-                "snapshot_id": done["snapshot_id"], "key": key, "replayed": True}
+    def _keyed(self, key: str | None, table: str, request: dict[str, Any],
+               run: Callable[[str | None], dict[str, Any]]) -> dict[str, Any]:
+        """An ingest named by the client's Idempotency-Key ``key`` (None: a fresh one).
+        Landed before (its marker is in a kept snapshot): its answer, not a second run
+        (409 if that ingest was another request: table, mode, dataset, size). Else the key
+        is claimed in the catalog database (a lease, catalog_state.py: one claim among
+        every replica; 409 while another holds it) and the ingest runs; a claim whose
+        outcome is unknown is kept until it runs out (KEY_CLAIM_S), so a retry with the
+        key meanwhile gets 409, and later the answer of what landed, or a run."""
+        from .catalog_state import CatalogState, LeaseHeld
+        fresh = key is None
+        key = key or uuid.uuid4().hex
+        state = CatalogState(self.catalog_db_cursor)
+        want = {"table": table.lower(), **request}
+
+        def landed() -> dict[str, Any] | None:
+            cur = self._cursor(read_only=False)
+            try:
+                done = commits.landed(cur.execute(commits.find_marker_sql(CATALOG), [key]).fetchone())
+            finally:
+                cur.close()
+            if done is None:
+                return None
+            if done["request"] != want:
+                raise Conflict(f"Idempotency-Key {key} named another ingest ({done['request']}); "
+                               "use a new key for a new request")
+            return {**done["answer"], "snapshot_id": done["snapshot_id"], "key": key, "replayed": True}
+
+        try:
+            done = None if fresh else landed()
+            if done is not None:
+                return done
+            try:
+                claim = state.acquire(f"ingest:{key}", self.settings.replica_name, KEY_CLAIM_S)
+            except LeaseHeld:
+                raise Conflict(f"an ingest with Idempotency-Key {key} is in progress (or its outcome "
+                               f"is being settled); retry within {KEY_CLAIM_S}s") from None
+        except duckdb.Error as exc:
+            raise client_error_from_duckdb(exc) from None
+        keep = False
+        try:
+            done = None if fresh else landed()   # it may have landed between the look and the claim
+            if done is not None:
+                return done
+            return run(key)
+        except Unavailable as exc:
+            keep = "outcome is unknown" in exc.message
+            raise
+        finally:
+            if not keep:
+                state.forget(claim)
 
     def _commit_outcome(self, key: str, failed_at: float) -> dict | None:
         """After a failed COMMIT: commits.await_outcome on this catalog. The marker is
         looked for on the read-only attach; the sessions still in COMMIT through the
         writer's catalog database (its role sees its own sessions whole)."""
-        pending = commits.PENDING_COMMITS.format(before=float(failed_at) + 1.0)
-
         def find(deadline: float) -> dict | None:
             return commits.landed(self._bounded(deadline, lambda cur: cur.execute(
                 commits.find_marker_sql(CATALOG), [key]).fetchone(), read_only=True))
 
         def waiting(deadline: float) -> int:
+            # the failure's time on the server's clock: now() less the time since (+1 s)
+            pending = commits.PENDING_COMMITS.format(ago=time.monotonic() - failed_at - 1.0)
             return int(self._bounded(deadline, lambda cur: cur.execute(
                 "SELECT * FROM postgres_query(?, ?)", [CATALOG_DB, pending]).fetchone()[0],
                 read_only=False))
