@@ -582,3 +582,22 @@ def test_a_commit_pending_past_the_deadline_is_unknown_not_absent():
     with pytest.raises(Unavailable) as info:
         _outcome([None], [2], outcome_s=3)
     assert "2 session(s) of the catalog role still in COMMIT" in info.value.message
+
+
+@pytest.mark.parametrize("message,maybe", [
+    ('Failed to commit: Failed to commit DuckLake transaction.\nFailed to execute query "COMMIT": '
+     "server closed the connection unexpectedly", True),
+    ('Failed to commit: Could not remove file "s3://lake/main/t/x.parquet": Forbidden', True),
+    ("Failed to commit: terminating connection due to administrator command", True),
+    ("Failed to commit: could not connect to server: Connection refused", True),
+    ("Transaction conflict - attempting to insert into table with index 2 - but another "
+     "transaction has altered this table", False),
+    ('Failed to commit DuckLake transaction: ERROR:  duplicate key value violates unique '
+     'constraint "ducklake_table_pkey"', False),
+    ("Constraint Error: NOT NULL constraint failed", False),
+])
+def test_only_a_commit_that_may_have_landed_is_looked_up(message, maybe):
+    """A COMMIT the server refused is raised as before (fast, a conflict retried); only a
+    lost connection, or an error hidden by the rollback's refused delete, is looked up."""
+    from ducklake_backend.commits import may_have_landed
+    assert may_have_landed(duckdb.TransactionException(message)) is maybe

@@ -51,6 +51,24 @@ PENDING_COMMITS = ("SELECT count(*) FROM pg_stat_activity WHERE usename = curren
 SETTLE_S = 2.0
 
 
+# how libpq (through DuckDB's postgres extension) says the catalog server is not there
+CATALOG_GONE = ("server closed the connection unexpectedly", "terminating connection",
+                "the database system is shutting down", "the database system is starting up",
+                "could not connect to server", "connection refused", "no connection to the server")
+
+
+def may_have_landed(exc: BaseException) -> bool:
+    """Can the COMMIT that raised ``exc`` have committed? When the connection went away
+    (the server may have committed before it could answer), or when the error hides the
+    original one: a writer that may not delete makes DuckLake's rollback fail with "Could
+    not remove file ...", whatever the COMMIT's own error was. An error the server
+    answered (a conflict, a refused statement) did not commit: it is raised as before,
+    so a deterministic failure stays fast."""
+    text = str(exc).lower()
+    return (any(m in text for m in CATALOG_GONE) or "could not remove file" in text
+            or 'failed to execute query "commit"' in text)
+
+
 def marker(key: str, request: dict[str, Any], answer: dict[str, Any]) -> str:
     """What an ingest writes in its snapshot's commit_extra_info: its key, the request it
     answers (a replay must be the same request) and its answer."""
@@ -171,6 +189,7 @@ def retry_on_conflict(
             attempt += 1
             log.warning(
                 "commit not applied, retrying" if not_applied else "commit conflict, retrying",
-                extra={"ctx_attempt": attempt, "ctx_retries": retries, "ctx_delay_s": round(delay, 3)},
+                extra={"ctx_attempt": attempt, "ctx_retries": retries, "ctx_delay_s": round(delay, 3),
+                       "ctx_detail": (redact(str(exc)).splitlines() or [""])[0][:300]},
             )
             sleep(delay)

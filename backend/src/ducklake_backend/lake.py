@@ -46,7 +46,7 @@ from minio import Minio
 from minio.error import S3Error
 
 from . import commits, extensions
-from .commits import CommitNotApplied, is_commit_conflict, retry_on_conflict
+from .commits import CATALOG_GONE, CommitNotApplied, is_commit_conflict, retry_on_conflict
 from .config import Settings, duckdb_memory_limit
 from .errors import ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge, QueryTimeout, Unavailable
 from .logs import redact, redactor
@@ -216,10 +216,6 @@ def _non_finite(row: tuple, n: int, temporal: list[int]) -> tuple:
     return tuple(values)
 
 
-# how libpq (through DuckDB's postgres extension) says the catalog server is not there
-CATALOG_GONE = ("server closed the connection unexpectedly", "terminating connection",
-                "the database system is shutting down", "the database system is starting up",
-                "could not connect to server", "connection refused", "no connection to the server")
 
 
 # what MinIO (and S3) answer when the volume under the bucket is full: HTTP 507
@@ -619,8 +615,8 @@ class Lake:
                         cur.rollback()      # the writer cannot delete: its files stay
                     except duckdb.Error:
                         pass
-                    if not (committing and isinstance(exc, duckdb.Error)):
-                        raise
+                    if not (committing and isinstance(exc, duckdb.Error) and commits.may_have_landed(exc)):
+                        raise       # the server refused the COMMIT: nothing landed
                     done = self._commit_outcome(ingest_key, failed_at=time.monotonic())
                     if done is None:
                         raise CommitNotApplied(exc) from exc
