@@ -574,6 +574,11 @@ class Lake:
 
         ingest_key = key or uuid.uuid4().hex
         attempts = []
+        # one budget for every outcome lookup of this request (each retry's included): a
+        # client waits COMMIT_OUTCOME_S at most for them, not that per attempt (CI: a
+        # rolling upgrade of Patroni cut several attempts of one ingest, which outlived the
+        # client's 60 s)
+        lookup_until: list[float] = []
 
         def once() -> dict[str, Any]:
             cur = self._cursor(read_only=False)
@@ -617,7 +622,10 @@ class Lake:
                         pass
                     if not (committing and isinstance(exc, duckdb.Error) and commits.may_have_landed(exc)):
                         raise       # the server refused the COMMIT: nothing landed
-                    done = self._commit_outcome(ingest_key, failed_at=time.monotonic())
+                    now = time.monotonic()
+                    lookup_until.append(lookup_until[0] if lookup_until else now + commits.COMMIT_OUTCOME_S)
+                    done = self._commit_outcome(ingest_key, failed_at=now,
+                                                outcome_s=max(lookup_until[0] - now, commits.SETTLE_S * 2))
                     if done is None:
                         raise CommitNotApplied(exc) from exc
                     log.warning("commit answered with an error but landed",
@@ -693,7 +701,7 @@ class Lake:
             if not keep:
                 state.forget(claim)
 
-    def _commit_outcome(self, key: str, failed_at: float) -> dict | None:
+    def _commit_outcome(self, key: str, failed_at: float, outcome_s: float | None = None) -> dict | None:
         """After a failed COMMIT: commits.await_outcome on this catalog. The marker is
         looked for on the read-only attach; the sessions still in COMMIT through the
         writer's catalog database (its role sees its own sessions whole)."""
@@ -708,7 +716,7 @@ class Lake:
                 "SELECT * FROM postgres_query(?, ?)", [CATALOG_DB, pending]).fetchone()[0],
                 read_only=False))
 
-        return commits.await_outcome(find, waiting, self.reset, key)
+        return commits.await_outcome(find, waiting, self.reset, key, outcome_s=outcome_s)
 
     def _bounded(self, deadline: float, fn: Callable[[duckdb.DuckDBPyConnection], T],
                  read_only: bool) -> T:
