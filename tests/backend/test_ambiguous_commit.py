@@ -293,3 +293,19 @@ def test_with_a_writer_that_may_delete_the_hazard_is_real(pg_server, minio):
             assert r.status_code != 200, r.text
     finally:
         proxy.close()
+
+
+def test_a_claim_that_cannot_be_released_does_not_fail_a_landed_ingest(backend, monkeypatch):
+    """The key's claim is released after the ingest; when the catalog is gone by then, the
+    ingest still answers 200 (the claim runs out by itself)."""
+    from ducklake_backend.catalog_state import CatalogState
+    from ducklake_backend.errors import Unavailable
+    c, _ = backend
+    before = _count_and_sum(c)
+
+    def gone(self, lease):
+        raise Unavailable("the catalog database failed to forget the lease: gone")
+    monkeypatch.setattr(CatalogState, "forget", gone)
+    r = c.post("/tables/amb/ingest", json={"dataset": "amb.csv", "mode": "append"})
+    assert r.status_code == 200, r.text
+    assert _count_and_sum(c) == (before[0] + 10, before[1] + 45)

@@ -699,7 +699,11 @@ class Lake:
             raise
         finally:
             if not keep:
-                state.forget(claim)
+                try:
+                    state.forget(claim)
+                except (ApiError, duckdb.Error) as exc:     # it runs out by itself
+                    log.warning("ingest key not released", extra={
+                        "ctx_key": key, "ctx_detail": redact(str(getattr(exc, "message", exc)))})
 
     def _commit_outcome(self, key: str, failed_at: float, outcome_s: float | None = None) -> dict | None:
         """After a failed COMMIT: commits.await_outcome on this catalog. The marker is
